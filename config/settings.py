@@ -1,0 +1,195 @@
+"""Typed, frozen settings for every BitVelocity process, built once from the environment.
+
+Every value can be set with an environment variable: prefix ``BV_``, nested sections joined
+by ``__`` (``BV_POSTGRES__PORT=5433``, ``BV_KAFKA__BOOTSTRAP_SERVERS=...``). Secrets are
+``SecretStr`` and never printed. The defaults describe the local stack that
+``bitvelocity stack up`` runs on loopback; the credentials it generates on first start
+live in ``<state_dir>/credentials.env`` (git-ignored) and are read from there when the
+environment does not set them.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+LOOPBACK = "127.0.0.1"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CREDENTIALS_FILE = "credentials.env"
+DEFAULT_STATE_DIR = PROJECT_ROOT / ".state"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PostgresSettings(_Section):
+    """The PostgreSQL cluster holding the OLTP source and the warehouse."""
+
+    host: str = LOOPBACK
+    port: Port = 55432
+    database: str = "bitvelocity"
+    admin_user: str = "postgres"
+    admin_password: SecretStr = SecretStr("")
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    def dsn(self, database: str | None = None) -> str:
+        """A libpq/asyncpg URL for the admin user; keep it out of logs (it holds the password)."""
+        password = self.admin_password.get_secret_value()
+        auth = f"{self.admin_user}:{password}" if password else self.admin_user
+        return f"postgresql://{auth}@{self.host}:{self.port}/{database or self.database}"
+
+
+class RedisSettings(_Section):
+    """Redis: feature store and L2 cache."""
+
+    host: str = LOOPBACK
+    port: Port = 56379
+    password: SecretStr = SecretStr("")
+    db: int = Field(default=0, ge=0)
+
+
+class KafkaSettings(_Section):
+    """The Kafka cluster carrying CDC and derived topics."""
+
+    bootstrap_servers: str = f"{LOOPBACK}:59092"
+    controller_port: Port = 59093
+    consumer_group: str = "bitvelocity-streams"
+
+
+class ConnectSettings(_Section):
+    """Kafka Connect, which runs the Debezium PostgreSQL connector."""
+
+    url: str = f"http://{LOOPBACK}:58083"
+    connector_name: str = "bitvelocity-postgres-cdc"
+    converter: Literal["avro", "json"] = "avro"
+
+
+class RegistrySettings(_Section):
+    """The schema registry (Apicurio Registry 3, Confluent-compatible API under ccompat)."""
+
+    url: str = f"http://{LOOPBACK}:58080"
+    management_port: Port = 59000
+    timeout_s: float = Field(default=5.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+
+    @property
+    def confluent_url(self) -> str:
+        """Base URL of the Confluent-compatible API our client and Python serdes speak."""
+        return f"{self.url}/apis/ccompat/v7"
+
+    @property
+    def apicurio_v2_url(self) -> str:
+        """Base URL of the Apicurio v2 API the Kafka Connect converter speaks."""
+        return f"{self.url}/apis/registry/v2"
+
+
+class TopicSettings(_Section):
+    """Topic names and conventions of DESIGN.md section 4."""
+
+    cdc_prefix: str = "bitvelocity"
+    dlq_suffix: str = ".dlq"
+    hourly_revenue: str = "hourly-revenue"
+    customer_features: str = "customer-features"
+    product_updates: str = "product-updates"
+    late_events: str = "late-events"
+    partitions: int = Field(default=3, ge=1)
+
+    def cdc_topic(self, table: str, schema: str = "public") -> str:
+        """The Debezium topic of one source table, ``<prefix>.<schema>.<table>``."""
+        return f"{self.cdc_prefix}.{schema}.{table}"
+
+    def dlq_topic(self, source_topic: str) -> str:
+        """The dead-letter topic that receives what ``source_topic`` could not deliver."""
+        return f"{source_topic}{self.dlq_suffix}"
+
+
+class SinkSettings(_Section):
+    """Batching of the exactly-once PostgreSQL sink (DESIGN.md section 5)."""
+
+    batch_max_records: int = Field(default=5000, ge=1)
+    batch_max_ms: int = Field(default=200, ge=1)
+    retry_initial_backoff_s: float = Field(default=0.2, gt=0)
+    retry_max_backoff_s: float = Field(default=10.0, gt=0)
+
+
+class WindowSettings(_Section):
+    """Event-time windows of DESIGN.md section 8."""
+
+    hourly_revenue_size: timedelta = timedelta(hours=1)
+    grace_period: timedelta = timedelta(minutes=5)
+    retention: timedelta = timedelta(days=35)
+    features_lookback: timedelta = timedelta(days=30)
+    features_sweep_interval: timedelta = timedelta(minutes=5)
+    reference_grace_period: timedelta = timedelta(minutes=10)
+
+
+class WebSettings(_Section):
+    """Faust web views and Prometheus ``/metrics``: loopback unless configured otherwise."""
+
+    host: str = LOOPBACK
+    port: Port = 56066
+    metrics_port: Port = 56067
+    token: SecretStr | None = None
+
+
+class StackSettings(_Section):
+    """Where the local stack keeps its downloads, data, logs and pids."""
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    java_home: Path | None = None
+    registry_java_home: Path | None = None
+    kafka_heap_mb: int = Field(default=768, ge=128)
+    connect_heap_mb: int = Field(default=768, ge=128)
+    registry_heap_mb: int = Field(default=384, ge=128)
+    ready_timeout_s: float = Field(default=180.0, gt=0)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+
+class Settings(BaseSettings):
+    """All settings of one process. Frozen: build once, pass down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BV_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+    )
+
+    app_name: str = "bitvelocity-streams"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    postgres: PostgresSettings = PostgresSettings()
+    redis: RedisSettings = RedisSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    connect: ConnectSettings = ConnectSettings()
+    registry: RegistrySettings = RegistrySettings()
+    topics: TopicSettings = TopicSettings()
+    sink: SinkSettings = SinkSettings()
+    windows: WindowSettings = WindowSettings()
+    web: WebSettings = WebSettings()
+    stack: StackSettings = StackSettings()
+
+    @property
+    def credentials_file(self) -> Path:
+        """The git-ignored file holding the passwords ``stack up`` generated."""
+        return self.stack.state_dir / CREDENTIALS_FILE
+
+
+def load_settings() -> Settings:
+    """Build the settings from the process environment.
+
+    Credentials that ``stack up`` generated are read from ``<state_dir>/credentials.env``;
+    a variable set in the environment always wins over that file.
+    """
+    state_dir = Path(os.environ.get("BV_STACK__STATE_DIR", str(DEFAULT_STATE_DIR))).expanduser()
+    return Settings(_env_file=state_dir / CREDENTIALS_FILE)  # type: ignore[call-arg]

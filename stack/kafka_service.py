@@ -1,0 +1,117 @@
+"""Apache Kafka in KRaft mode: one combined broker and controller on loopback.
+
+Storage is formatted once, on first start, with a cluster id kept beside the data.
+Internal topics use replication factor 1 and few partitions: this is a one-node stack
+sized for a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import uuid
+
+from confluent_kafka.admin import AdminClient
+
+from stack import process
+from stack.base import Endpoint, Progress, Service, host_port
+from stack.jvm import kafka_java_command, resolve_named, write_properties
+from stack.tools import find_java, run_checked
+from stack.versions import KAFKA_MIN_JAVA, KAFKA_VERSION
+
+_silent = logging.getLogger("bitvelocity.stack.kafka-probe")
+_silent.addHandler(logging.NullHandler())
+_silent.propagate = False
+
+
+class KafkaService(Service):
+    name = "kafka"
+    description = f"Apache Kafka {KAFKA_VERSION} (KRaft)"
+
+    @property
+    def broker_address(self) -> tuple[str, int]:
+        return host_port(self.settings.kafka.bootstrap_servers)
+
+    def endpoints(self) -> list[Endpoint]:
+        host, port = self.broker_address
+        return [
+            Endpoint("broker", host, port, "BV_KAFKA__BOOTSTRAP_SERVERS"),
+            Endpoint("controller", host, self.settings.kafka.controller_port,
+                     "BV_KAFKA__CONTROLLER_PORT"),
+        ]
+
+    @property
+    def server_properties(self) -> str:
+        return str(self.home / "server.properties")
+
+    def prepare(self, progress: Progress) -> None:
+        resolve_named(self.paths, "kafka", progress)
+        host, port = self.broker_address
+        controller = self.settings.kafka.controller_port
+        data = self.home / "data"
+        write_properties(self.home / "server.properties", {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{host}:{controller}",
+            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
+            "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(data),
+            "num.partitions": "1",
+            "default.replication.factor": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "5",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+            "num.network.threads": "2",
+            "num.io.threads": "2",
+            "num.recovery.threads.per.data.dir": "1",
+            "log.retention.hours": "168",
+        })
+        if not (data / "meta.properties").exists():
+            progress("kafka: formatting KRaft storage")
+            cluster_id_file = self.home / "cluster.id"
+            if not cluster_id_file.exists():
+                cluster_id_file.write_text(_kafka_cluster_id() + "\n", encoding="utf-8")
+            cluster_id = cluster_id_file.read_text(encoding="utf-8").strip()
+            run_checked(
+                kafka_java_command(
+                    find_java(KAFKA_MIN_JAVA, self.settings.stack.java_home), self.paths, 256,
+                    "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                    "-c", self.server_properties, "--ignore-formatted",
+                ),
+                what="kafka storage format",
+            )
+
+    def start(self) -> None:
+        java = find_java(KAFKA_MIN_JAVA, self.settings.stack.java_home, "BV_STACK__JAVA_HOME")
+        process.spawn(
+            kafka_java_command(java, self.paths, self.settings.stack.kafka_heap_mb,
+                               "kafka.Kafka", self.server_properties),
+            log_path=self.log_path,
+            pid_path=self.pid_path,
+        )
+
+    def probe(self) -> str | None:
+        host, port = self.broker_address
+        if not process.port_in_use(host, port):
+            return None
+        admin = AdminClient({
+            "bootstrap.servers": self.settings.kafka.bootstrap_servers,
+            "socket.timeout.ms": 2000,
+            "logger": _silent,
+        })
+        metadata = admin.list_topics(timeout=3)
+        return f"{len(metadata.brokers)} broker, {len(metadata.topics)} topics"
+
+
+def _kafka_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 chars)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -1,0 +1,157 @@
+"""Bring the whole local stack up, report it, and take down only what it started.
+
+``up`` is idempotent: services already running (by our pid files) are left alone, the
+others are prepared (downloads, initdb, storage format), started in dependency order and
+waited for until their readiness probes answer. A service that dies while starting is
+reported with the tail of its log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from config.errors import ConfigurationError, ServiceStartError
+from config.settings import Settings, load_settings
+from stack import process
+from stack.base import Progress, Service, StackContext
+from stack.connect_service import ConnectService
+from stack.credentials import ensure_credentials
+from stack.kafka_service import KafkaService
+from stack.postgres_service import PostgresService
+from stack.redis_service import RedisService
+from stack.registry_service import RegistryService
+
+#: Start order; each tuple is a wave started together, waited for before the next.
+_WAVES: tuple[tuple[type[Service], ...], ...] = (
+    (PostgresService, RedisService, KafkaService, RegistryService),
+    (ConnectService,),
+)
+SERVICE_NAMES = tuple(cls.name for wave in _WAVES for cls in wave)
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One row of ``stack status``."""
+
+    name: str
+    description: str
+    state: str
+    pid: int | None
+    addresses: str
+    detail: str
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+
+class Stack:
+    """The set of local services described by one ``Settings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        context = StackContext(settings)
+        self.waves = [[cls(context) for cls in wave] for wave in _WAVES]
+
+    @classmethod
+    def from_environment(cls, *, create_credentials: bool = False) -> Stack:
+        """Settings from the environment (generating local credentials first if asked)."""
+        if create_credentials:
+            ensure_credentials(load_settings().stack.state_dir)
+        return cls(load_settings())
+
+    @property
+    def services(self) -> list[Service]:
+        return [service for wave in self.waves for service in wave]
+
+    def select(self, names: Iterable[str] | None) -> list[Service]:
+        """The named services (all when ``names`` is empty), in start order."""
+        wanted = set(names or SERVICE_NAMES)
+        unknown = wanted - set(SERVICE_NAMES)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown service(s) {', '.join(sorted(unknown))}; "
+                f"choose from {', '.join(SERVICE_NAMES)}"
+            )
+        return [s for s in self.services if s.name in wanted]
+
+    # -- up --------------------------------------------------------------------------------
+    def up(self, progress: Progress, names: Iterable[str] | None = None) -> list[ServiceStatus]:
+        """Start what is not running, wait for readiness, return the status table."""
+        selected = {s.name for s in self.select(names)}
+        if "connect" in selected:
+            selected.add("kafka")  # Connect stores its state in Kafka
+        for wave in self.waves:
+            members = [s for s in wave if s.name in selected]
+            to_start = [s for s in members if s.pid() is None]
+            for service in to_start:
+                service.ensure_ports_free()
+                service.prepare(progress)
+            for service in to_start:
+                progress(f"{service.name}: starting")
+                service.start()
+            self._wait_ready(members, progress)
+            for service in members:
+                service.after_ready(progress)
+        return self.status(selected)
+
+    def _wait_ready(self, services: list[Service], progress: Progress) -> None:
+        deadline = time.monotonic() + self.settings.stack.ready_timeout_s
+        pending = {s.name: s for s in services}
+        while pending:
+            for name, service in list(pending.items()):
+                if service.probe_quietly() is not None:
+                    progress(f"{name}: ready")
+                    del pending[name]
+                elif service.pid() is None:
+                    raise ServiceStartError(
+                        f"{name} exited while starting; last lines of {service.log_path}:\n"
+                        + process.tail(service.log_path, 15)
+                    )
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                names = ", ".join(sorted(pending))
+                raise ServiceStartError(
+                    f"not ready after {self.settings.stack.ready_timeout_s:.0f} s: {names}; "
+                    f"see `bitvelocity stack logs {sorted(pending)[0]}` "
+                    "(raise BV_STACK__READY_TIMEOUT_S on a slow machine)"
+                )
+            progress(f"waiting for {', '.join(sorted(pending))}")
+            time.sleep(0.5)
+
+    # -- down --------------------------------------------------------------------------------
+    def down(self, progress: Progress, names: Iterable[str] | None = None) -> list[str]:
+        """Stop our running services, reverse start order; returns the names stopped."""
+        stopped: list[str] = []
+        for service in reversed(self.select(names)):
+            if service.pid() is None:
+                continue
+            progress(f"{service.name}: stopping")
+            if service.stop():
+                stopped.append(service.name)
+        return stopped
+
+    # -- status ------------------------------------------------------------------------------
+    def status(self, names: Iterable[str] | None = None) -> list[ServiceStatus]:
+        rows = []
+        for service in self.select(names):
+            pid = service.pid()
+            detail = service.probe_quietly() if pid is not None else None
+            if pid is None:
+                state = "stopped"
+            elif detail is None:
+                state = "starting"
+            else:
+                state = "ready"
+            addresses = ", ".join(f"{e.label} {e.host}:{e.port}" for e in service.endpoints())
+            rows.append(
+                ServiceStatus(service.name, service.description, state, pid, addresses,
+                              detail or "")
+            )
+        return rows
+
+    def service(self, name: str) -> Service:
+        return self.select([name])[0]

@@ -1,0 +1,21 @@
+"""The one place that pins the versions of every server the local stack runs.
+
+Kafka: Debezium 3.6.1.Final's parent pom builds against Kafka 4.3.0 (``version.kafka``);
+we run the 4.3.1 patch release of that line for broker, tools and Connect alike.
+Apicurio Registry 3.3.3 is the registry; its own Kafka Connect converter is published on
+Maven Central only up to the 2.6 line, which speaks the registry's v2 API (still served
+by 3.x). See ``docs/decisions/0001-schema-registry.md``.
+"""
+
+from __future__ import annotations
+
+KAFKA_VERSION = "4.3.1"
+DEBEZIUM_VERSION = "3.6.1.Final"
+APICURIO_REGISTRY_VERSION = "3.3.3"
+APICURIO_CONVERTER_VERSION = "2.6.13.Final"
+MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+POSTGRES_MAJOR = 15
+
+#: Minimum Java feature release per JVM service.
+KAFKA_MIN_JAVA = 17
+REGISTRY_MIN_JAVA = 21

@@ -1,0 +1,63 @@
+"""Terminal output shared by the CLI commands: progress lines, tables, one-line errors."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from stack.manager import ServiceStatus
+
+# Wide enough for the status table when output goes to a file or CI log.
+_WIDTH = None if sys.stdout.isatty() else 160
+out = Console(highlight=False, width=_WIDTH)
+err = Console(stderr=True, highlight=False, width=_WIDTH)
+
+
+class ProgressLog:
+    """Timestamped progress lines on stderr; repeated 'waiting' lines are throttled."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.started = time.monotonic()
+        self.quiet = quiet
+        self._last_waiting = 0.0
+
+    def __call__(self, message: str) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if message.startswith(("waiting for", "kafka: downloaded", "debezium: downloaded",
+                               "registry: downloaded", "apicurio-converter: downloaded")):
+            if now - self._last_waiting < 5:
+                return
+            self._last_waiting = now
+        err.print(f"[dim]{now - self.started:6.1f}s[/dim] {message}")
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+def status_table(rows: list[ServiceStatus]) -> Table:
+    """The ``stack status`` table."""
+    table = Table(title="BitVelocity local stack")
+    for column in ("service", "state", "pid", "listening on", "detail"):
+        table.add_column(column)
+    colours = {"ready": "green", "starting": "yellow", "stopped": "red"}
+    for row in rows:
+        table.add_row(
+            row.name,
+            f"[{colours.get(row.state, 'white')}]{row.state}[/]",
+            str(row.pid or "-"),
+            row.addresses,
+            row.detail or row.description,
+        )
+    return table
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one readable error line and exit."""
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    sys.exit(code)
