@@ -8,6 +8,9 @@ API and config topic never hold the password itself.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import httpx
 
 from stack import process
@@ -20,6 +23,11 @@ POSTGRES_CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
 APICURIO_AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
 
 
+def postgres_secrets_file(state_dir: Path) -> Path:
+    """The properties file connector configs reference as ``${file:<this>:admin_password}``."""
+    return state_dir / "connect" / "secrets" / "postgres.properties"
+
+
 class ConnectService(Service):
     name = "connect"
     description = f"Kafka Connect + Debezium {DEBEZIUM_VERSION}"
@@ -30,14 +38,23 @@ class ConnectService(Service):
 
     @property
     def secrets_dir(self) -> str:
-        return str(self.home / "secrets")
+        return str(postgres_secrets_file(self.paths.state).parent)
+
+    def _write_secrets(self) -> None:
+        """Database credentials for connectors, readable only by us (see module docstring)."""
+        path = postgres_secrets_file(self.paths.state)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        password = self.settings.postgres.admin_password.get_secret_value()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(f"admin_password={password}\n")
 
     def prepare(self, progress: Progress) -> None:
         resolve_named(self.paths, "kafka", progress)
         resolve_named(self.paths, "debezium", progress)
         resolve_named(self.paths, "apicurio-converter", progress)
         host, port = url_host_port(self.settings.connect.url)
-        (self.home / "secrets").mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._write_secrets()
         write_properties(self.home / "worker.properties", {
             "bootstrap.servers": self.settings.kafka.bootstrap_servers,
             "group.id": "bitvelocity-connect",
@@ -84,3 +101,7 @@ class ConnectService(Service):
         if POSTGRES_CONNECTOR_CLASS not in classes:
             return None
         return f"Debezium PostgresConnector {DEBEZIUM_VERSION} loaded"
+
+    def after_ready(self, progress: Progress) -> None:
+        # Also on a warm `up`: the password may have been rotated since Connect started.
+        self._write_secrets()

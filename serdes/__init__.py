@@ -1,0 +1,1 @@
+"""Decoding and encoding: registry framing, Avro, the schema registry client, Debezium envelopes."""
