@@ -16,6 +16,10 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+# Children we started, kept so they are reaped (no zombies) and not garbage-collected
+# while running, which would make Python warn that it lost track of a live process.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def spawn(
     command: Sequence[str],
@@ -40,6 +44,7 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
         )
+    _children[process.pid] = process
     pid_path.write_text(f"{process.pid}\n", encoding="utf-8")
     return process.pid
 
@@ -79,14 +84,16 @@ def terminate(pid: int, *, timeout_s: float = 30.0) -> None:
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not is_alive(pid):
-            return
         _reap(pid)
+        if not is_alive(pid):
+            _reap(pid)
+            return
         time.sleep(0.2)
     _signal_group(pid, signal.SIGKILL)
     while is_alive(pid) and time.monotonic() < deadline + 10:
         _reap(pid)
         time.sleep(0.1)
+    _reap(pid)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -101,6 +108,11 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 def _reap(pid: int) -> None:
     """Collect the exit status when the process is our own child, so it does not linger."""
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _children[pid]
+        return
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
 

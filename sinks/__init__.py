@@ -1,0 +1,1 @@
+"""Writers to the stores: PostgreSQL (migrations, offsets, bronze/silver/gold), Redis, Cassandra, MongoDB."""

@@ -1,0 +1,1 @@
+"""PostgreSQL: migrations runner, offsets store and the medallion writers."""

@@ -1,0 +1,30 @@
+"""Integration tests run against the real local stack; they fail (not skip) without it.
+
+Skipping would let a suite that tested nothing look green. Start the stack with
+`bitvelocity stack up`, or run everything with `./bv test`, which starts and stops it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from config.settings import Settings
+from stack.manager import Stack
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stack_is_ready(settings: Settings) -> None:
+    rows = Stack(settings).status()
+    missing = [f"{row.name} ({row.state})" for row in rows if not row.ready]
+    if missing:
+        pytest.fail(
+            "the local stack is not ready: " + ", ".join(missing)
+            + "; run `bitvelocity stack up` (or `./bv test`, which starts it)",
+            pytrace=False,
+        )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/integration/" in str(item.path) or "/faults/" in str(item.path):
+            item.add_marker(pytest.mark.integration)

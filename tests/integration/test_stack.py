@@ -1,0 +1,87 @@
+"""The stack is real: every service answers, `up` is idempotent, `status` reports ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from config.settings import Settings
+from stack.manager import SERVICE_NAMES, Stack
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        capture_output=True, text=True, timeout=timeout, check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_status_lists_every_service_ready_with_its_ports(settings: Settings) -> None:
+    result = cli("stack", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == set(SERVICE_NAMES)
+    assert all(row["state"] == "ready" for row in rows.values())
+    assert f":{settings.postgres.port}" in rows["postgres"]["addresses"]
+    assert f":{settings.redis.port}" in rows["redis"]["addresses"]
+    assert "Debezium PostgresConnector" in rows["connect"]["detail"]
+    assert "Apicurio" in rows["registry"]["detail"]
+    assert "wal_level=logical" in rows["postgres"]["detail"]
+
+
+def test_second_up_is_fast_and_leaves_running_services_alone(settings: Settings) -> None:
+    before = {row.name: row.pid for row in Stack(settings).status()}
+    started = time.monotonic()
+    result = cli("stack", "up", "--quiet")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    after = {row.name: row.pid for row in Stack(settings).status()}
+    assert after == before
+    assert elapsed < 60, f"warm up took {elapsed:.1f} s"
+
+
+def test_every_service_listens_on_loopback_only(settings: Settings) -> None:
+    for service in Stack(settings).services:
+        for endpoint in service.endpoints():
+            assert endpoint.host == "127.0.0.1", (service.name, endpoint)
+
+
+def test_a_port_held_by_another_program_is_a_one_line_error_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = cli(
+            "stack", "up", "redis",
+            env={"BV_STACK__STATE_DIR": str(tmp_path / "state"), "BV_REDIS__PORT": str(port)},
+            timeout=60,
+        )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert f"port {port}" in errors[0]
+    assert "BV_REDIS__PORT" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_service_name_is_refused() -> None:
+    result = cli("stack", "up", "zookeeper")
+    assert result.returncode == 2
+    assert "unknown service(s) zookeeper" in result.stderr
+
+
+@pytest.mark.parametrize("service", SERVICE_NAMES)
+def test_logs_prints_the_service_log(service: str) -> None:
+    result = cli("stack", "logs", service, "--lines", "5")
+    assert result.returncode == 0, result.stderr
+    assert f"{service}" in result.stdout
