@@ -32,11 +32,12 @@ def change_key(topic: str, envelope: Mapping[str, Any]) -> str:
 
 def register_cdc_tap(
     app: faust.App, topics: list[str], decode: Decoder
-) -> tuple[faust.types.AgentT, faust.Table]:
+) -> tuple[faust.types.AgentT, faust.types.TableT]:
     """Add the tap agent and its table to ``app``; returns both."""
     counts = app.Table(TABLE_NAME, default=int, partitions=app.conf.topic_partitions)
-    source = app.topic(*topics, key_type=bytes, value_type=bytes, value_serializer="raw",
-                       key_serializer="raw")
+    source = app.topic(
+        *topics, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw"
+    )
 
     async def tap(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
         async for event in stream.events():

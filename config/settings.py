@@ -192,4 +192,4 @@ def load_settings() -> Settings:
     a variable set in the environment always wins over that file.
     """
     state_dir = Path(os.environ.get("BV_STACK__STATE_DIR", str(DEFAULT_STATE_DIR))).expanduser()
-    return Settings(_env_file=state_dir / CREDENTIALS_FILE)  # type: ignore[call-arg]
+    return Settings(_env_file=state_dir / CREDENTIALS_FILE)

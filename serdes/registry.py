@@ -24,8 +24,13 @@ from config.errors import (
 from config.settings import RegistrySettings
 
 Compatibility = Literal[
-    "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE",
-    "FULL", "FULL_TRANSITIVE", "NONE",
+    "BACKWARD",
+    "BACKWARD_TRANSITIVE",
+    "FORWARD",
+    "FORWARD_TRANSITIVE",
+    "FULL",
+    "FULL_TRANSITIVE",
+    "NONE",
 ]
 _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 

@@ -1,1 +1,2 @@
-"""Writers to the stores: PostgreSQL (migrations, offsets, bronze/silver/gold), Redis, Cassandra, MongoDB."""
+"""Writers to the stores: PostgreSQL (migrations, offsets, bronze/silver/gold), Redis,
+Cassandra and MongoDB."""

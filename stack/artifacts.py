@@ -62,7 +62,7 @@ def stack_artifacts() -> list[Artifact]:
         Artifact(
             name="debezium",
             folder="connect-plugins/debezium-connector-postgres",
-            description=f"Debezium PostgreSQL connector {versions.DEBEZIUM_VERSION} (plugin archive)",
+            description=f"Debezium PostgreSQL connector {versions.DEBEZIUM_VERSION} plugin",
             goal_args=(
                 f"{plugin}:unpack",
                 "-Dartifact=io.debezium:debezium-connector-postgres:"

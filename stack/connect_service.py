@@ -21,6 +21,7 @@ from stack.versions import DEBEZIUM_VERSION, KAFKA_MIN_JAVA
 
 POSTGRES_CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
 APICURIO_AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
+FILE_CONFIG_PROVIDER = "org.apache.kafka.common.config.provider.FileConfigProvider"
 
 
 def postgres_secrets_file(state_dir: Path) -> Path:
@@ -55,37 +56,41 @@ class ConnectService(Service):
         resolve_named(self.paths, "apicurio-converter", progress)
         host, port = url_host_port(self.settings.connect.url)
         self._write_secrets()
-        write_properties(self.home / "worker.properties", {
-            "bootstrap.servers": self.settings.kafka.bootstrap_servers,
-            "group.id": "bitvelocity-connect",
-            "config.storage.topic": "_bv-connect-configs",
-            "offset.storage.topic": "_bv-connect-offsets",
-            "status.storage.topic": "_bv-connect-status",
-            "config.storage.replication.factor": "1",
-            "offset.storage.replication.factor": "1",
-            "status.storage.replication.factor": "1",
-            "offset.storage.partitions": "1",
-            "status.storage.partitions": "1",
-            "key.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "key.converter.schemas.enable": "false",
-            "value.converter.schemas.enable": "false",
-            "offset.flush.interval.ms": "1000",
-            "listeners": f"http://{host}:{port}",
-            "rest.advertised.host.name": host,
-            "rest.advertised.port": str(port),
-            "plugin.path": str(self.paths.jvm / "connect-plugins"),
-            "config.providers": "file",
-            "config.providers.file.class":
-                "org.apache.kafka.common.config.provider.FileConfigProvider",
-            "config.providers.file.param.allowed.paths": self.secrets_dir,
-        })
+        write_properties(
+            self.home / "worker.properties",
+            {
+                "bootstrap.servers": self.settings.kafka.bootstrap_servers,
+                "group.id": "bitvelocity-connect",
+                "config.storage.topic": "_bv-connect-configs",
+                "offset.storage.topic": "_bv-connect-offsets",
+                "status.storage.topic": "_bv-connect-status",
+                "config.storage.replication.factor": "1",
+                "offset.storage.replication.factor": "1",
+                "status.storage.replication.factor": "1",
+                "offset.storage.partitions": "1",
+                "status.storage.partitions": "1",
+                "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+                "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+                "key.converter.schemas.enable": "false",
+                "value.converter.schemas.enable": "false",
+                "offset.flush.interval.ms": "1000",
+                "listeners": f"http://{host}:{port}",
+                "rest.advertised.host.name": host,
+                "rest.advertised.port": str(port),
+                "plugin.path": str(self.paths.jvm / "connect-plugins"),
+                "config.providers": "file",
+                "config.providers.file.class": FILE_CONFIG_PROVIDER,
+                "config.providers.file.param.allowed.paths": self.secrets_dir,
+            },
+        )
 
     def start(self) -> None:
         java = find_java(KAFKA_MIN_JAVA, self.settings.stack.java_home, "BV_STACK__JAVA_HOME")
         process.spawn(
             kafka_java_command(
-                java, self.paths, self.settings.stack.connect_heap_mb,
+                java,
+                self.paths,
+                self.settings.stack.connect_heap_mb,
                 "org.apache.kafka.connect.cli.ConnectDistributed",
                 str(self.home / "worker.properties"),
             ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
@@ -36,8 +37,9 @@ class KafkaService(Service):
         host, port = self.broker_address
         return [
             Endpoint("broker", host, port, "BV_KAFKA__BOOTSTRAP_SERVERS"),
-            Endpoint("controller", host, self.settings.kafka.controller_port,
-                     "BV_KAFKA__CONTROLLER_PORT"),
+            Endpoint(
+                "controller", host, self.settings.kafka.controller_port, "BV_KAFKA__CONTROLLER_PORT"
+            ),
         ]
 
     @property
@@ -49,32 +51,35 @@ class KafkaService(Service):
         host, port = self.broker_address
         controller = self.settings.kafka.controller_port
         data = self.home / "data"
-        write_properties(self.home / "server.properties", {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{host}:{controller}",
-            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
-            "advertised.listeners": f"PLAINTEXT://{host}:{port}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "log.dirs": str(data),
-            "num.partitions": "1",
-            "default.replication.factor": "1",
-            "offsets.topic.replication.factor": "1",
-            "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "transaction.state.log.num.partitions": "5",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            "group.initial.rebalance.delay.ms": "0",
-            "auto.create.topics.enable": "true",
-            "num.network.threads": "2",
-            "num.io.threads": "2",
-            "num.recovery.threads.per.data.dir": "1",
-            "log.retention.hours": "168",
-        })
+        write_properties(
+            self.home / "server.properties",
+            {
+                "process.roles": "broker,controller",
+                "node.id": "1",
+                "controller.quorum.voters": f"1@{host}:{controller}",
+                "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
+                "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+                "controller.listener.names": "CONTROLLER",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                "log.dirs": str(data),
+                "num.partitions": "1",
+                "default.replication.factor": "1",
+                "offsets.topic.replication.factor": "1",
+                "offsets.topic.num.partitions": "10",
+                "transaction.state.log.replication.factor": "1",
+                "transaction.state.log.min.isr": "1",
+                "transaction.state.log.num.partitions": "5",
+                "share.coordinator.state.topic.replication.factor": "1",
+                "share.coordinator.state.topic.min.isr": "1",
+                "group.initial.rebalance.delay.ms": "0",
+                "auto.create.topics.enable": "true",
+                "num.network.threads": "2",
+                "num.io.threads": "2",
+                "num.recovery.threads.per.data.dir": "1",
+                "log.retention.hours": "168",
+            },
+        )
         if not (data / "meta.properties").exists():
             progress("kafka: formatting KRaft storage")
             cluster_id_file = self.home / "cluster.id"
@@ -83,9 +88,16 @@ class KafkaService(Service):
             cluster_id = cluster_id_file.read_text(encoding="utf-8").strip()
             run_checked(
                 kafka_java_command(
-                    find_java(KAFKA_MIN_JAVA, self.settings.stack.java_home), self.paths, 256,
-                    "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                    "-c", self.server_properties, "--ignore-formatted",
+                    find_java(KAFKA_MIN_JAVA, self.settings.stack.java_home),
+                    self.paths,
+                    256,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    self.server_properties,
+                    "--ignore-formatted",
                 ),
                 what="kafka storage format",
             )
@@ -93,8 +105,13 @@ class KafkaService(Service):
     def start(self) -> None:
         java = find_java(KAFKA_MIN_JAVA, self.settings.stack.java_home, "BV_STACK__JAVA_HOME")
         process.spawn(
-            kafka_java_command(java, self.paths, self.settings.stack.kafka_heap_mb,
-                               "kafka.Kafka", self.server_properties),
+            kafka_java_command(
+                java,
+                self.paths,
+                self.settings.stack.kafka_heap_mb,
+                "kafka.Kafka",
+                self.server_properties,
+            ),
             log_path=self.log_path,
             pid_path=self.pid_path,
         )
@@ -103,11 +120,12 @@ class KafkaService(Service):
         host, port = self.broker_address
         if not process.port_in_use(host, port):
             return None
-        admin = AdminClient({
+        config: dict[str, Any] = {
             "bootstrap.servers": self.settings.kafka.bootstrap_servers,
             "socket.timeout.ms": 2000,
-            "logger": _silent,
-        })
+            "logger": _silent,  # a down broker is expected while starting: no stderr noise
+        }
+        admin = AdminClient(config)
         metadata = admin.list_topics(timeout=3)
         return f"{len(metadata.brokers)} broker, {len(metadata.topics)} topics"
 

@@ -148,8 +148,9 @@ class Stack:
                 state = "ready"
             addresses = ", ".join(f"{e.label} {e.host}:{e.port}" for e in service.endpoints())
             rows.append(
-                ServiceStatus(service.name, service.description, state, pid, addresses,
-                              detail or "")
+                ServiceStatus(
+                    service.name, service.description, state, pid, addresses, detail or ""
+                )
             )
         return rows
 

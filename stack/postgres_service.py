@@ -37,7 +37,8 @@ class PostgresService(Service):
         if not self._running_as_root() or _traversable_by(preferred, _OS_USER):
             return preferred
         digest = hashlib.sha256(str(self.paths.state).encode()).hexdigest()[:12]
-        return Path("/var/tmp") / f"bitvelocity-{digest}" / self.name
+        # A fixed, per-checkout folder (not a random temp file): the cluster must be found again.
+        return Path("/var/tmp") / f"bitvelocity-{digest}" / self.name  # noqa: S108
 
     @property
     def data_dir(self) -> Path:
@@ -73,8 +74,15 @@ class PostgresService(Service):
         bindir = postgres_bindir()
         run_checked(
             self._as_owner(
-                [str(bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_path),
-                 "-s", "start"]
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_path),
+                    "-s",
+                    "start",
+                ]
             ),
             what="pg_ctl start",
             timeout_s=60,
@@ -92,8 +100,18 @@ class PostgresService(Service):
             return False
         run_checked(
             self._as_owner(
-                [str(postgres_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
-                 "-w", "-t", "60", "-s", "stop"]
+                [
+                    str(postgres_bindir() / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "60",
+                    "-s",
+                    "stop",
+                ]
             ),
             what="pg_ctl stop",
         )
@@ -114,10 +132,19 @@ class PostgresService(Service):
         try:
             run_checked(
                 self._as_owner(
-                    [str(bindir / "initdb"), "-D", str(self.data_dir),
-                     "-U", self.settings.postgres.admin_user, f"--pwfile={pwfile}",
-                     "--auth-local=peer", "--auth-host=scram-sha-256",
-                     "-E", "UTF8", "--no-locale"]
+                    [
+                        str(bindir / "initdb"),
+                        "-D",
+                        str(self.data_dir),
+                        "-U",
+                        self.settings.postgres.admin_user,
+                        f"--pwfile={pwfile}",
+                        "--auth-local=peer",
+                        "--auth-host=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                        "--no-locale",
+                    ]
                 ),
                 what="initdb",
             )
@@ -129,20 +156,22 @@ class PostgresService(Service):
         socket_dir = self.home / "socket"
         socket_dir.mkdir(exist_ok=True)
         self._chown(socket_dir)
-        conf = "\n".join([
-            "# Written by `bitvelocity stack up` on every start; edit the settings, not this file.",
-            f"listen_addresses = '{pg.host}'",
-            f"port = {pg.port}",
-            f"unix_socket_directories = '{socket_dir}'",
-            "wal_level = logical",
-            "max_wal_senders = 10",
-            "max_replication_slots = 10",
-            "max_connections = 200",
-            "shared_buffers = 256MB",
-            "password_encryption = 'scram-sha-256'",
-            "log_min_messages = warning",
-            "",
-        ])
+        conf = "\n".join(
+            [
+                "# Written by `bitvelocity stack up` on every start; edit the settings instead.",
+                f"listen_addresses = '{pg.host}'",
+                f"port = {pg.port}",
+                f"unix_socket_directories = '{socket_dir}'",
+                "wal_level = logical",
+                "max_wal_senders = 10",
+                "max_replication_slots = 10",
+                "max_connections = 200",
+                "shared_buffers = 256MB",
+                "password_encryption = 'scram-sha-256'",
+                "log_min_messages = warning",
+                "",
+            ]
+        )
         include = self.data_dir / _CONF_INCLUDE
         include.write_text(conf, encoding="utf-8")
         self._chown(include)
@@ -155,8 +184,12 @@ class PostgresService(Service):
     async def _connect(self, database: str) -> asyncpg.Connection:
         pg = self.settings.postgres
         return await asyncpg.connect(
-            host=pg.host, port=pg.port, user=pg.admin_user,
-            password=pg.admin_password.get_secret_value(), database=database, timeout=3,
+            host=pg.host,
+            port=pg.port,
+            user=pg.admin_user,
+            password=pg.admin_password.get_secret_value(),
+            database=database,
+            timeout=3,
         )
 
     async def _query(self, sql: str, *, database: str) -> str:
@@ -212,4 +245,3 @@ def _traversable_by(path: Path, user: str) -> bool:
         if not info.st_mode & stat.S_IXOTH:
             return False
     return True
-

@@ -69,7 +69,7 @@ def is_alive(pid: int) -> bool:
 
 
 def owned_pid(pid_path: Path, marker: str) -> int | None:
-    """The pid recorded in ``pid_path`` if that process is alive and its command names ``marker``."""
+    """The pid in ``pid_path`` if that process is alive and its command line names ``marker``."""
     try:
         pid = int(pid_path.read_text(encoding="utf-8").split()[0])
     except (OSError, ValueError, IndexError):

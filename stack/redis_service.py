@@ -61,8 +61,11 @@ class RedisService(Service):
     def probe(self) -> str | None:
         r = self.settings.redis
         client = redis.Redis(
-            host=r.host, port=r.port, password=r.password.get_secret_value() or None,
-            socket_timeout=2, socket_connect_timeout=2,
+            host=r.host,
+            port=r.port,
+            password=r.password.get_secret_value() or None,
+            socket_timeout=2,
+            socket_connect_timeout=2,
         )
         try:
             if not client.ping():

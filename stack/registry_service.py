@@ -25,35 +25,50 @@ class RegistryService(Service):
         host, port = url_host_port(self.settings.registry.url)
         return [
             Endpoint("api", host, port, "BV_REGISTRY__URL"),
-            Endpoint("management", host, self.settings.registry.management_port,
-                     "BV_REGISTRY__MANAGEMENT_PORT"),
+            Endpoint(
+                "management",
+                host,
+                self.settings.registry.management_port,
+                "BV_REGISTRY__MANAGEMENT_PORT",
+            ),
         ]
 
     def prepare(self, progress: Progress) -> None:
-        find_java(REGISTRY_MIN_JAVA, self.settings.stack.registry_java_home,
-                  "BV_STACK__REGISTRY_JAVA_HOME")
+        find_java(
+            REGISTRY_MIN_JAVA,
+            self.settings.stack.registry_java_home,
+            "BV_STACK__REGISTRY_JAVA_HOME",
+        )
         resolve_named(self.paths, "registry", progress)
         (self.home / "data").mkdir(parents=True, exist_ok=True)
 
     def start(self) -> None:
-        java = find_java(REGISTRY_MIN_JAVA, self.settings.stack.registry_java_home,
-                         "BV_STACK__REGISTRY_JAVA_HOME")
+        java = find_java(
+            REGISTRY_MIN_JAVA,
+            self.settings.stack.registry_java_home,
+            "BV_STACK__REGISTRY_JAVA_HOME",
+        )
         host, port = url_host_port(self.settings.registry.url)
         heap = self.settings.stack.registry_heap_mb
         jar = artifact_folder(self.paths, "registry") / "quarkus-run.jar"
         db = self.home / "data" / "registry"
         process.spawn(
             [
-                str(java), f"-Xms64m", f"-Xmx{heap}m", "-XX:+UseSerialGC",
+                str(java),
+                "-Xms64m",
+                f"-Xmx{heap}m",
+                "-XX:+UseSerialGC",
                 "-Djava.util.logging.manager=org.jboss.logmanager.LogManager",
-                f"-Dquarkus.http.host={host}", f"-Dquarkus.http.port={port}",
+                f"-Dquarkus.http.host={host}",
+                f"-Dquarkus.http.port={port}",
                 f"-Dquarkus.management.host={host}",
                 f"-Dquarkus.management.port={self.settings.registry.management_port}",
                 f"-Dapicurio.datasource.url=jdbc:h2:file:{db};DB_CLOSE_ON_EXIT=FALSE",
                 "-Dapicurio.rest.deletion.artifact.enabled=true",
                 "-Dapicurio.rest.deletion.artifact-version.enabled=true",
                 "-Dapicurio.rest.deletion.group.enabled=true",
-                "-jar", str(jar),
+                "-jar",
+                str(jar),
             ],
             log_path=self.log_path,
             pid_path=self.pid_path,

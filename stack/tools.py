@@ -26,7 +26,7 @@ def java_feature_version(java_home: Path) -> int | None:
 
 
 def find_java(minimum: int, configured: Path | None = None, setting: str = "") -> Path:
-    """Path of a ``java`` binary of at least ``minimum``; the configured home wins if it qualifies."""
+    """A ``java`` binary of at least release ``minimum``; a qualifying configured home wins."""
     candidates: list[Path] = []
     if configured is not None:
         candidates.append(configured)
@@ -87,5 +87,7 @@ def run_checked(command: list[str], *, what: str, timeout_s: float = 120.0) -> s
         raise DependencyMissingError(f"{what} failed: {exc}") from exc
     if result.returncode != 0:
         output = (result.stderr or result.stdout).strip().splitlines()[-8:]
-        raise DependencyMissingError(f"{what} failed (exit {result.returncode}): " + " | ".join(output))
+        raise DependencyMissingError(
+            f"{what} failed (exit {result.returncode}): " + " | ".join(output)
+        )
     return result.stdout

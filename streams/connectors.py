@@ -50,17 +50,19 @@ def converter_config(settings: Settings, converter: Literal["avro", "json"]) -> 
     config: dict[str, str] = {}
     for side in ("key", "value"):
         prefix = f"{side}.converter"
-        config.update({
-            prefix: APICURIO_AVRO_CONVERTER,
-            f"{prefix}.apicurio.registry.url": settings.registry.apicurio_v2_url,
-            f"{prefix}.apicurio.registry.auto-register": "true",
-            f"{prefix}.apicurio.registry.find-latest": "true",
-            # Confluent framing (magic byte + 4-byte id) with content ids: the ids the
-            # registry's Confluent-compatible API serves, so any Confluent-style reader works.
-            f"{prefix}.apicurio.registry.headers.enabled": "false",
-            f"{prefix}.apicurio.registry.as-confluent": "true",
-            f"{prefix}.apicurio.registry.use-id": "contentId",
-        })
+        config.update(
+            {
+                prefix: APICURIO_AVRO_CONVERTER,
+                f"{prefix}.apicurio.registry.url": settings.registry.apicurio_v2_url,
+                f"{prefix}.apicurio.registry.auto-register": "true",
+                f"{prefix}.apicurio.registry.find-latest": "true",
+                # Confluent framing (magic byte + 4-byte id) with content ids: the ids the
+                # registry's Confluent-compatible API serves, so any Confluent-style reader works.
+                f"{prefix}.apicurio.registry.headers.enabled": "false",
+                f"{prefix}.apicurio.registry.as-confluent": "true",
+                f"{prefix}.apicurio.registry.use-id": "contentId",
+            }
+        )
     return config
 
 
@@ -144,8 +146,10 @@ class ConnectClient:
                     raise ServiceStartError(
                         f"connector {name} failed: {trace.splitlines()[0] if trace else status}"
                     )
-                if status["connector"]["state"] == "RUNNING" and tasks and all(
-                    t.get("state") == "RUNNING" for t in tasks
+                if (
+                    status["connector"]["state"] == "RUNNING"
+                    and tasks
+                    and all(t.get("state") == "RUNNING" for t in tasks)
                 ):
                     return status
             time.sleep(0.5)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stack.manager import ServiceStatus
+from streams.smoke import SmokeChange
 
 # Wide enough for the status table when output goes to a file or CI log.
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -28,8 +29,15 @@ class ProgressLog:
         if self.quiet:
             return
         now = time.monotonic()
-        if message.startswith(("waiting for", "kafka: downloaded", "debezium: downloaded",
-                               "registry: downloaded", "apicurio-converter: downloaded")):
+        if message.startswith(
+            (
+                "waiting for",
+                "kafka: downloaded",
+                "debezium: downloaded",
+                "registry: downloaded",
+                "apicurio-converter: downloaded",
+            )
+        ):
             if now - self._last_waiting < 5:
                 return
             self._last_waiting = now
@@ -55,6 +63,29 @@ def status_table(rows: list[ServiceStatus]) -> Table:
             row.detail or row.description,
         )
     return table
+
+
+def change_table(changes: list[SmokeChange]) -> Table:
+    """Decoded change events, one row each."""
+    table = Table(title="Change events read back from Kafka")
+    for column in ("offset", "op", "key", "before", "after", "schema id"):
+        table.add_column(column)
+    for change in changes:
+        table.add_row(
+            str(change.offset),
+            change.op,
+            str(change.key),
+            _row(change.before),
+            _row(change.after),
+            str(change.schema_id or "-"),
+        )
+    return table
+
+
+def _row(values: dict[str, object] | None) -> str:
+    if values is None:
+        return "-"
+    return ", ".join(f"{k}={v}" for k, v in values.items() if k != "updated_at")
 
 
 def fail(message: str, code: int = 2) -> None:

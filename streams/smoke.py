@@ -110,13 +110,18 @@ def run_smoke(
         with ConnectClient(settings) as connect:
             connect.delete(spec.name)
         asyncio.run(_drop_everything(settings, run, spec))
+        _delete_topics(settings.kafka.bootstrap_servers, spec.topic_prefix)
 
 
 async def _connect(settings: Settings) -> asyncpg.Connection:
     pg = settings.postgres
     return await asyncpg.connect(
-        host=pg.host, port=pg.port, user=pg.admin_user, database=pg.database,
-        password=pg.admin_password.get_secret_value(), timeout=pg.connect_timeout_s,
+        host=pg.host,
+        port=pg.port,
+        user=pg.admin_user,
+        database=pg.database,
+        password=pg.admin_password.get_secret_value(),
+        timeout=pg.connect_timeout_s,
     )
 
 
@@ -167,12 +172,14 @@ def _consume(settings: Settings, run: SmokeRun, timeout_s: float) -> list[SmokeC
     bootstrap = settings.kafka.bootstrap_servers
     deadline = time.monotonic() + timeout_s
     partitions = _wait_for_topic(bootstrap, run.topic, deadline)
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"bv-smoke-{run.run_id}",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bv-smoke-{run.run_id}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.assign([TopicPartition(run.topic, p, 0) for p in partitions])
     changes: list[SmokeChange] = []
     try:
@@ -185,8 +192,10 @@ def _consume(settings: Settings, run: SmokeRun, timeout_s: float) -> list[SmokeC
                     value = message.value()
                     if value is None:  # the tombstone that follows a delete
                         continue
-                    changes.append(_decode(codec, run.converter, message.offset(),
-                                           message.key(), value))
+                    offset = message.offset()
+                    if offset is None:  # only for messages that were never written
+                        continue
+                    changes.append(_decode(codec, run.converter, offset, message.key(), value))
     finally:
         consumer.close()
     changes.sort(key=lambda change: change.offset)
@@ -203,8 +212,22 @@ def _decode(
     else:
         schema_id, envelope = codec.decode(value)
         decoded_key = codec.decode(key)[1] if key else None
-    return SmokeChange(offset, envelope["op"], decoded_key, envelope.get("before"),
-                       envelope.get("after"), schema_id)
+    return SmokeChange(
+        offset,
+        envelope["op"],
+        decoded_key,
+        envelope.get("before"),
+        envelope.get("after"),
+        schema_id,
+    )
+
+
+def _delete_topics(bootstrap: str, prefix: str) -> None:
+    """Remove the run's data and transaction topics (best effort: they are throw-away)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = [t for t in admin.list_topics(timeout=5).topics if t.startswith(prefix + ".")]
+    for future in admin.delete_topics(topics, operation_timeout=10).values():
+        future.result(timeout=15)
 
 
 def _wait_for_topic(bootstrap: str, topic: str, deadline: float) -> list[int]:

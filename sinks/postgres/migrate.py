@@ -58,15 +58,15 @@ def load_migrations(directory: Path) -> list[Migration]:
     for path in sorted(directory.glob("*.sql")):
         match = _FILE_PATTERN.match(path.name)
         if match is None:
-            raise MigrationError(
-                f"{path}: migration files are named NNNN_lowercase_words.sql"
-            )
+            raise MigrationError(f"{path}: migration files are named NNNN_lowercase_words.sql")
         migrations.append(
             Migration(int(match.group(1)), match.group(2), path.read_text(encoding="utf-8"))
         )
     versions = [m.version for m in migrations]
     if versions != list(range(1, len(versions) + 1)):
-        raise MigrationError(f"{directory}: versions must be 1, 2, 3... without gaps, got {versions}")
+        raise MigrationError(
+            f"{directory}: versions must be 1, 2, 3... without gaps, got {versions}"
+        )
     return migrations
 
 
@@ -100,7 +100,10 @@ async def apply_migrations(
                 await connection.execute(
                     "INSERT INTO bv_migrations.applied (namespace, version, name, checksum) "
                     "VALUES ($1, $2, $3, $4)",
-                    namespace, migration.version, migration.name, migration.checksum,
+                    namespace,
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
                 )
             done.append(migration)
         return done

@@ -18,7 +18,8 @@ def stack_is_ready(settings: Settings) -> None:
     missing = [f"{row.name} ({row.state})" for row in rows if not row.ready]
     if missing:
         pytest.fail(
-            "the local stack is not ready: " + ", ".join(missing)
+            "the local stack is not ready: "
+            + ", ".join(missing)
             + "; run `bitvelocity stack up` (or `./bv test`, which starts it)",
             pytrace=False,
         )

@@ -17,7 +17,10 @@ from sinks.postgres.migrate import MigrationError, apply_migrations, load_migrat
 async def connection(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     pg = settings.postgres
     conn = await asyncpg.connect(
-        host=pg.host, port=pg.port, user=pg.admin_user, database=pg.database,
+        host=pg.host,
+        port=pg.port,
+        user=pg.admin_user,
+        database=pg.database,
         password=pg.admin_password.get_secret_value(),
     )
     yield conn
@@ -33,8 +36,9 @@ async def test_logical_replication_is_enabled(connection: asyncpg.Connection) ->
 async def test_password_is_required_on_tcp(settings: Settings) -> None:
     pg = settings.postgres
     with pytest.raises(asyncpg.InvalidPasswordError):
-        await asyncpg.connect(host=pg.host, port=pg.port, user=pg.admin_user,
-                              database=pg.database, password="wrong")
+        await asyncpg.connect(
+            host=pg.host, port=pg.port, user=pg.admin_user, database=pg.database, password="wrong"
+        )
 
 
 async def test_migrations_apply_once_and_refuse_edited_history(
@@ -56,7 +60,9 @@ async def test_migrations_apply_once_and_refuse_edited_history(
             await apply_migrations(connection, namespace, load_migrations(tmp_path))
     finally:
         await connection.execute(f"DROP TABLE IF EXISTS {table}")
-        await connection.execute("DELETE FROM bv_migrations.applied WHERE namespace = $1", namespace)
+        await connection.execute(
+            "DELETE FROM bv_migrations.applied WHERE namespace = $1", namespace
+        )
 
 
 async def test_a_failing_migration_leaves_no_trace(
@@ -64,12 +70,13 @@ async def test_a_failing_migration_leaves_no_trace(
 ) -> None:
     namespace = f"test_{secrets.token_hex(4)}"
     table = f"public.{namespace}_t"
-    (tmp_path / "0001_half.sql").write_text(
-        f"CREATE TABLE {table} (id int); SELECT 1/0;"
-    )
+    (tmp_path / "0001_half.sql").write_text(f"CREATE TABLE {table} (id int); SELECT 1/0;")
     with pytest.raises(asyncpg.DivisionByZeroError):
         await apply_migrations(connection, namespace, load_migrations(tmp_path))
     assert await connection.fetchval("SELECT to_regclass($1)", table) is None
-    assert await connection.fetchval(
-        "SELECT count(*) FROM bv_migrations.applied WHERE namespace = $1", namespace
-    ) == 0
+    assert (
+        await connection.fetchval(
+            "SELECT count(*) FROM bv_migrations.applied WHERE namespace = $1", namespace
+        )
+        == 0
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from collections.abc import Iterator
@@ -13,8 +14,12 @@ from config.settings import Settings
 from serdes.avro import AvroCodec
 from serdes.registry import RegistryClient
 
-V1 = {"type": "record", "name": "HourlyRevenue", "namespace": "bv.test",
-      "fields": [{"name": "currency", "type": "string"}, {"name": "orders", "type": "long"}]}
+V1 = {
+    "type": "record",
+    "name": "HourlyRevenue",
+    "namespace": "bv.test",
+    "fields": [{"name": "currency", "type": "string"}, {"name": "orders", "type": "long"}],
+}
 # Adding a field with a default is BACKWARD compatible; adding one without is not.
 V2_COMPATIBLE = {**V1, "fields": [*V1["fields"], {"name": "note", "type": "string", "default": ""}]}
 V2_INCOMPATIBLE = {**V1, "fields": [*V1["fields"], {"name": "required", "type": "long"}]}
@@ -30,10 +35,8 @@ def registry(settings: Settings) -> Iterator[RegistryClient]:
 def subject(registry: RegistryClient) -> Iterator[str]:
     name = f"bv-test-{secrets.token_hex(4)}-value"
     yield name
-    try:
+    with contextlib.suppress(SchemaNotFoundError):
         registry.delete_subject(name)
-    except SchemaNotFoundError:
-        pass
 
 
 def test_registered_schema_is_fetched_back_by_id(

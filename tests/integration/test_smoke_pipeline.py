@@ -20,11 +20,17 @@ def avro_changes(settings: Settings) -> list[SmokeChange]:
 def test_every_write_arrives_once_in_commit_order(avro_changes: list[SmokeChange]) -> None:
     assert tuple(change.op for change in avro_changes) == EXPECTED_OPS
     assert [change.key for change in avro_changes] == [
-        {"id": 1}, {"id": 2}, {"id": 3}, {"id": 2}, {"id": 3}
+        {"id": 1},
+        {"id": 2},
+        {"id": 3},
+        {"id": 2},
+        {"id": 3},
     ]
 
 
-def test_avro_decimals_decode_exactly_and_updates_carry_before_images(avro_changes: list[SmokeChange]) -> None:
+def test_avro_decimals_decode_exactly_and_updates_carry_before_images(
+    avro_changes: list[SmokeChange],
+) -> None:
     first, _, _, update, delete = avro_changes
     assert first.after["price"] == Decimal("49.90")
     assert isinstance(first.after["price"], Decimal)
@@ -34,7 +40,9 @@ def test_avro_decimals_decode_exactly_and_updates_carry_before_images(avro_chang
     assert delete.before["name"] == "cable"
 
 
-def test_the_writer_schema_id_resolves_in_the_registry(settings: Settings, avro_changes: list[SmokeChange]) -> None:
+def test_the_writer_schema_id_resolves_in_the_registry(
+    settings: Settings, avro_changes: list[SmokeChange]
+) -> None:
     schema_id = avro_changes[0].schema_id
     assert schema_id is not None
     with RegistryClient(settings.registry) as registry:
@@ -48,13 +56,19 @@ def test_json_profile_produces_the_same_changes(settings: Settings) -> None:
     assert tuple(change.op for change in changes) == EXPECTED_OPS
     # With decimal.handling.mode=precise the JSON converter writes decimals as base64
     # bytes; the point here is only that the JSON path runs end to end.
-    assert changes[0].after is not None and changes[0].after["name"] == "keyboard"
+    assert changes[0].after is not None
+    assert changes[0].after["name"] == "keyboard"
 
 
-async def test_smoke_runs_leave_no_replication_slot_behind(settings: Settings, avro_changes: list[SmokeChange]) -> None:
+async def test_smoke_runs_leave_no_replication_slot_behind(
+    settings: Settings, avro_changes: list[SmokeChange]
+) -> None:
     pg = settings.postgres
     connection = await asyncpg.connect(
-        host=pg.host, port=pg.port, user=pg.admin_user, database=pg.database,
+        host=pg.host,
+        port=pg.port,
+        user=pg.admin_user,
+        database=pg.database,
         password=pg.admin_password.get_secret_value(),
     )
     try:

@@ -16,10 +16,15 @@ from config.settings import Settings
 from stack.manager import SERVICE_NAMES, Stack
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streams.cli", *args],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
         env={**os.environ, **(env or {})},
     )
 
@@ -62,7 +67,9 @@ def test_a_port_held_by_another_program_is_a_one_line_error_naming_the_setting(
         squatter.listen()
         port = squatter.getsockname()[1]
         result = cli(
-            "stack", "up", "redis",
+            "stack",
+            "up",
+            "redis",
             env={"BV_STACK__STATE_DIR": str(tmp_path / "state"), "BV_REDIS__PORT": str(port)},
             timeout=60,
         )

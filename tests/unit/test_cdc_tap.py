@@ -6,9 +6,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from agents.cdc_tap import change_key, register_cdc_tap
 from config.errors import PermanentError
 from config.settings import Settings
-from agents.cdc_tap import change_key, register_cdc_tap
 from streams.app import create_app
 
 
@@ -35,8 +35,13 @@ async def test_tap_counts_changes_per_table_and_op_and_survives_poison() -> None
     app = create_app(Settings(), store="memory://")
     agent, counts = register_cdc_tap(app, ["cdc-test"], decode_json)
     async with agent.test_context() as tap:
-        for value in (envelope("c"), envelope("c"), envelope("u"), b"\xff not json",
-                      envelope("d", "payments")):
+        for value in (
+            envelope("c"),
+            envelope("c"),
+            envelope("u"),
+            b"\xff not json",
+            envelope("d", "payments"),
+        ):
             await tap.put(value, key=b"k")
     assert dict(counts) == {
         "public.orders:c": 2,

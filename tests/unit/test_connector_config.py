@@ -10,8 +10,13 @@ from streams.connectors import ConnectorSpec, debezium_postgres_config
 
 def spec(converter: str = "avro") -> ConnectorSpec:
     return ConnectorSpec(
-        name="c", database="bitvelocity", tables=["public.orders", "public.payments"],
-        topic_prefix="bitvelocity", slot="s", publication="p", converter=converter,  # type: ignore[arg-type]
+        name="c",
+        database="bitvelocity",
+        tables=["public.orders", "public.payments"],
+        topic_prefix="bitvelocity",
+        slot="s",
+        publication="p",
+        converter=converter,  # type: ignore[arg-type]
     )
 
 

@@ -18,10 +18,12 @@ def closed_port() -> int:
 
 
 def test_unreachable_registry_raises_a_transient_error_after_retries() -> None:
-    settings = RegistrySettings(url=f"http://127.0.0.1:{closed_port()}", max_retries=2,
-                                timeout_s=0.5)
-    with RegistryClient(settings, backoff_s=0.01) as client, pytest.raises(
-        RegistryUnavailableError, match="after 3 attempts"
-    ) as caught:
+    settings = RegistrySettings(
+        url=f"http://127.0.0.1:{closed_port()}", max_retries=2, timeout_s=0.5
+    )
+    with (
+        RegistryClient(settings, backoff_s=0.01) as client,
+        pytest.raises(RegistryUnavailableError, match="after 3 attempts") as caught,
+    ):
         client.schema_by_id(1)
     assert isinstance(caught.value, TransientError)

@@ -93,7 +93,11 @@ def test_cli_reports_a_bad_setting_in_one_line_naming_it(clean_env: Path) -> Non
     env = {**os.environ, "BV_REDIS__PORT": "not-a-port"}
     result = subprocess.run(
         [sys.executable, "-m", "streams.cli", "stack", "status"],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]

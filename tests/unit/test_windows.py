@@ -18,14 +18,19 @@ from tables.windows import (
 )
 
 HOUR = timedelta(hours=1)
+# hypothesis takes naive bounds and attaches the timezone itself.
 aware = st.datetimes(
-    min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    min_value=datetime(1971, 1, 1),  # noqa: DTZ001
+    max_value=datetime(2100, 1, 1),  # noqa: DTZ001
+    timezones=st.just(UTC),
 )
 sizes = st.sampled_from([timedelta(seconds=1), timedelta(minutes=5), HOUR, timedelta(days=1)])
 
 
 @given(moment=aware, size=sizes)
-def test_every_instant_falls_in_exactly_its_aligned_window(moment: datetime, size: timedelta) -> None:
+def test_every_instant_falls_in_exactly_its_aligned_window(
+    moment: datetime, size: timedelta
+) -> None:
     window = tumbling_window(moment, size)
     assert window.contains(moment)
     assert window.end - window.start == size
