@@ -16,8 +16,7 @@ import httpx
 from stack import process
 from stack.base import Endpoint, Progress, Service, url_host_port
 from stack.jvm import kafka_java_command, resolve_named, write_properties
-from stack.tools import find_java
-from stack.versions import DEBEZIUM_VERSION, KAFKA_MIN_JAVA
+from stack.versions import DEBEZIUM_VERSION
 
 POSTGRES_CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
 APICURIO_AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
@@ -85,10 +84,9 @@ class ConnectService(Service):
         )
 
     def start(self) -> None:
-        java = find_java(KAFKA_MIN_JAVA, self.settings.stack.java_home, "BV_STACK__JAVA_HOME")
         process.spawn(
             kafka_java_command(
-                java,
+                self.settings.stack,
                 self.paths,
                 self.settings.stack.connect_heap_mb,
                 "org.apache.kafka.connect.cli.ConnectDistributed",

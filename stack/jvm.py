@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from config.settings import StackSettings
 from stack.artifacts import artifact_dir, resolve, stack_artifacts
 from stack.base import Progress, StackPaths
+from stack.tools import find_java
+from stack.versions import KAFKA_MIN_JAVA
 
 _LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 <!-- Written by `bitvelocity stack up`: console logging, which the stack sends to logs/. -->
@@ -52,9 +55,10 @@ def log4j_config(paths: StackPaths) -> Path:
 
 
 def kafka_java_command(
-    java: Path, paths: StackPaths, heap_mb: int, main_class: str, *args: str
+    stack: StackSettings, paths: StackPaths, heap_mb: int, main_class: str, *args: str
 ) -> list[str]:
     """A ``java`` command line running ``main_class`` from the Kafka lib folder."""
+    java = find_java(KAFKA_MIN_JAVA, stack.java_home, "BV_STACK__JAVA_HOME")
     lib = artifact_folder(paths, "kafka")
     return [
         str(java),

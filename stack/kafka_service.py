@@ -17,8 +17,8 @@ from confluent_kafka.admin import AdminClient
 from stack import process
 from stack.base import Endpoint, Progress, Service, host_port
 from stack.jvm import kafka_java_command, resolve_named, write_properties
-from stack.tools import find_java, run_checked
-from stack.versions import KAFKA_MIN_JAVA, KAFKA_VERSION
+from stack.tools import run_checked
+from stack.versions import KAFKA_VERSION
 
 _silent = logging.getLogger("bitvelocity.stack.kafka-probe")
 _silent.addHandler(logging.NullHandler())
@@ -88,7 +88,7 @@ class KafkaService(Service):
             cluster_id = cluster_id_file.read_text(encoding="utf-8").strip()
             run_checked(
                 kafka_java_command(
-                    find_java(KAFKA_MIN_JAVA, self.settings.stack.java_home),
+                    self.settings.stack,
                     self.paths,
                     256,
                     "kafka.tools.StorageTool",
@@ -103,10 +103,9 @@ class KafkaService(Service):
             )
 
     def start(self) -> None:
-        java = find_java(KAFKA_MIN_JAVA, self.settings.stack.java_home, "BV_STACK__JAVA_HOME")
         process.spawn(
             kafka_java_command(
-                java,
+                self.settings.stack,
                 self.paths,
                 self.settings.stack.kafka_heap_mb,
                 "kafka.Kafka",

@@ -16,9 +16,8 @@ import shutil
 import stat
 from pathlib import Path
 
-import asyncpg
-
 from config.errors import ServiceStartError
+from sinks.postgres.connection import connect
 from stack.base import Endpoint, Progress, Service
 from stack.tools import postgres_bindir, run_checked
 
@@ -181,19 +180,8 @@ class PostgresService(Service):
         if directive not in text:
             main_conf.write_text(text + f"\n{directive}\n", encoding="utf-8")
 
-    async def _connect(self, database: str) -> asyncpg.Connection:
-        pg = self.settings.postgres
-        return await asyncpg.connect(
-            host=pg.host,
-            port=pg.port,
-            user=pg.admin_user,
-            password=pg.admin_password.get_secret_value(),
-            database=database,
-            timeout=3,
-        )
-
     async def _query(self, sql: str, *, database: str) -> str:
-        connection = await self._connect(database)
+        connection = await connect(self.settings.postgres, database)
         try:
             return str(await connection.fetchval(sql))
         finally:
@@ -201,7 +189,7 @@ class PostgresService(Service):
 
     async def _ensure_database(self, progress: Progress) -> None:
         name = self.settings.postgres.database
-        connection = await self._connect("postgres")
+        connection = await connect(self.settings.postgres, "postgres")
         try:
             exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
             if not exists:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
-import asyncpg
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -26,6 +25,7 @@ from config.errors import ServiceStartError
 from config.settings import Settings
 from serdes.avro import AvroCodec
 from serdes.registry import RegistryClient
+from sinks.postgres.connection import connect
 from streams.connectors import ConnectClient, ConnectorSpec, debezium_postgres_config
 
 Progress = Callable[[str], None]
@@ -113,20 +113,8 @@ def run_smoke(
         _delete_topics(settings.kafka.bootstrap_servers, spec.topic_prefix)
 
 
-async def _connect(settings: Settings) -> asyncpg.Connection:
-    pg = settings.postgres
-    return await asyncpg.connect(
-        host=pg.host,
-        port=pg.port,
-        user=pg.admin_user,
-        database=pg.database,
-        password=pg.admin_password.get_secret_value(),
-        timeout=pg.connect_timeout_s,
-    )
-
-
 async def _create_table(settings: Settings, run: SmokeRun) -> None:
-    connection = await _connect(settings)
+    connection = await connect(settings.postgres)
     try:
         await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {SMOKE_SCHEMA}")
         await connection.execute(
@@ -140,7 +128,7 @@ async def _create_table(settings: Settings, run: SmokeRun) -> None:
 
 
 async def _write_changes(settings: Settings, run: SmokeRun) -> None:
-    connection = await _connect(settings)
+    connection = await connect(settings.postgres)
     try:
         for statement, args in SMOKE_WRITES:
             await connection.execute(statement.format(t=run.qualified_table), *args)
@@ -149,7 +137,7 @@ async def _write_changes(settings: Settings, run: SmokeRun) -> None:
 
 
 async def _drop_everything(settings: Settings, run: SmokeRun, spec: ConnectorSpec) -> None:
-    connection = await _connect(settings)
+    connection = await connect(settings.postgres)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

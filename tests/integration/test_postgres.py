@@ -10,19 +10,13 @@ import asyncpg
 import pytest
 
 from config.settings import Settings
+from sinks.postgres.connection import connect
 from sinks.postgres.migrate import MigrationError, apply_migrations, load_migrations
 
 
 @pytest.fixture
 async def connection(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    pg = settings.postgres
-    conn = await asyncpg.connect(
-        host=pg.host,
-        port=pg.port,
-        user=pg.admin_user,
-        database=pg.database,
-        password=pg.admin_password.get_secret_value(),
-    )
+    conn = await connect(settings.postgres)
     yield conn
     await conn.close()
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import asyncpg
 import pytest
 
 from config.settings import Settings
 from serdes.registry import RegistryClient
+from sinks.postgres.connection import connect
 from streams.smoke import EXPECTED_OPS, SMOKE_SCHEMA, SmokeChange, run_smoke
 
 
@@ -63,14 +63,7 @@ def test_json_profile_produces_the_same_changes(settings: Settings) -> None:
 async def test_smoke_runs_leave_no_replication_slot_behind(
     settings: Settings, avro_changes: list[SmokeChange]
 ) -> None:
-    pg = settings.postgres
-    connection = await asyncpg.connect(
-        host=pg.host,
-        port=pg.port,
-        user=pg.admin_user,
-        database=pg.database,
-        password=pg.admin_password.get_secret_value(),
-    )
+    connection = await connect(settings.postgres)
     try:
         slots = await connection.fetchval(
             "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'bv_smoke_%'"
