@@ -37,6 +37,10 @@ class PostgresSettings(_Section):
     database: str = "bitvelocity"
     admin_user: str = "postgres"
     admin_password: SecretStr = SecretStr("")
+    debezium_user: str = "debezium"
+    debezium_password: SecretStr = SecretStr("")
+    worker_user: str = "bv_worker"
+    worker_password: SecretStr = SecretStr("")
     connect_timeout_s: float = Field(default=10.0, gt=0)
 
     def dsn(self, database: str | None = None) -> str:
@@ -44,6 +48,22 @@ class PostgresSettings(_Section):
         password = self.admin_password.get_secret_value()
         auth = f"{self.admin_user}:{password}" if password else self.admin_user
         return f"postgresql://{auth}@{self.host}:{self.port}/{database or self.database}"
+
+
+class ConnectorSettings(_Section):
+    """The Debezium connector capturing the OLTP tables (DESIGN.md section 4)."""
+
+    name: str = "bitvelocity-postgres-cdc"
+    slot: str = "bitvelocity_cdc"
+    publication: str = "bitvelocity_cdc"
+    tables: tuple[str, ...] = (
+        "public.categories",
+        "public.customers",
+        "public.products",
+        "public.orders",
+        "public.order_items",
+        "public.payments",
+    )
 
 
 class RedisSettings(_Section):
@@ -172,6 +192,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     kafka: KafkaSettings = KafkaSettings()
     connect: ConnectSettings = ConnectSettings()
+    connector: ConnectorSettings = ConnectorSettings()
     registry: RegistrySettings = RegistrySettings()
     topics: TopicSettings = TopicSettings()
     sink: SinkSettings = SinkSettings()

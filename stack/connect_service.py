@@ -44,10 +44,11 @@ class ConnectService(Service):
         """Database credentials for connectors, readable only by us (see module docstring)."""
         path = postgres_secrets_file(self.paths.state)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        password = self.settings.postgres.admin_password.get_secret_value()
+        pg = self.settings.postgres
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(f"admin_password={password}\n")
+            handle.write(f"admin_password={pg.admin_password.get_secret_value()}\n")
+            handle.write(f"debezium_password={pg.debezium_password.get_secret_value()}\n")
 
     def prepare(self, progress: Progress) -> None:
         resolve_named(self.paths, "kafka", progress)

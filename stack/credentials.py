@@ -13,7 +13,12 @@ from pathlib import Path
 
 from config.settings import CREDENTIALS_FILE
 
-GENERATED = ("BV_POSTGRES__ADMIN_PASSWORD", "BV_REDIS__PASSWORD")
+GENERATED = (
+    "BV_POSTGRES__ADMIN_PASSWORD",
+    "BV_POSTGRES__DEBEZIUM_PASSWORD",
+    "BV_POSTGRES__WORKER_PASSWORD",
+    "BV_REDIS__PASSWORD",
+)
 
 
 def ensure_credentials(state_dir: Path) -> Path:

@@ -36,6 +36,36 @@ class ConnectorSpec:
     publication: str
     converter: Literal["avro", "json"] = "avro"
     snapshot_mode: str = "initial"
+    user: str | None = None  # default: the admin user
+    password_key: str = "admin_password"  # noqa: S105 - a key in the secrets file, not a secret
+    publication_autocreate: Literal["filtered", "disabled"] = "filtered"
+
+
+def oltp_connector_spec(
+    settings: Settings,
+    *,
+    database: str | None = None,
+    name: str | None = None,
+    topic_prefix: str | None = None,
+    slot: str | None = None,
+) -> ConnectorSpec:
+    """The production connector: OLTP tables, least-privilege ``debezium`` login, our publication.
+
+    Overrides exist so tests can capture their own database under their own names.
+    """
+    connector = settings.connector
+    return ConnectorSpec(
+        name=name or connector.name,
+        database=database or settings.postgres.database,
+        tables=list(connector.tables),
+        topic_prefix=topic_prefix or settings.topics.cdc_prefix,
+        slot=slot or connector.slot,
+        publication=connector.publication,
+        converter=settings.connect.converter,
+        user=settings.postgres.debezium_user,
+        password_key="debezium_password",  # noqa: S106 - a key name, not a secret
+        publication_autocreate="disabled",  # created by the OLTP migration, with partition roots
+    )
 
 
 def converter_config(settings: Settings, converter: Literal["avro", "json"]) -> dict[str, str]:
@@ -75,14 +105,14 @@ def debezium_postgres_config(settings: Settings, spec: ConnectorSpec) -> dict[st
         "tasks.max": "1",
         "database.hostname": pg.host,
         "database.port": str(pg.port),
-        "database.user": pg.admin_user,
-        "database.password": f"${{file:{secrets}:admin_password}}",
+        "database.user": spec.user or pg.admin_user,
+        "database.password": f"${{file:{secrets}:{spec.password_key}}}",
         "database.dbname": spec.database,
         "topic.prefix": spec.topic_prefix,
         "plugin.name": "pgoutput",
         "slot.name": spec.slot,
         "publication.name": spec.publication,
-        "publication.autocreate.mode": "filtered",
+        "publication.autocreate.mode": spec.publication_autocreate,
         "table.include.list": ",".join(spec.tables),
         "snapshot.mode": spec.snapshot_mode,
         "decimal.handling.mode": "precise",
@@ -117,6 +147,15 @@ class ConnectClient:
                 f"Kafka Connect refused connector {name}: HTTP {response.status_code} "
                 f"{_error_text(response)}"
             )
+
+    def config(self, name: str) -> dict[str, str] | None:
+        """The connector's current config, or None when it does not exist."""
+        response = self._call("GET", f"/connectors/{name}/config")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        result: dict[str, str] = response.json()
+        return result
 
     def status(self, name: str) -> dict[str, Any] | None:
         """The connector's status document, or None when it does not exist."""

@@ -1,19 +1,47 @@
-"""One way to open a PostgreSQL connection from the settings (admin credentials for now)."""
+"""One way to open a PostgreSQL connection from the settings, with errors that say what to do."""
 
 from __future__ import annotations
 
 import asyncpg
 
+from config.errors import ConfigurationError, TransientError
 from config.settings import PostgresSettings
 
 
-async def connect(pg: PostgresSettings, database: str | None = None) -> asyncpg.Connection:
-    """A connection to ``database`` (default: the configured one) as the admin user."""
-    return await asyncpg.connect(
-        host=pg.host,
-        port=pg.port,
-        user=pg.admin_user,
-        password=pg.admin_password.get_secret_value(),
-        database=database or pg.database,
-        timeout=pg.connect_timeout_s,
-    )
+class DatabaseUnavailableError(TransientError):
+    """PostgreSQL could not be reached: retry with backoff, never drop the work."""
+
+
+async def connect(
+    pg: PostgresSettings,
+    database: str | None = None,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+) -> asyncpg.Connection:
+    """A connection to ``database`` (default: the configured one), as admin unless ``user``."""
+    target = database or pg.database
+    login = user or pg.admin_user
+    try:
+        return await asyncpg.connect(
+            host=pg.host,
+            port=pg.port,
+            user=login,
+            password=pg.admin_password.get_secret_value() if password is None else password,
+            database=target,
+            timeout=pg.connect_timeout_s,
+        )
+    except asyncpg.InvalidPasswordError as exc:
+        raise ConfigurationError(
+            f"PostgreSQL at {pg.host}:{pg.port} refused the password of {login}: check "
+            "BV_POSTGRES__* passwords against the cluster (generated ones live in the state folder)"
+        ) from exc
+    except asyncpg.InvalidCatalogNameError as exc:
+        raise ConfigurationError(
+            f"database {target} does not exist on {pg.host}:{pg.port}; run `bitvelocity migrate`"
+        ) from exc
+    except (OSError, TimeoutError, asyncpg.CannotConnectNowError) as exc:
+        raise DatabaseUnavailableError(
+            f"PostgreSQL at {pg.host}:{pg.port} is unreachable ({type(exc).__name__}: {exc}); "
+            "is it running? (`bitvelocity stack status`)"
+        ) from exc

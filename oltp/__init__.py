@@ -1,0 +1,1 @@
+"""The OLTP source: BitVelocity's transactional schema, its migrations and the load generator."""

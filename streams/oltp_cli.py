@@ -1,0 +1,180 @@
+"""CLI for the OLTP source: ``migrate``, ``connector register|status|delete`` and ``loadgen``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from config.errors import ConfigurationError
+from config.settings import Settings, load_settings
+from oltp.loadgen import LoadgenConfig, LoadgenResult, Workload
+from oltp.schema import migrate_oltp
+from sinks.postgres.connection import connect
+from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
+from streams.console import ProgressLog, err, guarded, out
+
+connector_app = typer.Typer(
+    help="Manage the Debezium connector that captures the OLTP tables.", no_args_is_help=True
+)
+
+
+def migrate(
+    database: Annotated[
+        str | None, typer.Option(help="Database to migrate (default: BV_POSTGRES__DATABASE).")
+    ] = None,
+) -> None:
+    """Create or upgrade the OLTP schema (tables, partitions, audit trail, roles, publication)."""
+    settings = load_settings()
+    applied = asyncio.run(migrate_oltp(settings, database, ProgressLog()))
+    target = database or settings.postgres.database
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing new"
+    out.print(f"database {target}: applied {names}; role passwords set")
+
+
+def register_connector(
+    settings: Settings, *, update: bool = False, progress: ProgressLog | None = None
+) -> str:
+    """Register (or, with ``update``, reconfigure) the OLTP connector; returns what happened."""
+    spec = oltp_connector_spec(settings)
+    wanted = debezium_postgres_config(settings, spec)
+    with ConnectClient(settings) as connect_client:
+        current = connect_client.config(spec.name)
+        if current is not None:
+            same = all(current.get(k) == v for k, v in wanted.items())
+            if not same and not update:
+                raise ConfigurationError(
+                    f"connector {spec.name} is already registered with a different "
+                    "configuration; rerun with --update to replace it"
+                )
+            if same:
+                connect_client.wait_running(spec.name)
+                return f"connector {spec.name} already registered with this configuration"
+        if progress:
+            progress(f"registering connector {spec.name} ({spec.converter} values)")
+        connect_client.put(spec.name, wanted)
+        connect_client.wait_running(spec.name)
+    return f"connector {spec.name} {'updated' if current else 'registered'} and RUNNING"
+
+
+@connector_app.command("register")
+@guarded
+def connector_register(
+    update: Annotated[
+        bool, typer.Option(help="Replace the config if the connector exists with another one.")
+    ] = False,
+) -> None:
+    """Register the Debezium PostgreSQL connector for the OLTP tables (idempotent)."""
+    out.print(register_connector(load_settings(), update=update, progress=ProgressLog()))
+
+
+@connector_app.command("status")
+@guarded
+def connector_status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print Connect's status document.")
+    ] = False,
+) -> None:
+    """Show the connector's and its tasks' state."""
+    settings = load_settings()
+    with ConnectClient(settings) as client:
+        status = client.status(settings.connector.name)
+    if status is None:
+        err.print(f"connector {settings.connector.name} is not registered")
+        raise typer.Exit(1)
+    if as_json:
+        out.print_json(json.dumps(status))
+        return
+    tasks = ", ".join(f"task {t['id']}: {t['state']}" for t in status.get("tasks", []))
+    out.print(f"{status['name']}: {status['connector']['state']} ({tasks or 'no tasks'})")
+    if status["connector"]["state"] != "RUNNING":
+        raise typer.Exit(1)
+
+
+@connector_app.command("delete")
+@guarded
+def connector_delete() -> None:
+    """Delete the connector (its replication slot stays: drop it to let WAL go)."""
+    settings = load_settings()
+    with ConnectClient(settings) as client:
+        existed = client.delete(settings.connector.name)
+    out.print(
+        f"connector {settings.connector.name} {'deleted' if existed else 'was not registered'}"
+    )
+
+
+def loadgen(
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same operations.")] = 42,
+    transactions: Annotated[int, typer.Option(help="Business transactions to run.")] = 500,
+    rate: Annotated[
+        float | None, typer.Option(help="Transactions per second (default: as fast as possible).")
+    ] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    customers: Annotated[int, typer.Option(help="Customers to have (created if missing).")] = 50,
+    products: Annotated[int, typer.Option(help="Products to have (created if missing).")] = 40,
+    categories: Annotated[int, typer.Option(help="Categories to have.")] = 8,
+    days_back: Annotated[int, typer.Option(help="Spread order dates over this many days.")] = 40,
+) -> None:
+    """Drive the OLTP database with a seeded e-commerce workload and print what it changed."""
+    config = LoadgenConfig(
+        seed=seed,
+        customers=customers,
+        products=products,
+        categories=categories,
+        transactions=transactions,
+        rate=rate,
+        duration_s=duration,
+        days_back=days_back,
+    )
+    result = asyncio.run(run_loadgen(load_settings(), config, show_progress=True))
+    out.print(loadgen_table(result))
+
+
+async def run_loadgen(
+    settings: Settings,
+    config: LoadgenConfig,
+    *,
+    show_progress: bool = False,
+    database: str | None = None,
+) -> LoadgenResult:
+    """Run the workload once against ``database`` with an optional progress bar."""
+    connection = await connect(settings.postgres, database)
+    try:
+        workload = Workload(config)
+        if not show_progress:
+            return await workload.run(connection)
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+        ) as bar:
+            task = bar.add_task("business transactions", total=config.transactions)
+            return await workload.run(
+                connection, lambda done, _total: bar.update(task, completed=done)
+            )
+    finally:
+        await connection.close()
+
+
+def loadgen_table(result: LoadgenResult) -> Table:
+    """Rows changed per table, as the CDC topics should see them."""
+    table = Table(
+        title=f"Load generator: {result.transactions} transactions in {result.elapsed_s:.1f} s"
+    )
+    for column in ("table", "inserted", "updated", "deleted", "row changes"):
+        table.add_column(column, justify="right" if column != "table" else "left")
+    for name, changes in sorted(result.tables.items()):
+        table.add_row(
+            name,
+            str(changes.inserts),
+            str(changes.updates),
+            str(changes.deletes),
+            str(changes.total),
+        )
+    return table
