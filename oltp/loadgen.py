@@ -23,6 +23,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import asyncpg
 
 from config.errors import ConfigurationError
+from config.settings import Settings
+from sinks.postgres.connection import connect
 
 CENT = Decimal("0.01")
 NEXT_STATUS = {"PENDING": "CONFIRMED", "CONFIRMED": "SHIPPED", "SHIPPED": "DELIVERED"}
@@ -408,6 +410,21 @@ class Workload:
             self.rng.choice(COUNTRIES),
         )
         self.result.count("customers", "updates")
+
+
+async def run_loadgen(
+    settings: Settings,
+    config: LoadgenConfig,
+    *,
+    database: str | None = None,
+    progress: Progress | None = None,
+) -> LoadgenResult:
+    """Run ``config`` once against ``database`` (default: the configured one)."""
+    connection = await connect(settings.postgres, database)
+    try:
+        return await Workload(config).run(connection, progress)
+    finally:
+        await connection.close()
 
 
 def _rows(status: str) -> int:

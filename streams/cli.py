@@ -16,9 +16,19 @@ from typing import Annotated
 import typer
 
 from config.settings import PROJECT_ROOT
+from oltp.loadgen import LoadgenConfig
 from stack import process
 from stack.manager import SERVICE_NAMES, Stack
-from streams.console import ProgressLog, change_table, fail, guarded, out, status_table
+from streams.console import (
+    ProgressLog,
+    change_table,
+    demo_table,
+    fail,
+    guarded,
+    out,
+    status_table,
+)
+from streams.demo import run_demo
 from streams.oltp_cli import connector_app, loadgen, migrate
 from streams.smoke import EXPECTED_OPS, run_smoke
 
@@ -112,6 +122,47 @@ def _follow(path: Path) -> None:
                 print(line, end="")
             else:
                 time.sleep(0.5)
+
+
+@app.command("demo")
+@guarded
+def demo(
+    transactions: Annotated[int, typer.Option(help="Business transactions to generate.")] = 400,
+    rate: Annotated[float, typer.Option(help="Transactions per second.")] = 200.0,
+    seed: Annotated[int, typer.Option(help="Load generator seed.")] = 42,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the capture.")] = 120.0,
+    summary_json: Annotated[
+        Path | None, typer.Option("--json", help="Also write the summary to this JSON file.")
+    ] = None,
+) -> None:
+    """The end-to-end demo: stack, OLTP schema, Debezium, a seeded workload, a checked summary.
+
+    Starts what is missing, migrates, registers the connector, runs the load generator for a
+    bounded time, waits until every change reached Kafka, and prints per table what was
+    written, captured and stored. Exits 1 when a change did not arrive. The stack keeps
+    running afterwards (`bitvelocity stack down` stops it).
+    """
+    progress = ProgressLog()
+    stack = Stack.from_environment(create_credentials=True)
+    out.print(status_table(stack.up(progress)))
+    config = LoadgenConfig(seed=seed, transactions=transactions, rate=rate)
+    summary = run_demo(stack.settings, config, progress, timeout_s=timeout)
+    out.print(demo_table(summary))
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(summary.as_dict(), indent=2), encoding="utf-8")
+    if not summary.ok:
+        missing = [t.table for t in summary.tables if not t.complete]
+        fail(
+            f"change events missing on Kafka for: {', '.join(missing)} "
+            f"(see `bitvelocity connector status` and `bitvelocity stack logs connect`)",
+            code=1,
+        )
+    out.print(
+        f"[green]demo ok[/]: {summary.transactions} transactions, every row change captured "
+        f"once on bitvelocity.public.* in {progress.elapsed:.0f} s. Next: "
+        "`bitvelocity connector status`, `bitvelocity loadgen --rate 50 --duration 60`, "
+        "`bitvelocity stack status`; the stack is still running (`bitvelocity stack down`)."
+    )
 
 
 @app.command("smoke")

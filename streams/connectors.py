@@ -9,13 +9,13 @@ registry's ccompat API serves as schema ids) or, in the JSON profile, schemaless
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
 
-from config.errors import ServiceStartError, TransientError
+from config.errors import ConfigurationError, ServiceStartError, TransientError
 from config.settings import Settings
 from stack.connect_service import (
     APICURIO_AVRO_CONVERTER,
@@ -124,6 +124,31 @@ def debezium_postgres_config(settings: Settings, spec: ConnectorSpec) -> dict[st
         "topic.creation.default.partitions": str(settings.topics.partitions),
         **converter_config(settings, spec.converter),
     }
+
+
+def register_oltp_connector(
+    settings: Settings, *, update: bool = False, progress: Callable[[str], None] | None = None
+) -> str:
+    """Register (or, with ``update``, reconfigure) the OLTP connector; returns what happened."""
+    spec = oltp_connector_spec(settings)
+    wanted = debezium_postgres_config(settings, spec)
+    with ConnectClient(settings) as connect_client:
+        current = connect_client.config(spec.name)
+        if current is not None:
+            same = all(current.get(k) == v for k, v in wanted.items())
+            if not same and not update:
+                raise ConfigurationError(
+                    f"connector {spec.name} is already registered with a different "
+                    "configuration; rerun with --update to replace it"
+                )
+            if same:
+                connect_client.wait_running(spec.name)
+                return f"connector {spec.name} already registered with this configuration"
+        if progress:
+            progress(f"registering connector {spec.name} ({spec.converter} values)")
+        connect_client.put(spec.name, wanted)
+        connect_client.wait_running(spec.name)
+    return f"connector {spec.name} {'updated' if current else 'registered'} and RUNNING"
 
 
 class ConnectClient:

@@ -6,7 +6,7 @@ import functools
 import sys
 import time
 from collections.abc import Callable
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -14,7 +14,10 @@ from rich.table import Table
 
 from config.errors import BitVelocityError
 from stack.manager import ServiceStatus
-from streams.smoke import SmokeChange
+
+if TYPE_CHECKING:  # only for annotations: these modules import this one
+    from streams.demo import DemoSummary
+    from streams.smoke import SmokeChange
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -86,6 +89,32 @@ def change_table(changes: list[SmokeChange]) -> Table:
             _row(change.before),
             _row(change.after),
             str(change.schema_id or "-"),
+        )
+    return table
+
+
+def demo_table(summary: DemoSummary) -> Table:
+    """Per table: what the workload wrote, what Kafka received, what the database holds."""
+    table = Table(title="Demo summary: OLTP -> Debezium -> Kafka")
+    for column in (
+        "table",
+        "row changes",
+        "events expected",
+        "events captured",
+        "rows",
+        "soft-deleted",
+        "",
+    ):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for row in summary.tables:
+        table.add_row(
+            row.table,
+            str(row.changes_written),
+            str(row.events_expected),
+            str(row.events_captured),
+            str(row.rows_in_database),
+            str(row.soft_deleted),
+            "[green]ok[/]" if row.complete else "[red]MISSING[/]",
         )
     return table
 

@@ -10,12 +10,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from config.errors import ConfigurationError
-from config.settings import Settings, load_settings
-from oltp.loadgen import LoadgenConfig, LoadgenResult, Workload
+from config.settings import load_settings
+from oltp.loadgen import LoadgenConfig, LoadgenResult, run_loadgen
 from oltp.schema import migrate_oltp
-from sinks.postgres.connection import connect
-from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
+from streams.connectors import ConnectClient, register_oltp_connector
 from streams.console import ProgressLog, err, guarded, out
 
 connector_app = typer.Typer(
@@ -36,31 +34,6 @@ def migrate(
     out.print(f"database {target}: applied {names}; role passwords set")
 
 
-def register_connector(
-    settings: Settings, *, update: bool = False, progress: ProgressLog | None = None
-) -> str:
-    """Register (or, with ``update``, reconfigure) the OLTP connector; returns what happened."""
-    spec = oltp_connector_spec(settings)
-    wanted = debezium_postgres_config(settings, spec)
-    with ConnectClient(settings) as connect_client:
-        current = connect_client.config(spec.name)
-        if current is not None:
-            same = all(current.get(k) == v for k, v in wanted.items())
-            if not same and not update:
-                raise ConfigurationError(
-                    f"connector {spec.name} is already registered with a different "
-                    "configuration; rerun with --update to replace it"
-                )
-            if same:
-                connect_client.wait_running(spec.name)
-                return f"connector {spec.name} already registered with this configuration"
-        if progress:
-            progress(f"registering connector {spec.name} ({spec.converter} values)")
-        connect_client.put(spec.name, wanted)
-        connect_client.wait_running(spec.name)
-    return f"connector {spec.name} {'updated' if current else 'registered'} and RUNNING"
-
-
 @connector_app.command("register")
 @guarded
 def connector_register(
@@ -69,7 +42,7 @@ def connector_register(
     ] = False,
 ) -> None:
     """Register the Debezium PostgreSQL connector for the OLTP tables (idempotent)."""
-    out.print(register_connector(load_settings(), update=update, progress=ProgressLog()))
+    out.print(register_oltp_connector(load_settings(), update=update, progress=ProgressLog()))
 
 
 @connector_app.command("status")
@@ -130,36 +103,22 @@ def loadgen(
         duration_s=duration,
         days_back=days_back,
     )
-    result = asyncio.run(run_loadgen(load_settings(), config, show_progress=True))
-    out.print(loadgen_table(result))
-
-
-async def run_loadgen(
-    settings: Settings,
-    config: LoadgenConfig,
-    *,
-    show_progress: bool = False,
-    database: str | None = None,
-) -> LoadgenResult:
-    """Run the workload once against ``database`` with an optional progress bar."""
-    connection = await connect(settings.postgres, database)
-    try:
-        workload = Workload(config)
-        if not show_progress:
-            return await workload.run(connection)
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-        ) as bar:
-            task = bar.add_task("business transactions", total=config.transactions)
-            return await workload.run(
-                connection, lambda done, _total: bar.update(task, completed=done)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    ) as bar:
+        task = bar.add_task("business transactions", total=config.transactions)
+        result = asyncio.run(
+            run_loadgen(
+                load_settings(),
+                config,
+                progress=lambda done, _total: bar.update(task, completed=done),
             )
-    finally:
-        await connection.close()
+        )
+    out.print(loadgen_table(result))
 
 
 def loadgen_table(result: LoadgenResult) -> Table:

@@ -12,20 +12,20 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
-
-from config.errors import ServiceStartError
 from config.settings import Settings
 from serdes.avro import AvroCodec
 from serdes.registry import RegistryClient
 from sinks.postgres.connection import connect
+from streams.capture_admin import (
+    delete_topics_with_prefix,
+    drop_slot_when_released,
+    read_topics,
+)
 from streams.connectors import ConnectClient, ConnectorSpec, debezium_postgres_config
 
 Progress = Callable[[str], None]
@@ -110,7 +110,7 @@ def run_smoke(
         with ConnectClient(settings) as connect:
             connect.delete(spec.name)
         asyncio.run(_drop_everything(settings, run, spec))
-        _delete_topics(settings.kafka.bootstrap_servers, spec.topic_prefix)
+        delete_topics_with_prefix(settings.kafka.bootstrap_servers, spec.topic_prefix)
 
 
 async def _create_table(settings: Settings, run: SmokeRun) -> None:
@@ -139,17 +139,7 @@ async def _write_changes(settings: Settings, run: SmokeRun) -> None:
 async def _drop_everything(settings: Settings, run: SmokeRun, spec: ConnectorSpec) -> None:
     connection = await connect(settings.postgres)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            active = await connection.fetchval(
-                "SELECT active FROM pg_replication_slots WHERE slot_name = $1", spec.slot
-            )
-            if active is None:
-                break
-            if not active:
-                await connection.execute("SELECT pg_drop_replication_slot($1)", spec.slot)
-                break
-            await asyncio.sleep(0.5)
+        await drop_slot_when_released(connection, spec.slot)
         await connection.execute(f"DROP PUBLICATION IF EXISTS {spec.publication}")
         await connection.execute(f"DROP TABLE IF EXISTS {run.qualified_table}")
     finally:
@@ -157,35 +147,19 @@ async def _drop_everything(settings: Settings, run: SmokeRun, spec: ConnectorSpe
 
 
 def _consume(settings: Settings, run: SmokeRun, timeout_s: float) -> list[SmokeChange]:
-    bootstrap = settings.kafka.bootstrap_servers
-    deadline = time.monotonic() + timeout_s
-    partitions = _wait_for_topic(bootstrap, run.topic, deadline)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bv-smoke-{run.run_id}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
+    messages = read_topics(
+        settings.kafka.bootstrap_servers,
+        [run.topic],
+        done=lambda read: sum(m.value() is not None for m in read) >= len(EXPECTED_OPS),
+        timeout_s=timeout_s,
     )
-    consumer.assign([TopicPartition(run.topic, p, 0) for p in partitions])
-    changes: list[SmokeChange] = []
-    try:
-        with RegistryClient(settings.registry) as registry:
-            codec = AvroCodec(registry)
-            while len(changes) < len(EXPECTED_OPS) and time.monotonic() < deadline:
-                for message in consumer.consume(num_messages=100, timeout=1.0):
-                    if message.error():
-                        raise ServiceStartError(f"consuming {run.topic}: {message.error()}")
-                    value = message.value()
-                    if value is None:  # the tombstone that follows a delete
-                        continue
-                    offset = message.offset()
-                    if offset is None:  # only for messages that were never written
-                        continue
-                    changes.append(_decode(codec, run.converter, offset, message.key(), value))
-    finally:
-        consumer.close()
+    with RegistryClient(settings.registry) as registry:
+        codec = AvroCodec(registry)
+        changes = [
+            _decode(codec, run.converter, message.offset() or 0, message.key(), value)
+            for message in messages
+            if (value := message.value()) is not None  # skip the tombstone after a delete
+        ]
     changes.sort(key=lambda change: change.offset)
     return changes
 
@@ -208,21 +182,3 @@ def _decode(
         envelope.get("after"),
         schema_id,
     )
-
-
-def _delete_topics(bootstrap: str, prefix: str) -> None:
-    """Remove the run's data and transaction topics (best effort: they are throw-away)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    topics = [t for t in admin.list_topics(timeout=5).topics if t.startswith(prefix + ".")]
-    for future in admin.delete_topics(topics, operation_timeout=10).values():
-        future.result(timeout=15)
-
-
-def _wait_for_topic(bootstrap: str, topic: str, deadline: float) -> list[int]:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    while time.monotonic() < deadline:
-        metadata = admin.list_topics(topic=topic, timeout=5).topics.get(topic)
-        if metadata is not None and metadata.error is None and metadata.partitions:
-            return sorted(metadata.partitions)
-        time.sleep(0.5)
-    raise ServiceStartError(f"topic {topic} did not appear: is the connector producing?")

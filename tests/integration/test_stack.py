@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,19 +11,9 @@ import pytest
 
 from config.settings import Settings
 from stack.manager import SERVICE_NAMES, Stack
+from tests.integration.cli import run_cli
 
-
-def cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
+cli = run_cli
 
 
 def test_status_lists_every_service_ready_with_its_ports(settings: Settings) -> None:

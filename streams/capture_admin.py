@@ -1,0 +1,90 @@
+"""Housekeeping around a capture: replication slots, topics, reading a topic back.
+
+A replication slot nobody reads makes PostgreSQL keep WAL forever, so whoever removes a
+connector must also drop its slot, once Connect has released it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+
+import asyncpg
+from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from config.errors import ServiceStartError, TransientError
+
+
+async def drop_slot_when_released(
+    connection: asyncpg.Connection, slot: str, timeout_s: float = 60.0
+) -> bool:
+    """Drop ``slot`` as soon as no walsender holds it; False when there was no such slot."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        active = await connection.fetchval(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = $1", slot
+        )
+        if active is None:
+            return False
+        if not active:
+            await connection.execute("SELECT pg_drop_replication_slot($1)", slot)
+            return True
+        await asyncio.sleep(0.5)
+    raise TransientError(f"replication slot {slot} still in use after {timeout_s:.0f} s")
+
+
+def delete_topics_with_prefix(bootstrap: str, prefix: str) -> list[str]:
+    """Delete every topic named ``<prefix>.*``; returns their names."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = [t for t in admin.list_topics(timeout=5).topics if t.startswith(prefix + ".")]
+    if topics:
+        for future in admin.delete_topics(topics, operation_timeout=10).values():
+            future.result(timeout=15)
+    return topics
+
+
+def wait_for_topic(bootstrap: str, topic: str, deadline: float) -> list[int]:
+    """The partitions of ``topic`` once it exists (raises at ``deadline``)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    while time.monotonic() < deadline:
+        metadata = admin.list_topics(topic=topic, timeout=5).topics.get(topic)
+        if metadata is not None and metadata.error is None and metadata.partitions:
+            return sorted(metadata.partitions)
+        time.sleep(0.5)
+    raise ServiceStartError(f"topic {topic} did not appear: is the connector producing?")
+
+
+def read_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    done: Callable[[list[Message]], bool],
+    timeout_s: float,
+) -> list[Message]:
+    """Read ``topics`` from the beginning until ``done(messages)`` or the timeout."""
+    deadline = time.monotonic() + timeout_s
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bv-capture-reader",
+            "enable.auto.commit": False,
+        }
+    )
+    assignment = [
+        TopicPartition(topic, partition, 0)
+        for topic in topics
+        for partition in wait_for_topic(bootstrap, topic, deadline)
+    ]
+    consumer.assign(assignment)
+    messages: list[Message] = []
+    try:
+        while not done(messages) and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=500, timeout=0.5):
+                if message.error():
+                    raise ServiceStartError(f"reading {message.topic()}: {message.error()}")
+                messages.append(message)
+    finally:
+        consumer.close()
+    return messages

@@ -1,0 +1,73 @@
+"""The demo runs end to end and its summary matches the database; bad input is one clear line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from config.settings import Settings
+from oltp.schema import CAPTURED_TABLES
+from sinks.postgres.connection import connect
+from tests.integration.cli import error_lines, run_cli
+
+
+async def row_counts(settings: Settings) -> dict[str, int]:
+    connection = await connect(settings.postgres)
+    try:
+        return {
+            table: int(await connection.fetchval(f"SELECT count(*) FROM public.{table}"))
+            for table in CAPTURED_TABLES
+        }
+    finally:
+        await connection.close()
+
+
+@pytest.mark.demo
+@pytest.mark.timeout(400)
+def test_demo_runs_end_to_end_and_its_summary_matches_the_database(
+    settings: Settings, tmp_path: Path
+) -> None:
+    summary_path = tmp_path / "summary.json"
+    result = run_cli("demo", "--transactions", "150", "--rate", "300", "--json", str(summary_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "demo ok" in result.stdout
+    summary = json.loads(summary_path.read_text())
+    assert summary["ok"] is True
+    assert summary["transactions"] == 150
+    tables = {row["table"]: row for row in summary["tables"]}
+    assert set(tables) == set(CAPTURED_TABLES)
+    for row in tables.values():
+        assert row["events_captured"] == row["events_expected"], row
+    counts = asyncio.run(row_counts(settings))
+    assert {t: tables[t]["rows_in_database"] for t in CAPTURED_TABLES} == counts
+
+
+def test_loadgen_refuses_a_negative_rate_in_one_line() -> None:
+    result = run_cli("loadgen", "--rate", "-1")
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        "error: --rate must be a positive number per second, got -1.0"
+    ]
+
+
+def test_unreachable_database_is_one_line_naming_the_address() -> None:
+    result = run_cli("loadgen", "--transactions", "1", env={"BV_POSTGRES__PORT": "1"}, timeout=60)
+    assert result.returncode == 2
+    [line] = error_lines(result.stderr)
+    assert "PostgreSQL at 127.0.0.1:1 is unreachable" in line
+    assert "Traceback" not in result.stderr
+
+
+def test_registering_over_a_different_connector_config_needs_update() -> None:
+    assert run_cli("connector", "register").returncode == 0  # idempotent with the same config
+    result = run_cli("connector", "register", env={"BV_TOPICS__PARTITIONS": "7"})
+    assert result.returncode == 2
+    [line] = error_lines(result.stderr)
+    assert "already registered with a different configuration" in line
+    assert "--update" in line
+    status = run_cli("connector", "status")
+    assert status.returncode == 0
+    assert "RUNNING" in status.stdout
