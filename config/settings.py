@@ -37,6 +37,10 @@ class PostgresSettings(_Section):
     database: str = "bitvelocity"
     admin_user: str = "postgres"
     admin_password: SecretStr = SecretStr("")
+    debezium_user: str = "debezium"
+    debezium_password: SecretStr = SecretStr("")
+    worker_user: str = "bv_worker"
+    worker_password: SecretStr = SecretStr("")
     connect_timeout_s: float = Field(default=10.0, gt=0)
 
     def dsn(self, database: str | None = None) -> str:
@@ -78,6 +82,14 @@ class RegistrySettings(_Section):
     management_port: Port = 59000
     timeout_s: float = Field(default=5.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
+    backoff_initial_s: float = Field(default=0.2, gt=0)
+    backoff_max_s: float = Field(default=5.0, gt=0)
+    #: How our producers frame Avro (readers detect every framing by themselves).
+    framing: Literal["confluent", "apicurio-legacy", "apicurio-headers"] = "confluent"
+    #: Compatibility level our own subjects (hourly-revenue, ...) are registered with.
+    compatibility: Literal["BACKWARD", "BACKWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"] = (
+        "BACKWARD"
+    )
 
     @property
     def confluent_url(self) -> str:
