@@ -10,6 +10,7 @@ letter); a registry that cannot be reached raises ``RegistryUnavailableError`` (
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -208,11 +209,12 @@ def build_change_event(
             else None
         )
         message = envelope.get("message")
-        logical_message = (
-            LogicalMessage(str(message.get("prefix")), bytes(message.get("content") or b""))
-            if message
-            else None
-        )
+        logical_message = None
+        if message:
+            content = message.get("content") or b""
+            if isinstance(content, str):  # JSON: base64 (binary.handling.mode=bytes)
+                content = base64.b64decode(content, validate=True)
+            logical_message = LogicalMessage(str(message.get("prefix")), bytes(content))
         return ChangeEvent(
             op,
             str(source.get("schema", "")),
