@@ -98,6 +98,14 @@ class RegistrySettings(_Section):
     management_port: Port = 59000
     timeout_s: float = Field(default=5.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
+    backoff_initial_s: float = Field(default=0.2, gt=0)
+    backoff_max_s: float = Field(default=5.0, gt=0)
+    #: How our producers frame Avro (readers detect every framing by themselves).
+    framing: Literal["confluent", "apicurio-legacy", "apicurio-headers"] = "confluent"
+    #: Compatibility level our own subjects (hourly-revenue, ...) are registered with.
+    compatibility: Literal["BACKWARD", "BACKWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"] = (
+        "BACKWARD"
+    )
 
     @property
     def confluent_url(self) -> str:

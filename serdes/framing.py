@@ -1,27 +1,37 @@
 """Schema-registry framing of Kafka record bytes: which schema id a payload was written with.
 
-Confluent wire format: magic byte 0, then the schema id as a 4-byte big-endian unsigned
-integer, then the Avro body. Apicurio's legacy framing is the same with an 8-byte id
-(its global id). Nothing here touches the network: it is the pure core both the
-decoder and the encoder rely on, and it refuses bytes that do not fit rather than guess.
+Three framings exist in the wild (debezium-postgres.md section 5.1):
+
+* Confluent wire format: magic byte 0, a 4-byte big-endian schema id, the Avro body.
+  Apicurio writes the same with ``as-confluent=true`` (its id is then the content id,
+  which the Confluent-compatible API serves as the schema id).
+* Apicurio legacy: magic byte 0, an 8-byte id (Apicurio 2.x default: the global id).
+* Apicurio headers: the body is bare Avro; the id is an 8-byte big-endian long in the
+  header ``apicurio.<key|value>.globalId`` (or ``.contentId``).
+
+Nothing here touches the network: it is the pure core both the decoder and the encoder
+rely on, and it refuses bytes that do not fit rather than guess.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
 from config.errors import FramingError
 
 MAGIC_BYTE = 0
+Headers = Sequence[tuple[str, bytes | None]]
 
 
 class Framing(Enum):
     """How a schema id travels with the payload."""
 
-    CONFLUENT = "confluent"  # magic 0 + 4-byte id (Apicurio 3 default, Confluent)
+    CONFLUENT = "confluent"  # magic 0 + 4-byte id (Apicurio as-confluent, Confluent)
     APICURIO_LEGACY = "apicurio-legacy"  # magic 0 + 8-byte id
+    APICURIO_HEADERS = "apicurio-headers"  # bare body, 8-byte id in a record header
 
     @property
     def id_format(self) -> str:
@@ -29,7 +39,17 @@ class Framing(Enum):
 
     @property
     def header_size(self) -> int:
+        """Bytes in front of the body (0 when the id travels in headers)."""
+        if self is Framing.APICURIO_HEADERS:
+            return 0
         return 1 + struct.calcsize(self.id_format)
+
+
+class IdKind(Enum):
+    """Which registry id a framing carries: they resolve through different endpoints."""
+
+    CONTENT = "content"  # Confluent schema id == Apicurio content id (ccompat /schemas/ids)
+    GLOBAL = "global"  # Apicurio global id (v2 /ids/globalIds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +59,15 @@ class FramedPayload:
     schema_id: int
     body: bytes
     framing: Framing
+    id_kind: IdKind = IdKind.CONTENT
 
 
 def unframe(data: bytes | None, framing: Framing = Framing.CONFLUENT) -> FramedPayload:
     """Split framed bytes into schema id and body; malformed input raises ``FramingError``."""
     if data is None:
         raise FramingError("record has no value (tombstone): nothing to unframe")
+    if framing is Framing.APICURIO_HEADERS:
+        raise FramingError("the apicurio-headers framing needs the record headers: use detect")
     if len(data) < framing.header_size:
         raise FramingError(
             f"record of {len(data)} bytes is shorter than the {framing.value} header "
@@ -56,12 +79,69 @@ def unframe(data: bytes | None, framing: Framing = Framing.CONFLUENT) -> FramedP
             f"not {framing.value}-framed (plain JSON or another serializer?)"
         )
     (schema_id,) = struct.unpack_from(framing.id_format, data, 1)
-    return FramedPayload(schema_id, bytes(data[framing.header_size :]), framing)
+    kind = IdKind.CONTENT if framing is Framing.CONFLUENT else IdKind.GLOBAL
+    return FramedPayload(schema_id, bytes(data[framing.header_size :]), framing, kind)
+
+
+def header_names(side: str) -> tuple[str, str]:
+    """Apicurio's global-id and content-id header names for ``side`` (``key``/``value``)."""
+    return f"apicurio.{side}.globalId", f"apicurio.{side}.contentId"
+
+
+def detect(
+    data: bytes | None,
+    headers: Headers | None = None,
+    *,
+    side: str = "value",
+    legacy_id_kind: IdKind = IdKind.GLOBAL,
+) -> FramedPayload:
+    """Find the framing of ``data`` by itself and split it.
+
+    Apicurio id headers mean a bare body. Otherwise the payload must start with the magic
+    byte; a 4-byte id of 0 is never assigned (registries count from 1), while an 8-byte id
+    below 2^32 always starts with four zero bytes, so ``00 00 00 00 00`` means 8-byte ids.
+    """
+    if data is None:
+        raise FramingError("record has no value (tombstone): nothing to unframe")
+    if headers:
+        global_name, content_name = header_names(side)
+        for name, raw in headers:
+            if name in (global_name, content_name):
+                if raw is None or len(raw) != 8:
+                    raise FramingError(f"header {name} is not an 8-byte id: {raw!r}")
+                kind = IdKind.GLOBAL if name == global_name else IdKind.CONTENT
+                (schema_id,) = struct.unpack(">Q", raw)
+                return FramedPayload(schema_id, bytes(data), Framing.APICURIO_HEADERS, kind)
+    framed = unframe(data, Framing.CONFLUENT)
+    if framed.schema_id == 0 and len(data) >= Framing.APICURIO_LEGACY.header_size:
+        legacy = unframe(data, Framing.APICURIO_LEGACY)
+        return FramedPayload(legacy.schema_id, legacy.body, legacy.framing, legacy_id_kind)
+    return framed
 
 
 def frame(schema_id: int, body: bytes, framing: Framing = Framing.CONFLUENT) -> bytes:
     """Prefix ``body`` with the magic byte and ``schema_id`` in ``framing``'s width."""
+    if framing is Framing.APICURIO_HEADERS:
+        raise FramingError("the apicurio-headers framing puts the id in headers: use encode")
     limit = 2 ** (8 * (framing.header_size - 1))
     if not 0 <= schema_id < limit:
         raise FramingError(f"schema id {schema_id} does not fit the {framing.value} framing")
     return bytes([MAGIC_BYTE]) + struct.pack(framing.id_format, schema_id) + body
+
+
+def encode(
+    schema_id: int,
+    body: bytes,
+    framing: Framing = Framing.CONFLUENT,
+    *,
+    side: str = "value",
+    id_kind: IdKind = IdKind.CONTENT,
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """Payload and headers carrying ``schema_id`` in ``framing`` (headers only for Apicurio's)."""
+    if framing is not Framing.APICURIO_HEADERS:
+        return frame(schema_id, body, framing), []
+    if not 0 <= schema_id < 2**63:
+        raise FramingError(f"schema id {schema_id} does not fit an 8-byte id header")
+    global_name, content_name = header_names(side)
+    name = global_name if id_kind is IdKind.GLOBAL else content_name
+    return body, [(name, struct.pack(">Q", schema_id)), (f"apicurio.{side}.encoding", b"BINARY")]

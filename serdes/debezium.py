@@ -1,0 +1,322 @@
+"""Debezium PostgreSQL envelopes -> typed ``ChangeEvent`` records (Avro through the registry).
+
+One ``DebeziumAvroDecoder`` per process: it compiles a field plan once per writer schema id
+and then decodes each record with one fastavro read plus a loop over the planned columns.
+Tombstones (null values) become ``Tombstone``, not errors; primary-key changes carry the
+other key from Debezium's ``__debezium.newkey``/``__debezium.oldkey`` headers; unchanged
+TOAST columns are ``UNCHANGED``. Anything undecodable raises a ``PermanentError`` (dead
+letter); a registry that cannot be reached raises ``RegistryUnavailableError`` (retry).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from config.errors import PermanentError
+from serdes.avro import AvroCodec, read_body
+from serdes.field_plan import RowPlan, apply_row, compile_avro_row
+from serdes.framing import Headers, IdKind, detect
+from serdes.logical_types import UNCHANGED, timestamp_from_micros, timestamp_from_millis
+
+NEW_KEY_HEADER = "__debezium.newkey"
+OLD_KEY_HEADER = "__debezium.oldkey"
+
+
+class EnvelopeError(PermanentError):
+    """The record decodes, but is not a Debezium change envelope we understand."""
+
+
+class Operation(StrEnum):
+    CREATE = "c"
+    UPDATE = "u"
+    DELETE = "d"
+    READ = "r"  # snapshot
+    TRUNCATE = "t"
+    MESSAGE = "m"  # pg_logical_emit_message
+
+
+_OPERATIONS = {op.value: op for op in Operation}
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePosition:
+    """Where in PostgreSQL's WAL a change comes from: the dedup and ordering key."""
+
+    lsn: int | None
+    tx_id: int | None
+    #: ``source.sequence``: (LSN of the last commit, LSN of this event), either may be None.
+    last_commit_lsn: int | None
+    sequence_lsn: int | None
+    #: ``source.snapshot``: "false" for streaming, else true/first/last/incremental/...
+    snapshot: str = "false"
+
+    @property
+    def is_snapshot(self) -> bool:
+        return self.snapshot != "false"
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionBlock:
+    """``transaction`` (with ``provide.transaction.metadata=true``)."""
+
+    id: str
+    total_order: int
+    data_collection_order: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogicalMessage:
+    """The payload of an ``op = m`` event."""
+
+    prefix: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One decoded Debezium change. Rows are dicts of exact Python values; a column whose
+    value is ``UNCHANGED`` was left out by PostgreSQL (keep the previous value)."""
+
+    op: Operation
+    schema: str
+    table: str
+    key: Mapping[str, Any] | None
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    position: SourcePosition
+    #: When the change committed in PostgreSQL (``source.ts_us``/``ts_ms``, UTC).
+    committed_at: datetime
+    #: When Debezium processed it (envelope ``ts_us``/``ts_ms``); not for ordering.
+    processed_at: datetime | None = None
+    transaction: TransactionBlock | None = None
+    message: LogicalMessage | None = None
+    #: Primary-key change: on the delete, the row's new key; on the create, its old key.
+    new_key: Mapping[str, Any] | None = None
+    old_key: Mapping[str, Any] | None = None
+    schema_id: int | None = None
+
+    @property
+    def has_unchanged(self) -> bool:
+        return self.after is not None and any(v is UNCHANGED for v in self.after.values())
+
+    def merged_after(self, previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """``after`` with every ``UNCHANGED`` column taken from ``previous`` (the stored row).
+
+        A column stays ``UNCHANGED`` when ``previous`` does not know it either: the caller
+        must then leave that column alone (partial update), never write the marker.
+        """
+        if self.after is None:
+            return None
+        previous = previous or {}
+        return {
+            column: previous.get(column, UNCHANGED) if value is UNCHANGED else value
+            for column, value in self.after.items()
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A null value after a delete (log compaction marker): no change of its own."""
+
+    key: Mapping[str, Any] | None
+    new_key: Mapping[str, Any] | None = None
+
+
+Decoded = ChangeEvent | Tombstone
+
+
+# -- pure envelope -> ChangeEvent ----------------------------------------------------------
+def _lsn(text: str) -> int | None:
+    text = text.strip()
+    if text == "null" or not text:
+        return None
+    return int(text.strip('"'))
+
+
+def parse_sequence(sequence: str | None) -> tuple[int | None, int | None]:
+    """``source.sequence`` (a JSON array of two LSN strings inside a string)."""
+    if not sequence:
+        return None, None
+    body = sequence.strip()
+    if not (body.startswith("[") and body.endswith("]")):
+        raise EnvelopeError(f"source.sequence {sequence!r} is not a JSON array")
+    parts = body[1:-1].split(",")
+    if len(parts) != 2:
+        raise EnvelopeError(f"source.sequence {sequence!r} does not hold two LSNs")
+    try:
+        return _lsn(parts[0]), _lsn(parts[1])
+    except ValueError as exc:
+        raise EnvelopeError(f"source.sequence {sequence!r} holds a non-numeric LSN") from exc
+
+
+def _instant(micros: Any, millis: Any) -> datetime | None:
+    if micros is not None:
+        return timestamp_from_micros(micros)
+    if millis is not None:
+        return timestamp_from_millis(millis)
+    return None
+
+
+def header_key(headers: Headers | None, name: str) -> Mapping[str, Any] | None:
+    """A key Debezium put in a header (``SimpleHeaderConverter`` writes it as JSON text)."""
+    if not headers:
+        return None
+    for header, raw in headers:
+        if header == name and raw is not None:
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise EnvelopeError(f"header {name} is not JSON: {raw[:80]!r}") from exc
+            return value if isinstance(value, dict) else {"value": value}
+    return None
+
+
+def build_change_event(
+    envelope: Mapping[str, Any],
+    key: Mapping[str, Any] | None,
+    headers: Headers | None = None,
+    schema_id: int | None = None,
+) -> ChangeEvent:
+    """A ``ChangeEvent`` from an envelope whose rows are already converted."""
+    try:
+        op = _OPERATIONS[envelope["op"]]
+        source = envelope["source"]
+        first, second = parse_sequence(source.get("sequence"))
+        position = SourcePosition(
+            source.get("lsn"),
+            source.get("txId"),
+            first,
+            second,
+            source.get("snapshot") or "false",
+        )
+        committed_at = _instant(source.get("ts_us"), source.get("ts_ms"))
+        if committed_at is None:
+            raise EnvelopeError("source has neither ts_us nor ts_ms")
+        block = envelope.get("transaction")
+        transaction = (
+            TransactionBlock(
+                str(block["id"]), int(block["total_order"]), int(block["data_collection_order"])
+            )
+            if block
+            else None
+        )
+        message = envelope.get("message")
+        logical_message = None
+        if message:
+            content = message.get("content") or b""
+            if isinstance(content, str):  # JSON: base64 (binary.handling.mode=bytes)
+                content = base64.b64decode(content, validate=True)
+            logical_message = LogicalMessage(str(message.get("prefix")), bytes(content))
+        return ChangeEvent(
+            op,
+            str(source.get("schema", "")),
+            str(source.get("table", "")),
+            key,
+            envelope.get("before"),
+            envelope.get("after"),
+            position,
+            committed_at,
+            _instant(envelope.get("ts_us"), envelope.get("ts_ms")),
+            transaction,
+            logical_message,
+            header_key(headers, NEW_KEY_HEADER) if op is Operation.DELETE else None,
+            header_key(headers, OLD_KEY_HEADER) if op is Operation.CREATE else None,
+            schema_id,
+        )
+    except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, EnvelopeError):
+            raise
+        raise EnvelopeError(
+            f"not a Debezium change envelope ({type(exc).__name__}: {exc}); "
+            f"fields: {sorted(envelope)[:12] if isinstance(envelope, Mapping) else '?'}"
+        ) from exc
+
+
+# -- Avro -----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class EnvelopePlan:
+    """What one writer schema needs: the parsed schema and the row plans."""
+
+    parsed: Any
+    row: RowPlan
+    #: A key or other plain record (not an envelope) uses ``row`` on the record itself.
+    is_envelope: bool
+
+
+def compile_envelope_plan(schema_text: str, parsed: Any) -> EnvelopePlan:
+    """The plan of a Debezium Avro value (``Envelope``) or key schema."""
+    schema = json.loads(schema_text)
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        raise EnvelopeError(f"writer schema is not an Avro record: {schema_text[:120]}")
+    named: dict[str, Any] = {}
+    fields = {field["name"]: field for field in schema["fields"]}
+    if {"op", "source"} <= fields.keys():
+        if "before" not in fields:  # logical message (op = m): no rows
+            return EnvelopePlan(parsed, (), True)
+        row_type = fields["before"]["type"]
+        row_type = (
+            next(t for t in row_type if t != "null") if isinstance(row_type, list) else row_type
+        )
+        if not isinstance(row_type, dict):
+            raise EnvelopeError(f"envelope's before is not an inline record: {row_type!r}")
+        return EnvelopePlan(parsed, compile_avro_row(row_type, named), True)
+    return EnvelopePlan(parsed, compile_avro_row(schema, named), False)
+
+
+class DebeziumAvroDecoder:
+    """Decode Debezium Avro records (any registry framing) into ``ChangeEvent``/``Tombstone``."""
+
+    def __init__(self, codec: AvroCodec) -> None:
+        self._codec = codec
+        self._plans: dict[tuple[IdKind, int], EnvelopePlan] = {}
+
+    def plan(self, schema_id: int, id_kind: IdKind = IdKind.CONTENT) -> EnvelopePlan:
+        cache_key = (id_kind, schema_id)
+        plan = self._plans.get(cache_key)
+        if plan is None:
+            text = self._codec.schema_text(schema_id, id_kind)
+            plan = compile_envelope_plan(text, self._codec.writer_schema(schema_id, id_kind))
+            self._plans[cache_key] = plan
+        return plan
+
+    def decode_key(self, data: bytes | None, headers: Headers | None = None) -> Any:
+        """The decoded record key (a dict of primary-key columns), or None."""
+        if data is None:
+            return None
+        framed = detect(data, headers, side="key")
+        plan = self.plan(framed.schema_id, framed.id_kind)
+        record = read_body(framed.body, plan.parsed, schema_id=framed.schema_id)
+        if isinstance(record, dict):
+            apply_row(plan.row, record)
+        return record
+
+    def decode(
+        self, key: bytes | None, value: bytes | None, headers: Headers | None = None
+    ) -> Decoded:
+        """One Kafka record -> ``ChangeEvent`` (or ``Tombstone`` for a null value)."""
+        decoded_key = self.decode_key(key, headers)
+        if value is None:
+            return Tombstone(decoded_key, header_key(headers, NEW_KEY_HEADER))
+        framed = detect(value, headers)
+        plan = self.plan(framed.schema_id, framed.id_kind)
+        envelope = read_body(framed.body, plan.parsed, schema_id=framed.schema_id)
+        if not plan.is_envelope:
+            raise EnvelopeError(
+                f"value written with schema {framed.schema_id} is not a Debezium envelope"
+            )
+        row = plan.row
+        before = envelope.get("before")
+        if before is not None:
+            apply_row(row, before)
+        after = envelope.get("after")
+        if after is not None:
+            apply_row(row, after)
+        return build_change_event(envelope, decoded_key, headers, framed.schema_id)
