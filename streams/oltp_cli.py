@@ -13,6 +13,7 @@ from rich.table import Table
 from config.settings import load_settings
 from oltp.loadgen import LoadgenConfig, LoadgenResult, run_loadgen
 from oltp.schema import migrate_oltp
+from sinks.postgres.warehouse import migrate_warehouse
 from streams.connectors import ConnectClient, register_oltp_connector
 from streams.console import ProgressLog, err, guarded, out
 
@@ -26,12 +27,17 @@ def migrate(
         str | None, typer.Option(help="Database to migrate (default: BV_POSTGRES__DATABASE).")
     ] = None,
 ) -> None:
-    """Create or upgrade the OLTP schema (tables, partitions, audit trail, roles, publication)."""
+    """Create or upgrade the OLTP schema and the warehouse (bronze, silver, gold, ops, ref).
+
+    Idempotent: applies only what is new; also sets the generated role passwords.
+    """
     settings = load_settings()
-    applied = asyncio.run(migrate_oltp(settings, database, ProgressLog()))
+    progress = ProgressLog()
     target = database or settings.postgres.database
-    names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing new"
-    out.print(f"database {target}: applied {names}; role passwords set")
+    for label, run in (("OLTP", migrate_oltp), ("warehouse", migrate_warehouse)):
+        applied = asyncio.run(run(settings, database, progress))
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing new"
+        out.print(f"{label} schema in database {target}: applied {names}")
 
 
 @connector_app.command("register")
