@@ -1,0 +1,221 @@
+"""Plan one partition's batch: bronze rows, folded silver changes, dead letters, filtered.
+
+Pure: no database, no clock. The plan keeps the accounting of invariant I6 by
+construction: every consumed record is exactly one of bronze row, dead letter or filtered
+(a tombstone, a logical message, a table we do not sink). Silver changes are folded per
+key in offset order, so a batch writes each key once with its newest state; TOAST
+"unchanged" columns take the value of an earlier change of the same key in the batch,
+and otherwise stay marked so the upsert keeps the stored value.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from serdes.dead_letters import DeadLetter
+from serdes.debezium import ChangeEvent, Decoded, Operation, Tombstone
+from serdes.logical_types import UNCHANGED, Unchanged
+from sinks.postgres.tables import TABLES, TableSpec
+
+#: Namespace of bronze event ids: uuid5(topic/partition/offset), the same on every replay.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1d8a52-3b1e-4c55-9a8e-2f0c7d6b9e41")
+_OPERATION_TYPES = {
+    Operation.CREATE: "INSERT",
+    Operation.UPDATE: "UPDATE",
+    Operation.DELETE: "DELETE",
+    Operation.READ: "READ",
+    Operation.TRUNCATE: "TRUNCATE",
+}
+BRONZE_COLUMNS = (
+    "event_id",
+    "event_timestamp",
+    "source_system",
+    "operation_type",
+    "table_name",
+    "raw_payload",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "source_lsn",
+    "source_tx_id",
+    "trace_id",
+    "ingestion_date",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedRecord:
+    """One Kafka record as consumed, with what decoding made of it."""
+
+    topic: str
+    partition: int
+    offset: int
+    decoded: Decoded | DeadLetter
+    trace_id: str | None = None
+
+
+@dataclass(slots=True)
+class SilverChange:
+    """The newest state of one key in this batch."""
+
+    row: dict[str, Any]
+    unchanged: set[str]
+    hard_deleted: bool
+    lsn: int
+    partition: int
+    offset: int
+    tx_id: int | None
+    committed_at: datetime
+    bronze_id: uuid.UUID
+
+
+@dataclass
+class PlannedBatch:
+    """Everything one transaction writes for one partition."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+    bronze: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    silver: dict[str, dict[tuple[Any, ...], SilverChange]] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    filtered: int = 0
+    consumed: int = 0
+
+    @property
+    def bronze_rows(self) -> int:
+        return sum(len(rows) for rows in self.bronze.values())
+
+    @property
+    def silver_rows(self) -> int:
+        return sum(len(changes) for changes in self.silver.values())
+
+
+def event_id(topic: str, partition: int, offset: int) -> uuid.UUID:
+    """The bronze id of a record: deterministic, so a replay produces the same id."""
+    return uuid.uuid5(EVENT_ID_NAMESPACE, f"{topic}/{partition}/{offset}")
+
+
+def plan_batch(records: Sequence[ConsumedRecord], source_system: str) -> PlannedBatch:
+    """The batch plan of ``records`` (one partition, in offset order)."""
+    if not records:
+        raise ValueError("an empty batch has nothing to plan")
+    first = records[0]
+    plan = PlannedBatch(
+        first.topic, first.partition, first.offset, records[-1].offset, consumed=len(records)
+    )
+    for record in records:
+        decoded = record.decoded
+        if isinstance(decoded, DeadLetter):
+            plan.dead_letters.append(decoded)
+            continue
+        if isinstance(decoded, Tombstone) or decoded.op is Operation.MESSAGE:
+            plan.filtered += 1
+            continue
+        spec = TABLES.get(decoded.table)
+        if spec is None:
+            plan.filtered += 1
+            continue
+        bronze_id = event_id(record.topic, record.partition, record.offset)
+        plan.bronze.setdefault(spec.name, []).append(
+            _bronze_row(record, decoded, bronze_id, source_system)
+        )
+        if decoded.op is not Operation.TRUNCATE:
+            _fold_silver(plan.silver.setdefault(spec.name, {}), spec, record, decoded, bronze_id)
+    return plan
+
+
+def _bronze_row(
+    record: ConsumedRecord, event: ChangeEvent, bronze_id: uuid.UUID, source_system: str
+) -> tuple[Any, ...]:
+    payload = {
+        "op": event.op.value,
+        "key": event.key,
+        "before": event.before,
+        "after": event.after,
+        "source": {
+            "schema": event.schema,
+            "table": event.table,
+            "lsn": event.position.lsn,
+            "txId": event.position.tx_id,
+            "snapshot": event.position.snapshot,
+            "committed_at": event.committed_at,
+        },
+    }
+    committed = event.committed_at
+    return (
+        bronze_id,
+        committed,
+        source_system,
+        _OPERATION_TYPES[event.op],
+        event.table,
+        orjson.dumps(payload, default=_json_default).decode(),
+        record.topic,
+        record.partition,
+        record.offset,
+        event.position.lsn,
+        event.position.tx_id,
+        record.trace_id,
+        committed.astimezone(UTC).date(),
+    )
+
+
+def _fold_silver(
+    changes: dict[tuple[Any, ...], SilverChange],
+    spec: TableSpec,
+    record: ConsumedRecord,
+    event: ChangeEvent,
+    bronze_id: uuid.UUID,
+) -> None:
+    is_delete = event.op is Operation.DELETE
+    source_row = (event.before if is_delete else event.after) or {}
+    if is_delete and event.key:  # a key-only before image: the key is authoritative
+        source_row = {**source_row, **event.key}
+    row = spec.silver_row(source_row)
+    key = spec.key_of(row)
+    previous = changes.get(key)
+    unchanged: set[str] = set()
+    for column, value in row.items():
+        if value is UNCHANGED or isinstance(value, Unchanged):
+            earlier = previous.row.get(column) if previous else None
+            if previous is not None and column not in previous.unchanged:
+                row[column] = earlier
+            else:
+                row[column] = None
+                unchanged.add(column)
+    if is_delete:
+        row["deleted_at"] = row.get("deleted_at") or event.committed_at
+    changes[key] = SilverChange(
+        row=row,
+        unchanged=unchanged,
+        hard_deleted=is_delete,
+        lsn=event.position.lsn or 0,
+        partition=record.partition,
+        offset=record.offset,
+        tx_id=event.position.tx_id,
+        committed_at=event.committed_at,
+        bronze_id=bronze_id,
+    )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Unchanged):
+        return {"__debezium_unavailable_value": True}
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__} into bronze raw_payload")

@@ -1,0 +1,276 @@
+"""The transactional medallion writer: one partition's batch, one PostgreSQL transaction.
+
+Order inside the transaction (DESIGN.md section 5): COPY bronze rows, upsert silver rows
+through a staging table (a row changes only for a newer source position; deletes set
+``deleted_at``; TOAST-unchanged columns keep the stored value), move gold order facts
+(type 2: close the current row, open a new one, only for rows without ERROR issues),
+write quality results and the batch's accounting row, then the offsets compare-and-set.
+Everything commits together or nothing does: invariants I1, I2 and I6.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+import asyncpg
+
+from sinks.postgres.batch import BRONZE_COLUMNS, PlannedBatch, SilverChange
+from sinks.postgres.offsets import OffsetStore, PartitionClaim
+from sinks.postgres.tables import TABLES, TableSpec
+
+PROCESSING_VERSION = 1
+_META_COLUMNS = (
+    "hard_deleted",
+    "source_lsn",
+    "source_partition",
+    "source_offset",
+    "source_tx_id",
+    "source_committed_at",
+    "data_quality_score",
+    "quality_checks_passed",
+    "quality_issues",
+    "source_bronze_id",
+    "processing_version",
+)
+_STAGE_EXTRA = ("unchanged_columns",)
+
+
+@dataclass(frozen=True, slots=True)
+class RowQuality:
+    """What the quality gate says about one silver row."""
+
+    score: Decimal
+    passed: tuple[str, ...]
+    issues: tuple[str, ...]
+
+
+class QualityGate(Protocol):
+    """Checks a table's rows inside the batch's transaction (and records its results there)."""
+
+    async def check(
+        self,
+        connection: asyncpg.Connection,
+        table: str,
+        rows: Sequence[dict[str, Any]],
+        event_times: Sequence[datetime],
+        batch_id: int,
+    ) -> list[RowQuality]: ...
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What one committed batch wrote."""
+
+    claim: PartitionClaim
+    batch_id: int
+    bronze_rows: int
+    silver_rows: int
+    dead_letters: int
+    filtered: int
+
+
+def _stage_name(spec: TableSpec) -> str:
+    return f"bv_stage_{spec.name}"
+
+
+def _upsert_sql(spec: TableSpec) -> str:
+    """INSERT ... SELECT from staging, merging unchanged/hard-delete columns with the stored row."""
+    key_match = " AND ".join(f"cur.{k} = s.{k}" for k in spec.key)
+    first_key = spec.key[0]
+    select: list[str] = []
+    for column in spec.columns:
+        if column in spec.key:
+            select.append(f"s.{column}")
+        elif column == "deleted_at":
+            select.append(
+                "CASE WHEN s.hard_deleted THEN coalesce(cur.deleted_at, s.deleted_at) "
+                "WHEN 'deleted_at' = ANY(s.unchanged_columns) THEN cur.deleted_at "
+                "ELSE s.deleted_at END"
+            )
+        else:
+            select.append(
+                f"CASE WHEN '{column}' = ANY(s.unchanged_columns) "
+                f"OR (s.hard_deleted AND cur.{first_key} IS NOT NULL) "
+                f"THEN cur.{column} ELSE s.{column} END"
+            )
+    select += [f"s.{column}" for column in _META_COLUMNS]
+    target_columns = (*spec.columns, *_META_COLUMNS)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in target_columns if c not in spec.key)
+    table = spec.silver_table
+    # Identifiers come from the TableSpec constants above, never from input.
+    return (
+        f"INSERT INTO {table} ({', '.join(target_columns)}, processed_at) "  # noqa: S608
+        f"SELECT {', '.join(select)}, now() FROM {_stage_name(spec)} AS s "
+        f"LEFT JOIN {table} AS cur ON {key_match} "
+        f"ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {updates}, processed_at = now() "
+        f"WHERE ({table}.source_lsn, {table}.source_offset) "
+        f"< (EXCLUDED.source_lsn, EXCLUDED.source_offset)"
+    )
+
+
+# Gold order facts, type 2. Only rows whose silver state is this batch's change (the
+# upsert above won) and that carry no ERROR issue move gold.
+_GOLD_INCOMING = """
+    SELECT o.order_id, o.order_date, o.customer_id, o.status, o.currency, o.total_amount,
+           (o.status IN ('CONFIRMED', 'SHIPPED', 'DELIVERED') AND o.deleted_at IS NULL)
+               AS is_revenue_bearing,
+           o.deleted_at IS NOT NULL AS is_deleted,
+           round(o.total_amount * coalesce((
+               SELECT r.rate_to_usd FROM ref.currency_rates AS r
+                WHERE r.currency = o.currency AND r.valid_from <= o.order_date
+                ORDER BY r.valid_from DESC LIMIT 1), 1), 2) AS total_amount_usd,
+           o.source_committed_at, o.source_lsn, o.source_bronze_id
+      FROM bv_stage_orders AS s
+      JOIN silver.orders AS o ON o.order_id = s.order_id AND o.order_date = s.order_date
+     WHERE o.source_lsn = s.source_lsn AND o.source_offset = s.source_offset
+       AND NOT EXISTS (SELECT 1 FROM unnest(o.quality_issues) AS i WHERE i LIKE 'ERROR:%')
+"""
+_GOLD_CLOSE = f"""  # noqa: S608 - composed from the constant above
+    WITH incoming AS ({_GOLD_INCOMING})
+    UPDATE gold.order_facts AS f
+       SET valid_to = i.source_committed_at, is_current = false
+      FROM incoming AS i
+     WHERE f.order_id = i.order_id AND f.order_date = i.order_date AND f.is_current
+       AND (f.customer_id, f.status, f.currency, f.total_amount, f.is_deleted)
+           IS DISTINCT FROM (i.customer_id, i.status, i.currency, i.total_amount, i.is_deleted)
+"""
+_GOLD_OPEN = f"""  # noqa: S608 - composed from the constant above
+    WITH incoming AS ({_GOLD_INCOMING})
+    INSERT INTO gold.order_facts (order_id, order_date, customer_id, status, currency,
+        total_amount, total_amount_usd, is_revenue_bearing, is_deleted, valid_from, valid_to,
+        is_current, source_lsn, source_bronze_id, lineage_id)
+    SELECT i.order_id, i.order_date, i.customer_id, i.status, i.currency, i.total_amount,
+           i.total_amount_usd, i.is_revenue_bearing, i.is_deleted, i.source_committed_at, NULL,
+           true, i.source_lsn, i.source_bronze_id, $1
+      FROM incoming AS i
+     WHERE NOT EXISTS (SELECT 1 FROM gold.order_facts AS f
+                        WHERE f.order_id = i.order_id AND f.order_date = i.order_date
+                          AND f.is_current)
+"""
+_ACCOUNT = """
+    INSERT INTO ops.sink_batches (group_id, topic, partition, first_offset, last_offset,
+        consumed, bronze_rows, dead_letters, filtered, silver_rows, worker)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    RETURNING batch_id
+"""
+LINEAGE_EDGES = [
+    *((f"postgres.public.{t}", f"bronze.{t}", "CDC_CAPTURE", 1) for t in TABLES),
+    *((f"bronze.{t}", f"silver.{t}", "TYPED_UPSERT", 2) for t in TABLES),
+    ("silver.orders", "gold.order_facts", "SCD2_FACT", 3),
+    ("gold.order_facts", "gold.daily_sales", "AGGREGATE", 4),
+]
+
+
+class MedallionWriter:
+    """Writes planned batches; one instance per worker, one staging set per connection."""
+
+    def __init__(self, offsets: OffsetStore, quality: QualityGate) -> None:
+        self.offsets = offsets
+        self.quality = quality
+        self._upserts = {name: _upsert_sql(spec) for name, spec in TABLES.items()}
+        self._lineage_id: int | None = None
+
+    async def prepare(self, connection: asyncpg.Connection) -> None:
+        """Per-connection set-up: temporary staging tables, the lineage id of gold facts."""
+        for spec in TABLES.values():
+            await connection.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {_stage_name(spec)} "
+                f"(LIKE {spec.silver_table}, unchanged_columns text[] NOT NULL) "
+                "ON COMMIT DELETE ROWS"
+            )
+        self._lineage_id = await connection.fetchval(
+            "SELECT lineage_id FROM ops.data_lineage "
+            "WHERE source_dataset = 'silver.orders' AND target_dataset = 'gold.order_facts'"
+        )
+
+    async def write(
+        self, connection: asyncpg.Connection, claim: PartitionClaim, plan: PlannedBatch
+    ) -> BatchOutcome:
+        """Commit ``plan`` and move the offset to ``plan.last_offset + 1``, atomically."""
+        async with connection.transaction():
+            batch_id = await connection.fetchval(
+                _ACCOUNT,
+                self.offsets.group_id,
+                plan.topic,
+                plan.partition,
+                plan.first_offset,
+                plan.last_offset,
+                plan.consumed,
+                plan.bronze_rows,
+                len(plan.dead_letters),
+                plan.filtered,
+                plan.silver_rows,
+                self.offsets.worker_id,
+            )
+            for table, rows in plan.bronze.items():
+                await connection.copy_records_to_table(
+                    table, schema_name="bronze", records=rows, columns=BRONZE_COLUMNS
+                )
+            for table, changes in plan.silver.items():
+                await self._write_silver(connection, TABLES[table], changes, batch_id)
+            claim = await self.offsets.advance(connection, claim, plan.last_offset + 1)
+        return BatchOutcome(
+            claim,
+            batch_id,
+            plan.bronze_rows,
+            plan.silver_rows,
+            len(plan.dead_letters),
+            plan.filtered,
+        )
+
+    async def _write_silver(
+        self,
+        connection: asyncpg.Connection,
+        spec: TableSpec,
+        changes: dict[tuple[Any, ...], SilverChange],
+        batch_id: int,
+    ) -> None:
+        ordered = list(changes.values())
+        verdicts = await self.quality.check(
+            connection,
+            spec.name,
+            [c.row for c in ordered],
+            [c.committed_at for c in ordered],
+            batch_id,
+        )
+        records = [
+            (
+                *(change.row[column] for column in spec.columns),
+                change.hard_deleted,
+                change.lsn,
+                change.partition,
+                change.offset,
+                change.tx_id,
+                change.committed_at,
+                verdict.score,
+                list(verdict.passed),
+                list(verdict.issues),
+                change.bronze_id,
+                PROCESSING_VERSION,
+                sorted(change.unchanged),
+            )
+            for change, verdict in zip(ordered, verdicts, strict=True)
+        ]
+        await connection.copy_records_to_table(
+            _stage_name(spec),
+            records=records,
+            columns=(*spec.columns, *_META_COLUMNS, *_STAGE_EXTRA),
+        )
+        await connection.execute(self._upserts[spec.name])
+        if spec.name == "orders":
+            await connection.execute(_GOLD_CLOSE)
+            await connection.execute(_GOLD_OPEN, self._lineage_id)
+
+
+async def register_lineage(connection: asyncpg.Connection) -> None:
+    """Record every edge the medallion pipeline writes (idempotent)."""
+    await connection.executemany(
+        "INSERT INTO ops.data_lineage (source_dataset, target_dataset, transformation_type, "
+        "dependency_level) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (source_dataset, target_dataset, transformation_type) DO NOTHING",
+        LINEAGE_EDGES,
+    )
