@@ -109,8 +109,6 @@ def test_every_change_kind_is_represented(
     assert (pk_delete.new_key, pk_create.old_key) == ({"id": 40}, {"id": 4})
 
 
-
-
 def test_unchanged_toast_columns_arrive_as_the_unchanged_marker(
     events: list[tuple[RawRecord, ChangeEvent | Tombstone]],
 ) -> None:
