@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextlib
 import secrets
 import time
 from collections.abc import Iterator

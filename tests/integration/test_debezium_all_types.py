@@ -3,7 +3,7 @@ SELECT reads back (the independent oracle), through the real registry."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import Any
 from uuid import UUID
 
@@ -58,7 +58,7 @@ def _expected(row: dict[str, Any]) -> dict[str, Any]:
         out["ident"] = UUID(str(out["ident"]))
     if out["clock_tz"] is not None:
         clock: time = out["clock_tz"]
-        moment = datetime.combine(datetime(2000, 1, 3).date(), clock).astimezone(UTC)
+        moment = datetime.combine(date(2000, 1, 3), clock).astimezone(UTC)
         out["clock_tz"] = moment.timetz()
     return out
 
