@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import secrets
 import time
 from collections.abc import Iterator
@@ -46,9 +45,8 @@ def names(settings: Settings) -> Iterator[tuple[str, str]]:
     create_topic(settings.kafka.bootstrap_servers, topic)
     yield topic, subject
     delete_topics(settings.kafka.bootstrap_servers, topic)
-    with RegistryClient(settings.registry) as registry:
-        with contextlib.suppress(SchemaNotFoundError):
-            registry.delete_subject(subject)
+    with RegistryClient(settings.registry) as registry, contextlib.suppress(SchemaNotFoundError):
+        registry.delete_subject(subject)
 
 
 def test_registry_down_for_10_s_mid_stream_loses_and_dead_letters_nothing(
