@@ -22,6 +22,7 @@ from config.settings import PROJECT_ROOT
 from stack import process
 from stack.manager import SERVICE_NAMES, Stack
 from streams.console import ProgressLog, change_table, fail, out, status_table
+from streams.dlq_cli import dlq_app
 from streams.smoke import EXPECTED_OPS, SMOKE_WRITES, run_smoke
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ stack_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(stack_app, name="stack")
+app.add_typer(dlq_app, name="dlq")
 
 T = TypeVar("T")
 ServiceNames = Annotated[
