@@ -29,6 +29,7 @@ from streams.console import (
     status_table,
 )
 from streams.demo import run_demo
+from streams.dlq_cli import dlq_app
 from streams.oltp_cli import connector_app, loadgen, migrate
 from streams.smoke import EXPECTED_OPS, run_smoke
 
@@ -50,6 +51,7 @@ stack_app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 app.add_typer(connector_app, name="connector")
+app.add_typer(dlq_app, name="dlq")
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
 
