@@ -17,7 +17,7 @@ import typer
 
 from config.settings import PROJECT_ROOT
 from stack import process
-from stack.manager import SERVICE_NAMES, Stack
+from stack.manager import MONITORING_NAMES, SERVICE_NAMES, Stack
 from streams.console import ProgressLog, change_table, fail, guarded, out, status_table
 from streams.oltp_cli import connector_app, loadgen, migrate
 from streams.smoke import EXPECTED_OPS, run_smoke
@@ -47,6 +47,13 @@ ServiceNames = Annotated[
     list[str] | None,
     typer.Argument(help=f"Services to act on (default: all of {', '.join(SERVICE_NAMES)})."),
 ]
+WithMonitoring = Annotated[
+    bool,
+    typer.Option(
+        "--with-monitoring",
+        help=f"Include the optional monitoring services ({', '.join(MONITORING_NAMES)}).",
+    ),
+]
 
 
 @stack_app.command("up")
@@ -54,10 +61,11 @@ ServiceNames = Annotated[
 def stack_up(
     services: ServiceNames = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the table.")] = False,
+    with_monitoring: WithMonitoring = False,
 ) -> None:
     """Start the stack (idempotent): download on first use, then wait until all are ready."""
     progress = ProgressLog(quiet)
-    stack = Stack.from_environment(create_credentials=True)
+    stack = Stack.from_environment(create_credentials=True, with_monitoring=with_monitoring)
     rows = stack.up(progress, services)
     out.print(status_table(rows))
     out.print(
@@ -68,8 +76,11 @@ def stack_up(
 @stack_app.command("down")
 @guarded
 def stack_down(services: ServiceNames = None) -> None:
-    """Stop the services this stack started (found by pid file); leaves data in place."""
-    stopped = Stack.from_environment().down(ProgressLog(), services)
+    """Stop the services this stack started (found by pid file); leaves data in place.
+
+    A running Prometheus (from `up --with-monitoring`) is stopped too.
+    """
+    stopped = Stack.from_environment(with_monitoring=True).down(ProgressLog(), services)
     out.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
@@ -77,9 +88,10 @@ def stack_down(services: ServiceNames = None) -> None:
 @guarded
 def stack_status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    with_monitoring: WithMonitoring = False,
 ) -> None:
     """Show each service: ready, starting or stopped, with pid, ports and version."""
-    rows = Stack.from_environment().status()
+    rows = Stack.from_environment(with_monitoring=with_monitoring).status()
     if as_json:
         out.print_json(json.dumps([row.__dict__ for row in rows]))
     else:
@@ -91,12 +103,14 @@ def stack_status(
 @stack_app.command("logs")
 @guarded
 def stack_logs(
-    service: Annotated[str, typer.Argument(help=f"One of {', '.join(SERVICE_NAMES)}.")],
+    service: Annotated[
+        str, typer.Argument(help=f"One of {', '.join(SERVICE_NAMES + MONITORING_NAMES)}.")
+    ],
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines.")] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
 ) -> None:
     """Print the end of a service's log file."""
-    path = Stack.from_environment().service(service).log_path
+    path = Stack.from_environment(with_monitoring=True).service(service).log_path
     out.print(f"[dim]{path}[/dim]")
     print(process.tail(path, lines))
     if follow:
