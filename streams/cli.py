@@ -19,6 +19,7 @@ from config.settings import PROJECT_ROOT
 from stack import process
 from stack.manager import MONITORING_NAMES, SERVICE_NAMES, Stack
 from streams.console import ProgressLog, change_table, fail, guarded, out, status_table
+from streams.db_cli import db_app
 from streams.oltp_cli import connector_app, loadgen, migrate
 from streams.smoke import EXPECTED_OPS, run_smoke
 
@@ -40,6 +41,7 @@ stack_app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 app.add_typer(connector_app, name="connector")
+app.add_typer(db_app, name="db")
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
 
