@@ -22,6 +22,7 @@ from streams.console import ProgressLog, change_table, fail, guarded, out, statu
 from streams.db_cli import db_app
 from streams.oltp_cli import connector_app, loadgen, migrate
 from streams.smoke import EXPECTED_OPS, run_smoke
+from streams.status_cli import status
 
 app = typer.Typer(
     name="bitvelocity",
@@ -42,6 +43,7 @@ stack_app = typer.Typer(
 app.add_typer(stack_app, name="stack")
 app.add_typer(connector_app, name="connector")
 app.add_typer(db_app, name="db")
+app.command("status")(status)
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
 
