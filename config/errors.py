@@ -59,3 +59,7 @@ class SchemaRejectedError(RegistryError, PermanentError):
 
 class FramingError(PermanentError):
     """Record bytes do not carry a known schema-registry framing."""
+
+
+class StatementStatsUnavailableError(ConfigurationError):
+    """pg_stat_statements is not loaded or not created: slow queries cannot be listed."""

@@ -167,6 +167,19 @@ class WebSettings(_Section):
     token: SecretStr | None = None
 
 
+class MonitoringSettings(_Section):
+    """The optional Prometheus of ``bitvelocity stack up --with-monitoring``."""
+
+    host: str = LOOPBACK
+    prometheus_port: Port = 59090
+    scrape_interval_s: int = Field(default=5, ge=1)
+    retention: str = "2d"
+    #: Extra ``host:port`` worker ``/metrics`` targets besides ``BV_WEB__METRICS_PORT``.
+    extra_targets: tuple[str, ...] = ()
+    #: The freshness SLO ``bitvelocity status`` compares against (alerts.yml uses 60 s too).
+    freshness_slo_s: float = Field(default=60.0, gt=0)
+
+
 class StackSettings(_Section):
     """Where the local stack keeps its downloads, data, logs and pids."""
 
@@ -206,6 +219,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = SinkSettings()
     windows: WindowSettings = WindowSettings()
     web: WebSettings = WebSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     stack: StackSettings = StackSettings()
 
     @property

@@ -20,6 +20,7 @@ from stack.connect_service import ConnectService
 from stack.credentials import ensure_credentials
 from stack.kafka_service import KafkaService
 from stack.postgres_service import PostgresService
+from stack.prometheus_service import PrometheusService
 from stack.redis_service import RedisService
 from stack.registry_service import RegistryService
 
@@ -29,6 +30,9 @@ _WAVES: tuple[tuple[type[Service], ...], ...] = (
     (ConnectService,),
 )
 SERVICE_NAMES = tuple(cls.name for wave in _WAVES for cls in wave)
+#: Optional services, only part of the stack with ``--with-monitoring``; started last.
+_MONITORING_WAVE: tuple[type[Service], ...] = (PrometheusService,)
+MONITORING_NAMES = tuple(cls.name for cls in _MONITORING_WAVE)
 
 
 @dataclass(frozen=True)
@@ -50,17 +54,21 @@ class ServiceStatus:
 class Stack:
     """The set of local services described by one ``Settings``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, with_monitoring: bool = False) -> None:
         self.settings = settings
         context = StackContext(settings)
-        self.waves = [[cls(context) for cls in wave] for wave in _WAVES]
+        waves = (*_WAVES, _MONITORING_WAVE) if with_monitoring else _WAVES
+        self.waves = [[cls(context) for cls in wave] for wave in waves]
+        self.names = tuple(service.name for service in self.services)
 
     @classmethod
-    def from_environment(cls, *, create_credentials: bool = False) -> Stack:
+    def from_environment(
+        cls, *, create_credentials: bool = False, with_monitoring: bool = False
+    ) -> Stack:
         """Settings from the environment (generating local credentials first if asked)."""
         if create_credentials:
             ensure_credentials(load_settings().stack.state_dir)
-        return cls(load_settings())
+        return cls(load_settings(), with_monitoring=with_monitoring)
 
     @property
     def services(self) -> list[Service]:
@@ -68,12 +76,15 @@ class Stack:
 
     def select(self, names: Iterable[str] | None) -> list[Service]:
         """The named services (all when ``names`` is empty), in start order."""
-        wanted = set(names or SERVICE_NAMES)
-        unknown = wanted - set(SERVICE_NAMES)
+        wanted = set(names or self.names)
+        unknown = wanted - set(self.names)
         if unknown:
+            hint = (
+                " (add --with-monitoring for prometheus)" if unknown & set(MONITORING_NAMES) else ""
+            )
             raise ConfigurationError(
                 f"unknown service(s) {', '.join(sorted(unknown))}; "
-                f"choose from {', '.join(SERVICE_NAMES)}"
+                f"choose from {', '.join(self.names)}{hint}"
             )
         return [s for s in self.services if s.name in wanted]
 

@@ -17,6 +17,7 @@ import stat
 from pathlib import Path
 
 from config.errors import ServiceStartError
+from observability.slow_queries import ensure_extension
 from sinks.postgres.connection import connect
 from stack.base import Endpoint, Progress, Service
 from stack.tools import postgres_bindir, run_checked
@@ -93,6 +94,7 @@ class PostgresService(Service):
 
     def after_ready(self, progress: Progress) -> None:
         asyncio.run(self._ensure_database(progress))
+        asyncio.run(self._ensure_statement_stats(progress))
 
     def stop(self) -> bool:
         if self.pid() is None:
@@ -150,12 +152,10 @@ class PostgresService(Service):
         finally:
             pwfile.unlink(missing_ok=True)
 
-    def _write_conf(self) -> None:
+    def server_conf(self, socket_dir: Path) -> str:
+        """The settings file included by postgresql.conf, from our settings."""
         pg = self.settings.postgres
-        socket_dir = self.home / "socket"
-        socket_dir.mkdir(exist_ok=True)
-        self._chown(socket_dir)
-        conf = "\n".join(
+        return "\n".join(
             [
                 "# Written by `bitvelocity stack up` on every start; edit the settings instead.",
                 f"listen_addresses = '{pg.host}'",
@@ -168,9 +168,18 @@ class PostgresService(Service):
                 "shared_buffers = 256MB",
                 "password_encryption = 'scram-sha-256'",
                 "log_min_messages = warning",
+                # Slow-query report (`bitvelocity db slow-queries`); loaded at server start only.
+                "shared_preload_libraries = 'pg_stat_statements'",
+                "pg_stat_statements.track = top",
                 "",
             ]
         )
+
+    def _write_conf(self) -> None:
+        socket_dir = self.home / "socket"
+        socket_dir.mkdir(exist_ok=True)
+        self._chown(socket_dir)
+        conf = self.server_conf(socket_dir)
         include = self.data_dir / _CONF_INCLUDE
         include.write_text(conf, encoding="utf-8")
         self._chown(include)
@@ -196,6 +205,18 @@ class PostgresService(Service):
                 progress(f"postgres: creating database {name}")
                 # Identifiers cannot be parameters; quote_ident-equivalent quoting.
                 await connection.execute(f'CREATE DATABASE "{name.replace(chr(34), "")}"')
+        finally:
+            await connection.close()
+
+    async def _ensure_statement_stats(self, progress: Progress) -> None:
+        """Create pg_stat_statements once the library is loaded (after a restart); no-op before."""
+        connection = await connect(self.settings.postgres)
+        try:
+            if not await ensure_extension(connection):
+                progress(
+                    "postgres: pg_stat_statements is configured but not loaded yet; "
+                    "it is after the next PostgreSQL restart"
+                )
         finally:
             await connection.close()
 

@@ -91,3 +91,13 @@ def run_checked(command: list[str], *, what: str, timeout_s: float = 120.0) -> s
             f"{what} failed (exit {result.returncode}): " + " | ".join(output)
         )
     return result.stdout
+
+
+def prometheus_binary(name: str = "prometheus") -> Path:
+    """``prometheus`` or ``promtool`` from Debian's ``prometheus`` package."""
+    found = shutil.which(name)
+    if not found:
+        raise DependencyMissingError(
+            f"{name} is not installed; apt-get install prometheus, or {_INSTALL_HINT}"
+        )
+    return Path(found)

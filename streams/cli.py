@@ -18,7 +18,7 @@ import typer
 from config.settings import PROJECT_ROOT
 from oltp.loadgen import LoadgenConfig
 from stack import process
-from stack.manager import SERVICE_NAMES, Stack
+from stack.manager import MONITORING_NAMES, SERVICE_NAMES, Stack
 from streams.console import (
     ProgressLog,
     change_table,
@@ -28,10 +28,12 @@ from streams.console import (
     out,
     status_table,
 )
+from streams.db_cli import db_app
 from streams.demo import run_demo
 from streams.dlq_cli import dlq_app
 from streams.oltp_cli import connector_app, loadgen, migrate
 from streams.smoke import EXPECTED_OPS, run_smoke
+from streams.status_cli import status
 
 app = typer.Typer(
     name="bitvelocity",
@@ -52,12 +54,21 @@ stack_app = typer.Typer(
 app.add_typer(stack_app, name="stack")
 app.add_typer(connector_app, name="connector")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(db_app, name="db")
+app.command("status")(status)
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
 
 ServiceNames = Annotated[
     list[str] | None,
     typer.Argument(help=f"Services to act on (default: all of {', '.join(SERVICE_NAMES)})."),
+]
+WithMonitoring = Annotated[
+    bool,
+    typer.Option(
+        "--with-monitoring",
+        help=f"Include the optional monitoring services ({', '.join(MONITORING_NAMES)}).",
+    ),
 ]
 
 
@@ -66,10 +77,11 @@ ServiceNames = Annotated[
 def stack_up(
     services: ServiceNames = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the table.")] = False,
+    with_monitoring: WithMonitoring = False,
 ) -> None:
     """Start the stack (idempotent): download on first use, then wait until all are ready."""
     progress = ProgressLog(quiet)
-    stack = Stack.from_environment(create_credentials=True)
+    stack = Stack.from_environment(create_credentials=True, with_monitoring=with_monitoring)
     rows = stack.up(progress, services)
     out.print(status_table(rows))
     out.print(
@@ -80,8 +92,11 @@ def stack_up(
 @stack_app.command("down")
 @guarded
 def stack_down(services: ServiceNames = None) -> None:
-    """Stop the services this stack started (found by pid file); leaves data in place."""
-    stopped = Stack.from_environment().down(ProgressLog(), services)
+    """Stop the services this stack started (found by pid file); leaves data in place.
+
+    A running Prometheus (from `up --with-monitoring`) is stopped too.
+    """
+    stopped = Stack.from_environment(with_monitoring=True).down(ProgressLog(), services)
     out.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
@@ -89,9 +104,10 @@ def stack_down(services: ServiceNames = None) -> None:
 @guarded
 def stack_status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    with_monitoring: WithMonitoring = False,
 ) -> None:
     """Show each service: ready, starting or stopped, with pid, ports and version."""
-    rows = Stack.from_environment().status()
+    rows = Stack.from_environment(with_monitoring=with_monitoring).status()
     if as_json:
         out.print_json(json.dumps([row.__dict__ for row in rows]))
     else:
@@ -103,12 +119,14 @@ def stack_status(
 @stack_app.command("logs")
 @guarded
 def stack_logs(
-    service: Annotated[str, typer.Argument(help=f"One of {', '.join(SERVICE_NAMES)}.")],
+    service: Annotated[
+        str, typer.Argument(help=f"One of {', '.join(SERVICE_NAMES + MONITORING_NAMES)}.")
+    ],
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines.")] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
 ) -> None:
     """Print the end of a service's log file."""
-    path = Stack.from_environment().service(service).log_path
+    path = Stack.from_environment(with_monitoring=True).service(service).log_path
     out.print(f"[dim]{path}[/dim]")
     print(process.tail(path, lines))
     if follow:

@@ -129,7 +129,8 @@ _GOLD_INCOMING = """
      WHERE o.source_lsn = s.source_lsn AND o.source_offset = s.source_offset
        AND NOT EXISTS (SELECT 1 FROM unnest(o.quality_issues) AS i WHERE i LIKE 'ERROR:%')
 """
-_GOLD_CLOSE = f"""  # noqa: S608 - composed from the constant above
+# Both composed from the constant above, never from input.
+_GOLD_CLOSE = f"""
     WITH incoming AS ({_GOLD_INCOMING})
     UPDATE gold.order_facts AS f
        SET valid_to = i.source_committed_at, is_current = false
@@ -137,8 +138,8 @@ _GOLD_CLOSE = f"""  # noqa: S608 - composed from the constant above
      WHERE f.order_id = i.order_id AND f.order_date = i.order_date AND f.is_current
        AND (f.customer_id, f.status, f.currency, f.total_amount, f.is_deleted)
            IS DISTINCT FROM (i.customer_id, i.status, i.currency, i.total_amount, i.is_deleted)
-"""
-_GOLD_OPEN = f"""  # noqa: S608 - composed from the constant above
+"""  # noqa: S608
+_GOLD_OPEN = f"""
     WITH incoming AS ({_GOLD_INCOMING})
     INSERT INTO gold.order_facts (order_id, order_date, customer_id, status, currency,
         total_amount, total_amount_usd, is_revenue_bearing, is_deleted, valid_from, valid_to,
@@ -150,7 +151,7 @@ _GOLD_OPEN = f"""  # noqa: S608 - composed from the constant above
      WHERE NOT EXISTS (SELECT 1 FROM gold.order_facts AS f
                         WHERE f.order_id = i.order_id AND f.order_date = i.order_date
                           AND f.is_current)
-"""
+"""  # noqa: S608
 _ACCOUNT = """
     INSERT INTO ops.sink_batches (group_id, topic, partition, first_offset, last_offset,
         consumed, bronze_rows, dead_letters, filtered, silver_rows, worker)

@@ -1,0 +1,90 @@
+"""``bitvelocity status``: one screen of pipeline health, read from the workers' /metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from pydantic import SecretStr
+from rich.table import Table
+
+from config.errors import TransientError
+from config.settings import load_settings
+from observability.health import Samples, WorkerUnreachableError, merge, scrape, summarize
+from streams.console import err, guarded, out
+
+
+@guarded
+def status(
+    targets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            help="host:port of a worker's /metrics (default: BV_WEB__METRICS_PORT and "
+            "BV_MONITORING__EXTRA_TARGETS).",
+        ),
+    ] = None,
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between the two scrapes (for rates).")
+    ] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Lag, freshness, throughput and recent errors per pipeline, from the running workers."""
+    settings = load_settings()
+    web = settings.web
+    wanted = targets or [f"{web.host}:{web.metrics_port}", *settings.monitoring.extra_targets]
+    urls = [f"http://{target}/metrics" for target in dict.fromkeys(wanted)]
+    first = _scrape_all(urls, web.token)
+    if not first:
+        raise TransientError(
+            f"no worker answered at {', '.join(urls)}; is a worker running "
+            "(`bitvelocity worker`)? Use --target host:port for others"
+        )
+    started = time.monotonic()
+    time.sleep(interval)
+    second = _scrape_all(list(first), web.token)
+    report = summarize(
+        merge(list(first.values())), merge(list(second.values())), time.monotonic() - started
+    )
+    if as_json:
+        out.print_json(json.dumps({"workers": list(second), **asdict(report)}))
+        return
+    slo = settings.monitoring.freshness_slo_s
+    table = Table(title=f"Pipelines ({len(second)} worker(s), rates over {interval:g} s)")
+    for column in ("pipeline", "records/s", "records", "freshness", "recent errors"):
+        table.add_column(column)
+    for p in report.pipelines:
+        if p.freshness_s is None:
+            fresh = "-"
+        else:
+            colour = "green" if p.freshness_s <= slo else "red"
+            fresh = f"[{colour}]{p.freshness_s:.1f} s[/]"
+        errors = ", ".join(f"{k}: {v:g}" for k, v in sorted(p.recent_errors.items()))
+        table.add_row(
+            p.pipeline, f"{p.records_per_s:,.0f}", f"{p.records_total:,.0f}", fresh,
+            f"[red]{errors}[/]" if errors else "none",
+        )  # fmt: skip
+    out.print(table)
+    lag = Table(title="Consumer lag and dead letters by topic")
+    for column in ("topic", "lag (records)", "DLQ records"):
+        lag.add_column(column)
+    for topic in sorted(set(report.lag_by_topic) | set(report.dlq_by_topic)):
+        lag.add_row(
+            topic,
+            f"{report.lag_by_topic.get(topic, 0):,.0f}",
+            f"{report.dlq_by_topic.get(topic, 0):,.0f}",
+        )
+    out.print(lag)
+
+
+def _scrape_all(urls: list[str], token: SecretStr | None) -> dict[str, Samples]:
+    found = {}
+    for url in urls:
+        try:
+            found[url] = scrape(url, token=token)
+        except WorkerUnreachableError as exc:
+            err.print(f"[yellow]skipped[/] {exc}")
+    return found
