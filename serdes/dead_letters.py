@@ -16,7 +16,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from config.errors import TransientError
-from serdes.metrics import DLQ_RECORDS
+from observability.metrics import default_metrics
 
 ERROR_CLASS = "bv.error.class"
 ERROR_MESSAGE = "bv.error.message"
@@ -145,7 +145,7 @@ class DeadLetterPublisher:
         )
         self._producer.poll(0)
         origin = letter.topic.removesuffix(DLQ_SUFFIX)
-        DLQ_RECORDS.labels(topic=origin, reason=letter.reason).inc()
+        default_metrics().record_dlq(origin, letter.reason)
         self.published += 1
 
     def flush(self) -> None:

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from config.settings import PROJECT_ROOT
+from config.settings import PROJECT_ROOT, load_settings
 from oltp.loadgen import LoadgenConfig
 from stack import process
 from stack.manager import MONITORING_NAMES, SERVICE_NAMES, Stack
@@ -34,6 +34,7 @@ from streams.dlq_cli import dlq_app
 from streams.oltp_cli import connector_app, loadgen, migrate
 from streams.smoke import EXPECTED_OPS, run_smoke
 from streams.status_cli import status
+from streams.worker import AGENTS, main_worker
 
 app = typer.Typer(
     name="bitvelocity",
@@ -183,6 +184,27 @@ def demo(
         "`bitvelocity connector status`, `bitvelocity loadgen --rate 50 --duration 60`, "
         "`bitvelocity stack status`; the stack is still running (`bitvelocity stack down`)."
     )
+
+
+@app.command("worker")
+@guarded
+def worker(
+    agents: Annotated[
+        list[str] | None,
+        typer.Option("--agents", help=f"Agents to run (default: all of {', '.join(AGENTS)})."),
+    ] = None,
+    worker_id: Annotated[
+        str | None, typer.Option(help="This worker's name in the group (default: host-pid).")
+    ] = None,
+    metrics: Annotated[bool, typer.Option(help="Serve /metrics (BV_WEB__METRICS_PORT).")] = True,
+) -> None:
+    """Run the pipeline's agents until SIGTERM/SIGINT (the batch in flight finishes first).
+
+    Start several workers with the same settings to share the partitions; each commits its
+    batches and offsets in one PostgreSQL transaction, so a crash or rebalance loses and
+    duplicates nothing.
+    """
+    main_worker(load_settings(), agents or list(AGENTS), worker_id, metrics)
 
 
 @app.command("smoke")

@@ -60,6 +60,9 @@ class QualityGate(Protocol):
         batch_id: int,
     ) -> list[RowQuality]: ...
 
+    async def sweep(self, connection: asyncpg.Connection) -> None:
+        """Settle deferred checks (REFERENCE targets that arrived later, or never)."""
+
 
 @dataclass(frozen=True)
 class BatchOutcome:
@@ -180,7 +183,7 @@ class MedallionWriter:
         for spec in TABLES.values():
             await connection.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {_stage_name(spec)} "
-                f"(LIKE {spec.silver_table}, unchanged_columns text[] NOT NULL) "
+                f"(LIKE {spec.silver_table} INCLUDING DEFAULTS, unchanged_columns text[] NOT NULL) "
                 "ON COMMIT DELETE ROWS"
             )
         self._lineage_id = await connection.fetchval(

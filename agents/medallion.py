@@ -1,0 +1,454 @@
+"""The medallion sink: CDC topics -> bronze, silver, gold, exactly once (DESIGN.md section 5).
+
+It owns a confluent-kafka consumer rather than Faust's aiokafka one, because the seek to
+PostgreSQL's stored offsets must happen before the first fetch of an assigned partition:
+confluent-kafka's ``on_assign`` lets us set each partition's start offset in the
+assignment itself (see docs/decisions/0004-exactly-once-sink-consumer.md).
+
+Loop: consume up to N records or T ms, decode (transient registry faults are retried on
+the same record; undecodable ones become dead letters, flushed to Kafka before the
+commit), plan one batch per partition, write it in one PostgreSQL transaction that also
+moves the stored offset. A lost connection is retried with backoff; a commit whose
+outcome is unknown is settled by reading the offsets row. A fenced partition (another
+worker claimed it) is dropped until the next assignment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import asyncpg
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from config.errors import PermanentError, TransientError
+from config.settings import Settings
+from observability.logging import distinct_trace_ids, trace_id_from_headers
+from observability.metrics import Metrics, default_metrics
+from serdes.avro import AvroCodec
+from serdes.consumer_step import Backoff, decode_with_retry
+from serdes.dead_letters import DeadLetter, DeadLetterPublisher, RecordOrigin, dead_letter
+from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
+from serdes.registry import RegistryClient
+from sinks.postgres.batch import ConsumedRecord, PlannedBatch, plan_batch
+from sinks.postgres.connection import connect
+from sinks.postgres.medallion import (
+    BatchOutcome,
+    MedallionWriter,
+    QualityGate,
+    register_lineage,
+)
+from sinks.postgres.offsets import OffsetStore, PartitionClaim, PartitionFencedError
+from sinks.postgres.tables import TABLES
+
+log = logging.getLogger("bitvelocity.medallion")
+PIPELINE = "medallion"
+_DB_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    TransientError,
+)
+
+
+@dataclass
+class SinkStats:
+    """Running totals of one sink, for tests, logs and the worker's summary."""
+
+    batches: int = 0
+    consumed: int = 0
+    bronze_rows: int = 0
+    dead_letters: int = 0
+    filtered: int = 0
+    fenced: int = 0
+    db_retries: int = 0
+    ambiguous_commits: int = 0
+    outcomes: list[BatchOutcome] = field(default_factory=list)
+
+
+def medallion_topics(settings: Settings) -> list[str]:
+    return [settings.topics.cdc_topic(table) for table in TABLES]
+
+
+class MedallionSink:
+    """One worker's share of the medallion pipeline. ``await run(stop)`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        quality: QualityGate,
+        *,
+        worker_id: str,
+        topics: Sequence[str] | None = None,
+        group_id: str | None = None,
+        database: str | None = None,
+        metrics: Metrics | None = None,
+        on_committed: Callable[[BatchOutcome], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = list(topics or medallion_topics(settings))
+        self.group_id = group_id or f"{settings.kafka.consumer_group}-medallion"
+        self.database = database
+        self.offsets = OffsetStore(self.group_id, worker_id)
+        self.quality = quality
+        self.writer = MedallionWriter(self.offsets, quality)
+        self._last_sweep = 0.0
+        self._sweep_interval_s = 2.0
+        self.metrics = metrics or default_metrics()
+        self.on_committed = on_committed
+        self.stats = SinkStats()
+        self.claims: dict[tuple[str, int], PartitionClaim] = {}
+        self._connection: asyncpg.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medallion-kafka")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._consumer: Consumer | None = None
+        self._backoff = Backoff(
+            settings.sink.retry_initial_backoff_s, settings.sink.retry_max_backoff_s
+        )
+        self._stop = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> SinkStats:
+        """Consume and commit until ``stop`` is set; the batch in flight always finishes."""
+        self._stop = stop
+        self._loop = asyncio.get_running_loop()
+        connection = await self._db()
+        await register_lineage(connection)
+        registry = RegistryClient(self.settings.registry)
+        decoder = DebeziumAvroDecoder(AvroCodec(registry))
+        dead_letters = DeadLetterPublisher(self.settings.kafka.bootstrap_servers)
+        dead_letters.start()
+        self._consumer = Consumer(self._consumer_config())
+        try:
+            await self._in_kafka_thread(
+                self._consumer.subscribe,
+                self.topics,
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+            )
+            while not stop.is_set():
+                try:
+                    batches = await self._in_kafka_thread(self._poll, decoder)
+                except TransientError as exc:  # registry down beyond the decode deadline
+                    log.warning("decode stalled, re-reading from the stored offsets: %s", exc)
+                    await self._rewind()
+                    await self._sleep(self._backoff.max_s)
+                    continue
+                for records in batches.values():
+                    await self._process(records, dead_letters)
+                await self._sweep_quality()
+        finally:
+            await self._in_kafka_thread(self._consumer.close)  # leaves the group now
+            dead_letters.stop()
+            registry.close()
+            await self._close_db()
+            self._executor.shutdown(wait=True)
+        return self.stats
+
+    def _consumer_config(self) -> dict[str, Any]:
+        return {
+            "bootstrap.servers": self.settings.kafka.bootstrap_servers,
+            "group.id": self.group_id,
+            "enable.auto.commit": False,  # PostgreSQL holds the real offsets
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10000,
+            "heartbeat.interval.ms": 2000,
+            "max.poll.interval.ms": 120000,
+            "fetch.wait.max.ms": 100,
+        }
+
+    async def _in_kafka_thread(
+        self, function: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: function(*args, **kwargs))
+
+    # -- assignment: the seek happens before the first fetch ---------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(self._claim_all(partitions), self._loop)
+        claims = future.result()
+        for partition in partitions:
+            partition.offset = claims[(partition.topic, partition.partition)].next_offset
+        consumer.assign(partitions)
+        log.info(
+            "assigned %s",
+            ", ".join(f"{p.topic}[{p.partition}]@{p.offset}" for p in partitions) or "nothing",
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for partition in partitions:
+            self.claims.pop((partition.topic, partition.partition), None)
+        consumer.unassign()
+
+    async def _claim_all(
+        self, partitions: list[TopicPartition]
+    ) -> dict[tuple[str, int], PartitionClaim]:
+        attempt = 0
+        while True:
+            try:
+                connection = await self._db()
+                for partition in partitions:
+                    claim = await self.offsets.claim(
+                        connection, partition.topic, partition.partition
+                    )
+                    self.claims[(partition.topic, partition.partition)] = claim
+                return dict(self.claims)
+            except _DB_ERRORS as exc:
+                attempt += 1
+                log.warning("claiming partitions failed (%s), retry %d", exc, attempt)
+                await self._close_db()
+                await asyncio.sleep(self._backoff.delay(attempt))
+
+    async def _rewind(self) -> None:
+        """Seek every owned partition back to its stored offset (nothing was committed)."""
+        assert self._consumer is not None
+        for (topic, partition), claim in list(self.claims.items()):
+            await self._in_kafka_thread(
+                self._consumer.seek, TopicPartition(topic, partition, claim.next_offset)
+            )
+
+    # -- consume + decode, in the Kafka thread ------------------------------------------------
+    def _poll(self, decoder: DebeziumAvroDecoder) -> dict[tuple[str, int], list[ConsumedRecord]]:
+        assert self._consumer is not None
+        sink = self.settings.sink
+        messages = self._consumer.consume(
+            num_messages=sink.batch_max_records, timeout=sink.batch_max_ms / 1000
+        )
+        batches: dict[tuple[str, int], list[ConsumedRecord]] = defaultdict(list)
+        deadline = time.monotonic() + 30
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    log.debug("topic not created yet: %s", error)  # Debezium creates it later
+                elif error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error: %s", error)
+                continue
+            batches[(message.topic() or "", message.partition() or 0)].append(
+                self._decode(decoder, message, deadline)
+            )
+        return batches
+
+    def _decode(
+        self, decoder: DebeziumAvroDecoder, message: Message, deadline: float
+    ) -> ConsumedRecord:
+        consumed_headers = cast(list[tuple[str, bytes | str | None]], message.headers() or [])
+        headers = tuple(
+            (name, value if isinstance(value, bytes) else (value or "").encode())
+            for name, value in consumed_headers
+        )
+        origin = RecordOrigin(
+            message.topic() or "",
+            message.partition() or 0,
+            message.offset() or 0,
+            message.key(),
+            message.value(),
+            headers,
+        )
+        decoded = decode_with_retry(
+            decoder.decode, origin, backoff=self._backoff, deadline=deadline
+        )
+        if isinstance(decoded, ChangeEvent) and decoded.table not in TABLES:
+            decoded = _unknown_table(origin, decoded)
+        return ConsumedRecord(
+            origin.topic,
+            origin.partition,
+            origin.offset,
+            decoded,
+            trace_id_from_headers(list(headers)),
+        )
+
+    # -- one partition's batch ------------------------------------------------------------------
+    async def _process(
+        self, records: list[ConsumedRecord], dead_letters: DeadLetterPublisher
+    ) -> None:
+        key = (records[0].topic, records[0].partition)
+        claim = self.claims.get(key)
+        if claim is None:  # revoked or fenced meanwhile: the new owner reads these again
+            return
+        fresh = [r for r in records if r.offset >= claim.next_offset]
+        if not fresh:
+            return
+        started = time.monotonic()
+        plan = plan_batch(fresh, f"postgres.{self.settings.postgres.database}")
+        if plan.dead_letters:
+            await self._in_kafka_thread(_publish_all, dead_letters, plan.dead_letters)
+        outcome = await self._commit(claim, plan)
+        elapsed = time.monotonic() - started
+        if outcome is None:
+            return
+        self._account(plan, outcome, elapsed, fresh)
+
+    async def _commit(self, claim: PartitionClaim, plan: PlannedBatch) -> BatchOutcome | None:
+        attempt = 0
+        while True:
+            try:
+                connection = await self._db()
+                outcome = await self.writer.write(connection, claim, plan)
+                self.claims[(claim.topic, claim.partition)] = outcome.claim
+                return outcome
+            except PartitionFencedError as exc:
+                self._fence(claim, exc)
+                return None
+            except _DB_ERRORS as exc:
+                attempt += 1
+                self.stats.db_retries += 1
+                log.warning(
+                    "batch %s[%d] at %d failed (%s); retry %d",
+                    claim.topic,
+                    claim.partition,
+                    plan.first_offset,
+                    exc,
+                    attempt,
+                )
+                await self._close_db()
+                if self._stop.is_set() and attempt >= 3:
+                    # Shutting down with the database away: give the batch up. Nothing of
+                    # it was committed, so the next owner of the partition reads it again.
+                    return None
+                settled = await self._settle(claim, plan, attempt)
+                if settled is not None:
+                    return settled if isinstance(settled, BatchOutcome) else None
+
+    async def _settle(
+        self, claim: PartitionClaim, plan: PlannedBatch, attempt: int
+    ) -> BatchOutcome | bool | None:
+        """After a failure: did the commit happen anyway? Read the offsets row to know."""
+        while True:
+            await self._sleep(self._backoff.delay(attempt))
+            try:
+                connection = await self._db()
+                stored = await self.offsets.read(connection, claim.topic, claim.partition)
+                break
+            except _DB_ERRORS as exc:
+                attempt += 1
+                self.stats.db_retries += 1
+                log.warning("database still unavailable (%s)", exc)
+                await self._close_db()
+                if self._stop.is_set() and attempt >= 3:
+                    return False  # shutting down: the batch stays uncommitted, read again later
+        if stored is None or stored[1] != claim.epoch:
+            self._fence(claim, PartitionFencedError(f"epoch moved to {stored}"))
+            return False
+        if stored[0] == plan.last_offset + 1:
+            self.stats.ambiguous_commits += 1
+            committed = claim.advanced_to(plan.last_offset + 1)
+            self.claims[(claim.topic, claim.partition)] = committed
+            return BatchOutcome(
+                committed,
+                -1,
+                plan.bronze_rows,
+                plan.silver_rows,
+                len(plan.dead_letters),
+                plan.filtered,
+            )
+        return None  # not committed: write the same batch again
+
+    async def _sweep_quality(self) -> None:
+        """Every few seconds, settle REFERENCE checks parked by earlier batches."""
+        now = time.monotonic()
+        if now - self._last_sweep < self._sweep_interval_s:
+            return
+        self._last_sweep = now
+        try:
+            connection = await self._db()
+            async with connection.transaction():
+                await self.quality.sweep(connection)
+        except _DB_ERRORS as exc:  # the next sweep tries again; nothing is lost meanwhile
+            log.warning("quality sweep skipped: %s", exc)
+            await self._close_db()
+
+    def _fence(self, claim: PartitionClaim, exc: Exception) -> None:
+        self.stats.fenced += 1
+        self.claims.pop((claim.topic, claim.partition), None)
+        log.warning("fenced: %s", exc)
+
+    def _account(
+        self,
+        plan: PlannedBatch,
+        outcome: BatchOutcome,
+        seconds: float,
+        records: list[ConsumedRecord],
+    ) -> None:
+        stats = self.stats
+        stats.batches += 1
+        stats.consumed += plan.consumed
+        stats.bronze_rows += outcome.bronze_rows
+        stats.dead_letters += outcome.dead_letters
+        stats.filtered += outcome.filtered
+        stats.outcomes.append(outcome)
+        self.metrics.record_batch(PIPELINE, plan.consumed, seconds, "ok")
+        self.metrics.record_sink_commit(outcome.bronze_rows + outcome.silver_rows, seconds)
+        newest = max(
+            (r.decoded.committed_at for r in records if isinstance(r.decoded, ChangeEvent)),
+            default=None,
+        )
+        if newest is not None:
+            self.metrics.record_committed_event_time(PIPELINE, newest)
+        log.info(
+            "committed %s[%d] %d..%d: %d bronze, %d silver, %d dead letters, %d filtered",
+            plan.topic,
+            plan.partition,
+            plan.first_offset,
+            plan.last_offset,
+            outcome.bronze_rows,
+            outcome.silver_rows,
+            outcome.dead_letters,
+            outcome.filtered,
+            extra={"trace_ids": distinct_trace_ids(r.trace_id for r in records)},
+        )
+        if self.on_committed is not None:
+            self.on_committed(outcome)
+
+    # -- database connection ----------------------------------------------------------------------
+    async def _db(self) -> asyncpg.Connection:
+        if self._connection is None or self._connection.is_closed():
+            pg = self.settings.postgres
+            self._connection = await connect(
+                pg,
+                self.database,
+                user=pg.worker_user,
+                password=pg.worker_password.get_secret_value(),
+            )
+            await self.writer.prepare(self._connection)
+        return self._connection
+
+    async def _close_db(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            connection.terminate()
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        except TimeoutError:
+            return
+
+
+class UnknownTableError(PermanentError):
+    """A change of a table the medallion pipeline has no silver table for."""
+
+
+def _unknown_table(origin: RecordOrigin, event: ChangeEvent) -> DeadLetter:
+    return dead_letter(
+        origin,
+        UnknownTableError(f"no silver table for {event.schema}.{event.table}"),
+        event.schema_id,
+    )
+
+
+def _publish_all(publisher: DeadLetterPublisher, letters: list[DeadLetter]) -> None:
+    for letter in letters:
+        publisher.publish(letter)
+    publisher.flush()  # acknowledged before the offset moves past them

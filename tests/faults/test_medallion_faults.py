@@ -1,0 +1,240 @@
+"""The medallion sink under crashes, restarts, rebalances, cut connections and re-snapshots.
+
+Every test ends by comparing bronze with the records on Kafka and silver with the OLTP
+tables (tests/integration/sink_env.py), so a lost or duplicated record fails it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from config.settings import Settings
+from oltp.loadgen import LoadgenConfig, run_loadgen
+from sinks.postgres.connection import connect
+from stack.manager import Stack
+from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
+from tests.faults.pg_proxy import CommitCuttingProxy
+from tests.integration.sink_env import (
+    SinkEnv,
+    assert_exactly_once,
+    running_sink,
+    sink_environment,
+    stored_offsets,
+    wait_until_caught_up,
+)
+
+
+@pytest.fixture
+def env(settings: Settings) -> Iterator[SinkEnv]:
+    with sink_environment(settings, batch_max_records=50) as environment:
+        yield environment
+
+
+def start_worker(env: SinkEnv, log: Path, worker_id: str) -> subprocess.Popen[bytes]:
+    handle = log.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "--no-metrics", "--worker-id", worker_id],
+        env={**os.environ, **env.worker_env()},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def committed_batches(env: SinkEnv) -> int:
+    connection = await connect(env.settings.postgres)
+    try:
+        return int(
+            await connection.fetchval(
+                "SELECT count(*) FROM ops.sink_batches WHERE group_id = $1", env.group
+            )
+        )
+    finally:
+        await connection.close()
+
+
+async def wait_for_progress(env: SinkEnv, beyond: int, timeout_s: float = 60) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        count = await committed_batches(env)
+        if count > beyond:
+            return count
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no batch committed beyond {beyond} in {timeout_s} s")
+
+
+@pytest.mark.timeout(600)
+async def test_sigkill_mid_batch_five_times_loses_and_duplicates_nothing(
+    env: SinkEnv, tmp_path: Path
+) -> None:
+    rng = random.Random(5)
+    load = asyncio.create_task(
+        run_loadgen(env.settings, LoadgenConfig(seed=21, transactions=1500, rate=150))
+    )
+    progress = 0
+    for kill in range(5):
+        worker = start_worker(env, tmp_path / "worker.log", f"killed-{kill}")
+        progress = await wait_for_progress(env, progress)
+        await asyncio.sleep(rng.uniform(0.0, 0.4))  # somewhere inside a later batch
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    await load
+    async with running_sink(env, "survivor"):
+        await wait_until_caught_up(env)
+    await assert_exactly_once(env)
+
+
+@pytest.mark.timeout(300)
+async def test_sigterm_during_load_exits_within_ten_seconds_and_resumes(
+    env: SinkEnv, tmp_path: Path
+) -> None:
+    load = asyncio.create_task(
+        run_loadgen(env.settings, LoadgenConfig(seed=22, transactions=600, rate=200))
+    )
+    worker = start_worker(env, tmp_path / "worker.log", "terminated")
+    await wait_for_progress(env, 0)
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    code = worker.wait(15)
+    assert time.monotonic() - started < 10
+    assert code == 0, (tmp_path / "worker.log").read_text()[-2000:]
+    await load
+    async with running_sink(env, "restarted"):
+        await wait_until_caught_up(env)
+    await assert_exactly_once(env)
+
+
+@pytest.mark.timeout(300)
+async def test_a_second_worker_joining_and_leaving_shares_without_loss(env: SinkEnv) -> None:
+    load = asyncio.create_task(
+        run_loadgen(env.settings, LoadgenConfig(seed=23, transactions=900, rate=200))
+    )
+    async with running_sink(env, "first") as first:
+        await wait_for_progress(env, 0)
+        async with running_sink(env, "second") as second:
+            await wait_for_progress(env, await committed_batches(env) + 5)
+        await load
+        await wait_until_caught_up(env)
+    assert second.stats.batches > 0, "the second worker never got a partition"
+    assert first.stats.batches > 0
+    await assert_exactly_once(env)
+
+
+@pytest.mark.timeout(300)
+async def test_connection_cut_during_commit_is_settled_by_reading_the_offsets(
+    env: SinkEnv,
+) -> None:
+    await run_loadgen(env.settings, LoadgenConfig(seed=24, transactions=200))
+    pg = env.settings.postgres
+    with CommitCuttingProxy(pg.host, pg.port, cut_every=3) as proxy:
+        proxied = env.settings.model_copy(
+            update={"postgres": pg.model_copy(update={"port": proxy.port})}
+        )
+        async with running_sink(SinkEnv(proxied, env.run_id)) as sink:
+            await wait_until_caught_up(env)
+        assert proxy.cuts >= 1
+    assert sink.stats.ambiguous_commits >= 1  # commits that happened though the client saw none
+    await assert_exactly_once(env)
+
+
+@pytest.mark.timeout(400)
+async def test_postgres_restart_mid_load_loses_nothing(settings: Settings, env: SinkEnv) -> None:
+    load = asyncio.create_task(
+        run_loadgen(env.settings, LoadgenConfig(seed=25, transactions=400, rate=100))
+    )
+    async with running_sink(env) as sink:
+        await wait_for_progress(env, 0)
+        await load
+        postgres = Stack(settings).service("postgres")
+        postgres.stop()
+        await asyncio.sleep(2)
+        postgres.start()
+        deadline = time.monotonic() + 60
+        while postgres.probe_quietly() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        _restart_failed_connector_tasks(env)
+        await run_loadgen(env.settings, LoadgenConfig(seed=26, transactions=100))
+        await wait_until_caught_up(env, timeout_s=180)
+    assert sink.stats.db_retries >= 1
+    await assert_exactly_once(env)
+
+
+def _restart_failed_connector_tasks(env: SinkEnv) -> None:
+    """Debezium may fail its task when PostgreSQL goes away; Connect's restart API revives it."""
+    import httpx
+
+    name = f"bv-sink-{env.run_id}"
+    httpx.post(
+        f"{env.settings.connect.url}/connectors/{name}/restart",
+        params={"includeTasks": "true", "onlyFailed": "true"},
+        timeout=10,
+    )
+    with ConnectClient(env.settings) as client:
+        client.wait_running(name, timeout_s=120)
+
+
+@pytest.mark.timeout(300)
+async def test_a_resnapshot_adds_no_silver_duplicate_and_no_gold_double_count(
+    env: SinkEnv,
+) -> None:
+    await run_loadgen(env.settings, LoadgenConfig(seed=27, transactions=200))
+    async with running_sink(env):
+        await wait_until_caught_up(env)
+    before = await _gold_and_silver_counts(env)
+    # A second connector with a fresh slot re-reads every existing row (op "r") into the
+    # same topics: what a re-snapshot after a lost slot looks like downstream.
+    spec = oltp_connector_spec(
+        env.settings, name=f"bv-resnap-{env.run_id}", slot=f"bv_resnap_{env.run_id}"
+    )
+    with ConnectClient(env.settings) as client:
+        client.put(spec.name, debezium_postgres_config(env.settings, spec))
+        client.wait_running(spec.name)
+    try:
+        offsets_before = sum((await stored_offsets(env)).values())
+        deadline = time.monotonic() + 60
+        async with running_sink(env):
+            while sum((await stored_offsets(env)).values()) < offsets_before + before[
+                "oltp_rows"
+            ] and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+            await wait_until_caught_up(env)
+    finally:
+        with ConnectClient(env.settings) as client:
+            client.delete(spec.name)
+        admin = await connect(env.settings.postgres, "postgres")
+        from streams.capture_admin import drop_slot_when_released
+
+        await drop_slot_when_released(admin, spec.slot)
+        await admin.close()
+    after = await _gold_and_silver_counts(env)
+    assert after == before
+    await assert_exactly_once(env)
+
+
+async def _gold_and_silver_counts(env: SinkEnv) -> dict[str, object]:
+    connection = await connect(env.settings.postgres)
+    try:
+        await connection.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY gold.daily_sales")
+        return {
+            "silver_orders": await connection.fetchval("SELECT count(*) FROM silver.orders"),
+            "gold_facts": await connection.fetchval("SELECT count(*) FROM gold.order_facts"),
+            "gold_revenue": await connection.fetchval("SELECT sum(revenue) FROM gold.daily_sales"),
+            "oltp_rows": sum(
+                [
+                    await connection.fetchval(f"SELECT count(*) FROM public.{t}")
+                    for t in ("categories", "customers", "products", "orders", "order_items",
+                              "payments")
+                ]
+            ),
+        }
+    finally:
+        await connection.close()

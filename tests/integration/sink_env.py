@@ -1,0 +1,233 @@
+"""An isolated medallion pipeline for one test: its own database, connector, topics, group.
+
+Also the oracle the sink tests judge by, written independently of the sink: Kafka read
+back with confluent-kafka, OLTP rows read with plain SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from agents.medallion import MedallionSink
+from config.settings import Settings
+from oltp.schema import CAPTURED_TABLES, migrate_oltp
+from quality.gate import RulesQualityGate
+from sinks.postgres.connection import connect
+from sinks.postgres.tables import TABLES
+from sinks.postgres.warehouse import migrate_warehouse
+from streams.capture_admin import delete_topics_with_prefix, drop_slot_when_released, read_topics
+from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
+
+
+@dataclass(frozen=True)
+class SinkEnv:
+    settings: Settings
+    run_id: str
+
+    @property
+    def database(self) -> str:
+        return self.settings.postgres.database
+
+    @property
+    def topics(self) -> list[str]:
+        return [self.settings.topics.cdc_topic(t) for t in CAPTURED_TABLES]
+
+    @property
+    def group(self) -> str:
+        return f"{self.settings.kafka.consumer_group}-medallion"
+
+    def worker_env(self) -> dict[str, str]:
+        """Environment for a `bitvelocity worker` subprocess on this pipeline."""
+        return {
+            "BV_POSTGRES__DATABASE": self.database,
+            "BV_TOPICS__CDC_PREFIX": self.settings.topics.cdc_prefix,
+            "BV_KAFKA__CONSUMER_GROUP": self.settings.kafka.consumer_group,
+            "BV_SINK__BATCH_MAX_RECORDS": str(self.settings.sink.batch_max_records),
+        }
+
+
+def derive(base: Settings, run_id: str, batch_max_records: int) -> Settings:
+    return base.model_copy(
+        update={
+            "postgres": base.postgres.model_copy(update={"database": f"bv_sink_{run_id}"}),
+            "topics": base.topics.model_copy(update={"cdc_prefix": f"bvsink{run_id}"}),
+            "kafka": base.kafka.model_copy(update={"consumer_group": f"bv-test-{run_id}"}),
+            "sink": base.sink.model_copy(update={"batch_max_records": batch_max_records}),
+        }
+    )
+
+
+@contextlib.contextmanager
+def sink_environment(base: Settings, *, batch_max_records: int = 200) -> Iterator[SinkEnv]:
+    run_id = secrets.token_hex(3)
+    settings = derive(base, run_id, batch_max_records)
+    env = SinkEnv(settings, run_id)
+    spec = oltp_connector_spec(settings, name=f"bv-sink-{run_id}", slot=f"bv_sink_{run_id}")
+    asyncio.run(migrate_oltp(settings))
+    asyncio.run(migrate_warehouse(settings))
+    try:
+        with ConnectClient(settings) as client:
+            client.put(spec.name, debezium_postgres_config(settings, spec))
+            client.wait_running(spec.name)
+        yield env
+    finally:
+        with ConnectClient(settings) as client:
+            client.delete(spec.name)
+        asyncio.run(_drop(settings, spec.slot))
+        delete_topics_with_prefix(settings.kafka.bootstrap_servers, settings.topics.cdc_prefix)
+
+
+async def _drop(settings: Settings, slot: str) -> None:
+    admin = await connect(settings.postgres, "postgres")
+    try:
+        await drop_slot_when_released(admin, slot)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{settings.postgres.database}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def running_sink(env: SinkEnv, worker_id: str = "w1") -> AsyncIterator[MedallionSink]:
+    """A sink running in this process until the block ends (then it stops cleanly)."""
+    sink = MedallionSink(env.settings, RulesQualityGate(env.settings), worker_id=worker_id)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sink.run(stop))
+    try:
+        yield sink
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+# -- the oracle ------------------------------------------------------------------------------
+def high_watermarks(env: SinkEnv) -> dict[tuple[str, int], int]:
+    bootstrap = env.settings.kafka.bootstrap_servers
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"oracle-{env.run_id}"})
+    try:
+        metadata = admin.list_topics(timeout=5).topics
+        return {
+            (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+            for topic in env.topics
+            if topic in metadata
+            for p in metadata[topic].partitions
+        }
+    finally:
+        consumer.close()
+
+
+def kafka_records(env: SinkEnv) -> dict[tuple[str, int, int], bool]:
+    """Every record on the pipeline's topics -> whether it is a tombstone."""
+    marks = high_watermarks(env)
+    total = sum(marks.values())
+    messages = read_topics(
+        env.settings.kafka.bootstrap_servers,
+        sorted({t for t, _ in marks}),
+        done=lambda read: len(read) >= total,
+        timeout_s=60,
+    )
+    return {
+        (m.topic() or "", m.partition() or 0, m.offset() or 0): m.value() is None for m in messages
+    }
+
+
+async def stored_offsets(env: SinkEnv) -> dict[tuple[str, int], int]:
+    connection = await connect(env.settings.postgres)
+    try:
+        rows = await connection.fetch(
+            "SELECT topic, partition, next_offset FROM ops.consumer_offsets WHERE group_id = $1",
+            env.group,
+        )
+        return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+    finally:
+        await connection.close()
+
+
+async def wait_until_caught_up(env: SinkEnv, timeout_s: float = 120) -> None:
+    """Until the stored offsets reach Kafka's high watermarks and stay there."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        marks = high_watermarks(env)
+        stored = await stored_offsets(env)
+        if marks and all(stored.get(k, 0) >= v for k, v in marks.items() if v > 0):
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"sink did not catch up: stored {stored} vs high {marks}")
+
+
+async def assert_exactly_once(env: SinkEnv, dead_lettered: int = 0) -> dict[str, Any]:
+    """I1, I2, I3 and I6 against the oracle; returns the counts for reporting.
+
+    ``dead_lettered``: how many records the test made undecodable on purpose.
+    """
+    records = kafka_records(env)
+    marks = high_watermarks(env)
+    connection = await connect(env.settings.postgres)
+    try:
+        bronze: list[tuple[str, int, int]] = []
+        for table in TABLES:
+            rows = await connection.fetch(
+                f"SELECT source_topic, source_partition, source_offset FROM bronze.{table}"
+            )
+            bronze += [(r[0], r[1], r[2]) for r in rows]
+        data_records = {k for k, tombstone in records.items() if not tombstone}
+        # I1: one bronze row per non-tombstone record, none twice, none missing.
+        assert len(bronze) == len(set(bronze)), "a record landed twice in bronze"
+        assert set(bronze) <= data_records
+        assert len(data_records - set(bronze)) == dead_lettered
+        # I2 / I6: offsets and accounting moved with the rows.
+        stored = await stored_offsets(env)
+        assert {k: v for k, v in stored.items() if marks.get(k, 0)} == {
+            k: v for k, v in marks.items() if v
+        }
+        totals = await connection.fetchrow(
+            "SELECT coalesce(sum(consumed), 0), coalesce(sum(bronze_rows), 0), "
+            "coalesce(sum(dead_letters), 0), coalesce(sum(filtered), 0) FROM ops.sink_batches "
+            "WHERE group_id = $1",
+            env.group,
+        )
+        assert totals[0] == len(records)
+        assert totals[1] == len(bronze)
+        assert totals[2] == dead_lettered
+        assert totals[1] + totals[2] + totals[3] == totals[0]
+        # I3: silver equals the OLTP source, row for row.
+        for spec in TABLES.values():
+            await _assert_silver_matches_source(connection, spec.name)
+        return {"records": len(records), "bronze": len(bronze)}
+    finally:
+        await connection.close()
+
+
+async def _assert_silver_matches_source(connection: asyncpg.Connection, table: str) -> None:
+    spec = TABLES[table]
+    source_columns = [spec.source_name(c) for c in spec.columns]
+    source = {
+        tuple(r[spec.source_name(k)] for k in spec.key): dict(r)
+        for r in await connection.fetch(f"SELECT {', '.join(source_columns)} FROM public.{table}")
+    }
+    silver = {
+        tuple(r[k] for k in spec.key): dict(r)
+        for r in await connection.fetch(
+            f"SELECT {', '.join(spec.columns)}, hard_deleted FROM silver.{table}"
+        )
+    }
+    missing = set(source) - set(silver)
+    assert not missing, f"{table}: {len(missing)} source rows missing in silver"
+    for key, row in silver.items():
+        if key not in source:
+            assert row["hard_deleted"], f"{table} {key}: in silver, gone from source"
+            continue
+        expected = source[key]
+        for column in spec.columns:
+            assert row[column] == expected[spec.source_name(column)], (table, key, column)
+        assert not row["hard_deleted"], (table, key)
