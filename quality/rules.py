@@ -62,6 +62,10 @@ class Rule:
     is_active: bool
 
     @property
+    def description(self) -> str:
+        return describe_rule(self.rule_id, self.table_name, self.column_name)
+
+    @property
     def check(self) -> str:
         """The label in ``quality_checks_passed``: ``NOT_NULL:quantity``."""
         return f"{self.rule_type}:{self.column_name}"
@@ -87,6 +91,12 @@ class Rule:
         return compiled_pattern(str(self.config["regex"]))
 
 
+def describe_rule(rule_id: int, table_name: str, column_name: str) -> str:
+    """How messages name a rule; id 0 is one not inserted yet (``quality add-rule``)."""
+    name = f"quality rule {rule_id}" if rule_id else "new quality rule"
+    return f"{name} on {table_name}.{column_name}"
+
+
 @functools.lru_cache(maxsize=256)
 def compiled_pattern(regex: str) -> re.Pattern[str]:
     return re.compile(regex)
@@ -107,7 +117,7 @@ def build_rule(
     is_active: bool = True,
 ) -> Rule:
     """A validated ``Rule``; raises ``InvalidRuleError`` saying what to fix."""
-    where = f"quality rule {rule_id} on {table_name}.{column_name}"
+    where = describe_rule(rule_id, table_name, column_name)
     _require_identifier(table_name, "table", where)
     _require_identifier(column_name, "column", where)
     try:

@@ -30,6 +30,7 @@ from streams.console import (
 )
 from streams.demo import run_demo
 from streams.oltp_cli import connector_app, loadgen, migrate
+from streams.quality_cli import quality_app
 from streams.smoke import EXPECTED_OPS, run_smoke
 
 app = typer.Typer(
@@ -50,6 +51,7 @@ stack_app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 app.add_typer(connector_app, name="connector")
+app.add_typer(quality_app, name="quality")
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
 
