@@ -43,7 +43,7 @@ class RuleReport:
 _LIST_SQL = """
 SELECT rule_id, table_name, column_name, rule_type, rule_config::text AS rule_config,
        severity, is_active
-FROM ops.data_quality_rules ORDER BY table_name, column_name, rule_id
+FROM ops.data_quality_rules ORDER BY rule_id
 """
 _REPORT_SQL = """
 SELECT r.rule_id,
@@ -99,7 +99,7 @@ async def rule_report(connection: asyncpg.Connection, since: timedelta) -> list[
                 latest_samples=json.loads(record["latest_samples"] or "[]"),
             )
         )
-    return sorted(reports, key=lambda r: (r.rule.table_name, r.rule.column_name, r.rule.rule_id))
+    return sorted(reports, key=lambda report: report.rule.rule_id)
 
 
 async def add_rule(

@@ -13,6 +13,7 @@ import asyncpg
 import typer
 from rich.table import Table
 
+from config.errors import PermanentError
 from config.settings import load_settings
 from quality.admin import RuleReport, add_rule, list_rules, rule_report
 from quality.rules import InvalidRuleError, Rule, RuleType, Severity
@@ -20,6 +21,11 @@ from sinks.postgres.connection import connect
 from streams.console import guarded, out
 
 T = TypeVar("T")
+
+
+class InvalidDurationError(PermanentError):
+    """A duration option could not be read."""
+
 
 quality_app = typer.Typer(
     help="Data-quality rules on silver tables: list them, add one, report how they fare.",
@@ -37,7 +43,7 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 def parse_duration(text: str) -> timedelta:
     """``90s``, ``30m``, ``1h``, ``2d``, ``1h30m`` -> timedelta."""
     if not _DURATION.fullmatch(text.strip().lower()):
-        raise typer.BadParameter(f"{text!r} is not a duration like 30m, 1h, 2d or 1h30m")
+        raise InvalidDurationError(f"--since {text!r} is not a duration like 30m, 1h, 2d or 1h30m")
     total = timedelta()
     for amount, unit in _PART.findall(text.lower()):
         total += timedelta(**{_UNITS[unit]: int(amount)})
