@@ -158,6 +158,20 @@ class WindowSettings(_Section):
     reference_grace_period: timedelta = timedelta(minutes=10)
 
 
+class QualitySettings(_Section):
+    """Data-quality rules and checks (DESIGN.md section 7); the reference grace period is
+    ``windows.reference_grace_period``."""
+
+    #: How often a worker asks whether ``ops.data_quality_rules`` changed (a cheap query).
+    rules_refresh_interval: timedelta = timedelta(seconds=5)
+    #: How often pending REFERENCE checks are re-checked.
+    sweep_interval: timedelta = timedelta(seconds=30)
+    #: Most pending checks settled by one sweep (oldest deadline first).
+    sweep_batch_size: int = Field(default=1000, ge=1)
+    #: Failing rows kept, redacted, per rule per batch in ``ops.data_quality_results``.
+    max_samples: int = Field(default=5, ge=0, le=100)
+
+
 class WebSettings(_Section):
     """Faust web views and Prometheus ``/metrics``: loopback unless configured otherwise."""
 
@@ -218,6 +232,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     sink: SinkSettings = SinkSettings()
     windows: WindowSettings = WindowSettings()
+    quality: QualitySettings = QualitySettings()
     web: WebSettings = WebSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     stack: StackSettings = StackSettings()

@@ -16,17 +16,20 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from config.settings import Settings
 from oltp.loadgen import LoadgenConfig, run_loadgen
 from sinks.postgres.connection import connect
 from stack.manager import Stack
+from streams.capture_admin import drop_slot_when_released
 from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
 from tests.faults.pg_proxy import CommitCuttingProxy
 from tests.integration.sink_env import (
     SinkEnv,
     assert_exactly_once,
+    eventually,
     running_sink,
     sink_environment,
     stored_offsets,
@@ -158,9 +161,11 @@ async def test_postgres_restart_mid_load_loses_nothing(settings: Settings, env: 
         postgres.stop()
         await asyncio.sleep(2)
         postgres.start()
-        deadline = time.monotonic() + 60
-        while postgres.probe_quietly() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
+
+        async def ready() -> bool:
+            return postgres.probe_quietly() is not None
+
+        await eventually(ready, timeout_s=60, what="PostgreSQL to come back")
         _restart_failed_connector_tasks(env)
         await run_loadgen(env.settings, LoadgenConfig(seed=26, transactions=100))
         await wait_until_caught_up(env, timeout_s=180)
@@ -170,8 +175,6 @@ async def test_postgres_restart_mid_load_loses_nothing(settings: Settings, env: 
 
 def _restart_failed_connector_tasks(env: SinkEnv) -> None:
     """Debezium may fail its task when PostgreSQL goes away; Connect's restart API revives it."""
-    import httpx
-
     name = f"bv-sink-{env.run_id}"
     httpx.post(
         f"{env.settings.connect.url}/connectors/{name}/restart",
@@ -202,17 +205,16 @@ async def test_a_resnapshot_adds_no_silver_duplicate_and_no_gold_double_count(
         offsets_before = sum((await stored_offsets(env)).values())
         deadline = time.monotonic() + 60
         async with running_sink(env):
-            while sum((await stored_offsets(env)).values()) < offsets_before + before[
-                "oltp_rows"
-            ] and time.monotonic() < deadline:
+            while (
+                sum((await stored_offsets(env)).values()) < offsets_before + before["oltp_rows"]
+                and time.monotonic() < deadline
+            ):
                 await asyncio.sleep(0.5)
             await wait_until_caught_up(env)
     finally:
         with ConnectClient(env.settings) as client:
             client.delete(spec.name)
         admin = await connect(env.settings.postgres, "postgres")
-        from streams.capture_admin import drop_slot_when_released
-
         await drop_slot_when_released(admin, spec.slot)
         await admin.close()
     after = await _gold_and_silver_counts(env)
@@ -231,8 +233,14 @@ async def _gold_and_silver_counts(env: SinkEnv) -> dict[str, object]:
             "oltp_rows": sum(
                 [
                     await connection.fetchval(f"SELECT count(*) FROM public.{t}")
-                    for t in ("categories", "customers", "products", "orders", "order_items",
-                              "payments")
+                    for t in (
+                        "categories",
+                        "customers",
+                        "products",
+                        "orders",
+                        "order_items",
+                        "payments",
+                    )
                 ]
             ),
         }

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,6 +151,17 @@ async def stored_offsets(env: SinkEnv) -> dict[tuple[str, int], int]:
         return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
     finally:
         await connection.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, timeout_s: float, what: str) -> None:
+    """Poll ``check`` until it is true; fail after ``timeout_s`` naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        await asyncio.sleep(0.5)
 
 
 async def wait_until_caught_up(env: SinkEnv, timeout_s: float = 120) -> None:
