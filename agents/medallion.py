@@ -165,6 +165,9 @@ class MedallionSink:
             "heartbeat.interval.ms": 2000,
             "max.poll.interval.ms": 120000,
             "fetch.wait.max.ms": 100,
+            # Debezium creates a table's topic with its first change; without a short
+            # refresh a subscription would not see a late topic for 5 minutes.
+            "topic.metadata.refresh.interval.ms": 3000,
         }
 
     async def _in_kafka_thread(

@@ -30,9 +30,9 @@ from tests.integration.sink_env import (
     SinkEnv,
     assert_exactly_once,
     eventually,
+    expected_records,
     running_sink,
     sink_environment,
-    stored_offsets,
     wait_until_caught_up,
 )
 
@@ -90,9 +90,9 @@ async def test_sigkill_mid_batch_five_times_loses_and_duplicates_nothing(
         await asyncio.sleep(rng.uniform(0.0, 0.4))  # somewhere inside a later batch
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
-    await load
+    written = await load
     async with running_sink(env, "survivor"):
-        await wait_until_caught_up(env)
+        await wait_until_caught_up(env, expected_records(written))
     await assert_exactly_once(env)
 
 
@@ -110,9 +110,9 @@ async def test_sigterm_during_load_exits_within_ten_seconds_and_resumes(
     code = worker.wait(15)
     assert time.monotonic() - started < 10
     assert code == 0, (tmp_path / "worker.log").read_text()[-2000:]
-    await load
+    written = await load
     async with running_sink(env, "restarted"):
-        await wait_until_caught_up(env)
+        await wait_until_caught_up(env, expected_records(written))
     await assert_exactly_once(env)
 
 
@@ -125,8 +125,8 @@ async def test_a_second_worker_joining_and_leaving_shares_without_loss(env: Sink
         await wait_for_progress(env, 0)
         async with running_sink(env, "second") as second:
             await wait_for_progress(env, await committed_batches(env) + 5)
-        await load
-        await wait_until_caught_up(env)
+        written = await load
+        await wait_until_caught_up(env, expected_records(written))
     assert second.stats.batches > 0, "the second worker never got a partition"
     assert first.stats.batches > 0
     await assert_exactly_once(env)
@@ -136,14 +136,14 @@ async def test_a_second_worker_joining_and_leaving_shares_without_loss(env: Sink
 async def test_connection_cut_during_commit_is_settled_by_reading_the_offsets(
     env: SinkEnv,
 ) -> None:
-    await run_loadgen(env.settings, LoadgenConfig(seed=24, transactions=200))
+    written = await run_loadgen(env.settings, LoadgenConfig(seed=24, transactions=200))
     pg = env.settings.postgres
     with CommitCuttingProxy(pg.host, pg.port, cut_every=3) as proxy:
         proxied = env.settings.model_copy(
             update={"postgres": pg.model_copy(update={"port": proxy.port})}
         )
         async with running_sink(SinkEnv(proxied, env.run_id)) as sink:
-            await wait_until_caught_up(env)
+            await wait_until_caught_up(env, expected_records(written))
         assert proxy.cuts >= 1
     assert sink.stats.ambiguous_commits >= 1  # commits that happened though the client saw none
     await assert_exactly_once(env)
@@ -156,7 +156,7 @@ async def test_postgres_restart_mid_load_loses_nothing(settings: Settings, env: 
     )
     async with running_sink(env) as sink:
         await wait_for_progress(env, 0)
-        await load
+        first = await load
         postgres = Stack(settings).service("postgres")
         postgres.stop()
         await asyncio.sleep(2)
@@ -167,8 +167,8 @@ async def test_postgres_restart_mid_load_loses_nothing(settings: Settings, env: 
 
         await eventually(ready, timeout_s=60, what="PostgreSQL to come back")
         _restart_failed_connector_tasks(env)
-        await run_loadgen(env.settings, LoadgenConfig(seed=26, transactions=100))
-        await wait_until_caught_up(env, timeout_s=180)
+        second = await run_loadgen(env.settings, LoadgenConfig(seed=26, transactions=100))
+        await wait_until_caught_up(env, expected_records(first, second), timeout_s=180)
     assert sink.stats.db_retries >= 1
     await assert_exactly_once(env)
 
@@ -189,9 +189,9 @@ def _restart_failed_connector_tasks(env: SinkEnv) -> None:
 async def test_a_resnapshot_adds_no_silver_duplicate_and_no_gold_double_count(
     env: SinkEnv,
 ) -> None:
-    await run_loadgen(env.settings, LoadgenConfig(seed=27, transactions=200))
+    written = await run_loadgen(env.settings, LoadgenConfig(seed=27, transactions=200))
     async with running_sink(env):
-        await wait_until_caught_up(env)
+        await wait_until_caught_up(env, expected_records(written))
     before = await _gold_and_silver_counts(env)
     # A second connector with a fresh slot re-reads every existing row (op "r") into the
     # same topics: what a re-snapshot after a lost slot looks like downstream.
@@ -202,15 +202,9 @@ async def test_a_resnapshot_adds_no_silver_duplicate_and_no_gold_double_count(
         client.put(spec.name, debezium_postgres_config(env.settings, spec))
         client.wait_running(spec.name)
     try:
-        offsets_before = sum((await stored_offsets(env)).values())
-        deadline = time.monotonic() + 60
+        snapshot = int(str(before["oltp_rows"]))  # one "r" record per existing row
         async with running_sink(env):
-            while (
-                sum((await stored_offsets(env)).values()) < offsets_before + before["oltp_rows"]
-                and time.monotonic() < deadline
-            ):
-                await asyncio.sleep(0.5)
-            await wait_until_caught_up(env)
+            await wait_until_caught_up(env, expected_records(written) + snapshot)
     finally:
         with ConnectClient(env.settings) as client:
             client.delete(spec.name)

@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from agents.medallion import MedallionSink
 from config.settings import Settings
+from oltp.loadgen import LoadgenResult
 from oltp.schema import CAPTURED_TABLES, migrate_oltp
 from quality.gate import RulesQualityGate
 from sinks.postgres.connection import connect
@@ -164,8 +165,24 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, timeout_s: float, 
         await asyncio.sleep(0.5)
 
 
-async def wait_until_caught_up(env: SinkEnv, timeout_s: float = 120) -> None:
-    """Until the stored offsets reach Kafka's high watermarks and stay there."""
+def expected_records(*results: LoadgenResult) -> int:
+    """Kafka records the workloads produce: one per row change, plus a tombstone per delete."""
+    return sum(
+        c.inserts + c.updates + 2 * c.deletes for result in results for c in result.tables.values()
+    )
+
+
+async def wait_until_caught_up(env: SinkEnv, expect: int, timeout_s: float = 120) -> None:
+    """Until Kafka holds ``expect`` records and the stored offsets reached its high watermarks.
+
+    Waiting for the count first matters: Debezium publishes with a delay, and a sink that
+    caught up with a half-published topic is not done.
+    """
+
+    async def published() -> bool:
+        return sum(high_watermarks(env).values()) >= expect
+
+    await eventually(published, timeout_s=timeout_s, what=f"{expect} records on Kafka")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         marks = high_watermarks(env)
