@@ -48,19 +48,36 @@ class CommitCuttingProxy:
             except OSError:
                 return
             server = socket.create_connection(self.upstream)
-            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+            cut = threading.Event()
+            for source, target, from_client in ((client, server, True), (server, client, False)):
+                threading.Thread(
+                    target=self._pump, args=(source, target, from_client, cut), daemon=True
+                ).start()
 
-    def _pump(self, source: socket.socket, target: socket.socket, from_client: bool) -> None:
+    def _pump(
+        self,
+        source: socket.socket,
+        target: socket.socket,
+        from_client: bool,
+        cut: threading.Event,
+    ) -> None:
         try:
             while True:
-                chunk = source.recv(65536)
-                if not chunk:
-                    break
-                target.sendall(chunk)
-                if from_client and COMMIT_MESSAGE in chunk and self._should_cut():
-                    time.sleep(0.3)  # the server commits; its answer never arrives
-                    break
+                if from_client:
+                    chunk = source.recv(65536)
+                    if not chunk:
+                        break
+                    if COMMIT_MESSAGE in chunk and self._should_cut():
+                        cut.set()  # from now on the server's answers are swallowed
+                        target.sendall(chunk)
+                        time.sleep(0.3)  # the server commits; its answer never arrives
+                        break
+                    target.sendall(chunk)
+                else:
+                    chunk = source.recv(65536)
+                    if not chunk or cut.is_set():
+                        break
+                    target.sendall(chunk)
         except OSError:
             pass
         finally:
