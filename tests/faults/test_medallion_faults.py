@@ -170,12 +170,12 @@ async def test_postgres_restart_mid_load_loses_nothing(settings: Settings, env: 
         await wait_for_progress(env, 0)
         first = await load
         postgres = Stack(settings).service("postgres")
-        postgres.stop()
-        await asyncio.sleep(2)
-        postgres.start()
+        await asyncio.to_thread(postgres.stop)
+        await asyncio.sleep(2)  # the sink meets a refused connection, not just a reset one
+        await asyncio.to_thread(postgres.start)
 
-        async def ready() -> bool:
-            return postgres.probe_quietly() is not None
+        async def ready() -> bool:  # the probe runs its own event loop: not on this one
+            return await asyncio.to_thread(postgres.probe_quietly) is not None
 
         await eventually(ready, timeout_s=60, what="PostgreSQL to come back")
         _restart_failed_connector_tasks(env)
