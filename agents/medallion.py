@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import asyncpg
@@ -29,6 +30,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
+from lineage.openlineage import Dataset, LineagePublisher, batch_events
 from observability.logging import distinct_trace_ids, trace_id_from_headers
 from observability.metrics import Metrics, default_metrics
 from serdes.avro import AvroCodec
@@ -103,6 +105,8 @@ class MedallionSink:
         self.writer = MedallionWriter(self.offsets, quality)
         self._last_sweep = 0.0
         self._sweep_interval_s = 2.0
+        self._last_refresh = time.monotonic()
+        self._lineage: LineagePublisher | None = None
         self.metrics = metrics or default_metrics()
         self.on_committed = on_committed
         self.stats = SinkStats()
@@ -127,6 +131,10 @@ class MedallionSink:
         decoder = DebeziumAvroDecoder(AvroCodec(registry))
         dead_letters = DeadLetterPublisher(self.settings.kafka.bootstrap_servers)
         dead_letters.start()
+        if self.settings.sink.openlineage_enabled:
+            self._lineage = LineagePublisher(
+                self.settings.kafka.bootstrap_servers, self.settings.topics.openlineage
+            )
         self._consumer = Consumer(self._consumer_config())
         try:
             await self._in_kafka_thread(
@@ -146,9 +154,12 @@ class MedallionSink:
                 for records in batches.values():
                     await self._process(records, dead_letters)
                 await self._sweep_quality()
+                await self._refresh_daily_sales()
         finally:
             await self._in_kafka_thread(self._consumer.close)  # leaves the group now
             dead_letters.stop()
+            if self._lineage is not None:
+                self._lineage.close()
             registry.close()
             await self._close_db()
             self._executor.shutdown(wait=True)
@@ -284,6 +295,7 @@ class MedallionSink:
         if not fresh:
             return
         started = time.monotonic()
+        started_at = datetime.now(UTC)
         plan = plan_batch(fresh, f"postgres.{self.settings.postgres.database}")
         if plan.dead_letters:
             await self._in_kafka_thread(_publish_all, dead_letters, plan.dead_letters)
@@ -292,6 +304,30 @@ class MedallionSink:
         if outcome is None:
             return
         self._account(plan, outcome, elapsed, fresh)
+        self._emit_lineage(plan, outcome, started_at)
+
+    def _emit_lineage(self, plan: PlannedBatch, outcome: BatchOutcome, started: datetime) -> None:
+        if self._lineage is None:
+            return
+        table = plan.topic.rsplit(".", 1)[-1]
+        outputs = [Dataset("postgres", f"bronze.{table}"), Dataset("postgres", f"silver.{table}")]
+        if table == "orders":
+            outputs.append(Dataset("postgres", "gold.order_facts"))
+        events = batch_events(
+            job=f"medallion.{table}",
+            batch_key=f"{plan.topic}/{plan.partition}/{plan.first_offset}-{plan.last_offset}",
+            started=started,
+            finished=datetime.now(UTC),
+            inputs=[Dataset(f"kafka://{self.settings.kafka.bootstrap_servers}", plan.topic)],
+            outputs=outputs,
+            counts={
+                "consumed": plan.consumed,
+                "bronze_rows": outcome.bronze_rows,
+                "silver_rows": outcome.silver_rows,
+                "dead_letters": outcome.dead_letters,
+            },
+        )
+        self._lineage.publish(events, key=plan.topic)
 
     async def _commit(self, claim: PartitionClaim, plan: PlannedBatch) -> BatchOutcome | None:
         attempt = 0
@@ -370,6 +406,19 @@ class MedallionSink:
                 await self.quality.sweep(connection)
         except _DB_ERRORS as exc:  # the next sweep tries again; nothing is lost meanwhile
             log.warning("quality sweep skipped: %s", exc)
+            await self._close_db()
+
+    async def _refresh_daily_sales(self) -> None:
+        """Keep gold.daily_sales fresh without blocking readers (CONCURRENTLY)."""
+        now = time.monotonic()
+        if now - self._last_refresh < self.settings.sink.daily_sales_refresh_s:
+            return
+        self._last_refresh = now
+        try:
+            connection = await self._db()
+            await connection.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY gold.daily_sales")
+        except _DB_ERRORS as exc:
+            log.warning("daily_sales refresh skipped: %s", exc)
             await self._close_db()
 
     def _fence(self, claim: PartitionClaim, exc: Exception) -> None:

@@ -127,6 +127,7 @@ class TopicSettings(_Section):
     customer_features: str = "customer-features"
     product_updates: str = "product-updates"
     late_events: str = "late-events"
+    openlineage: str = "openlineage"
     partitions: int = Field(default=3, ge=1)
 
     def cdc_topic(self, table: str, schema: str = "public") -> str:
@@ -145,6 +146,8 @@ class SinkSettings(_Section):
     batch_max_ms: int = Field(default=200, ge=1)
     retry_initial_backoff_s: float = Field(default=0.2, gt=0)
     retry_max_backoff_s: float = Field(default=10.0, gt=0)
+    daily_sales_refresh_s: float = Field(default=300.0, gt=0)
+    openlineage_enabled: bool = True
 
 
 class WindowSettings(_Section):

@@ -37,6 +37,7 @@ _META_COLUMNS = (
     "processing_version",
 )
 _STAGE_EXTRA = ("unchanged_columns",)
+_QUALITY_COLUMNS = ("data_quality_score", "quality_checks_passed", "quality_issues")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,14 @@ class QualityGate(Protocol):
 
     async def sweep(self, connection: asyncpg.Connection) -> None:
         """Settle deferred checks (REFERENCE targets that arrived later, or never)."""
+
+
+#: The verdict written for a hard delete that silver never saw alive (nothing to judge).
+UNJUDGED = RowQuality(Decimal("1.00"), (), ())
+
+
+#: Written for a hard delete that silver never saw alive: there was nothing to judge.
+UNJUDGED = RowQuality(Decimal("1.00"), (), ())
 
 
 @dataclass(frozen=True)
@@ -100,7 +109,14 @@ def _upsert_sql(spec: TableSpec) -> str:
                 f"OR (s.hard_deleted AND cur.{first_key} IS NOT NULL) "
                 f"THEN cur.{column} ELSE s.{column} END"
             )
-    select += [f"s.{column}" for column in _META_COLUMNS]
+    for column in _META_COLUMNS:
+        if column in _QUALITY_COLUMNS:  # a hard delete keeps the verdict of the last state
+            select.append(
+                f"CASE WHEN s.hard_deleted AND cur.{first_key} IS NOT NULL "
+                f"THEN cur.{column} ELSE s.{column} END"
+            )
+        else:
+            select.append(f"s.{column}")
     target_columns = (*spec.columns, *_META_COLUMNS)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in target_columns if c not in spec.key)
     table = spec.silver_table
@@ -234,13 +250,19 @@ class MedallionWriter:
         batch_id: int,
     ) -> None:
         ordered = list(changes.values())
-        verdicts = await self.quality.check(
-            connection,
-            spec.name,
-            [c.row for c in ordered],
-            [c.committed_at for c in ordered],
-            batch_id,
+        # A hard delete carries at most the key: nothing to judge, and its stored verdict
+        # stays (see the upsert). Only live rows go through the quality gate.
+        live = [c for c in ordered if not c.hard_deleted]
+        judged = iter(
+            await self.quality.check(
+                connection,
+                spec.name,
+                [c.row for c in live],
+                [c.committed_at for c in live],
+                batch_id,
+            )
         )
+        verdicts = [UNJUDGED if c.hard_deleted else next(judged) for c in ordered]
         records = [
             (
                 *(change.row[column] for column in spec.columns),

@@ -98,9 +98,21 @@ async def _drop(settings: Settings, slot: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_sink(env: SinkEnv, worker_id: str = "w1") -> AsyncIterator[MedallionSink]:
+async def running_sink(
+    env: SinkEnv,
+    worker_id: str = "w1",
+    *,
+    topics: list[str] | None = None,
+    group: str | None = None,
+) -> AsyncIterator[MedallionSink]:
     """A sink running in this process until the block ends (then it stops cleanly)."""
-    sink = MedallionSink(env.settings, RulesQualityGate(env.settings), worker_id=worker_id)
+    sink = MedallionSink(
+        env.settings,
+        RulesQualityGate(env.settings),
+        worker_id=worker_id,
+        topics=topics,
+        group_id=None if group is None else f"{env.group}-{group}",
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(sink.run(stop))
     try:

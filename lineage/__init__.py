@@ -1,0 +1,1 @@
+"""Lineage: the dataset edges the pipeline writes, and OpenLineage run events for its jobs."""
