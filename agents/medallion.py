@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
 from lineage.openlineage import Dataset, LineagePublisher, batch_events
+from observability.lag import PartitionKey, compute_lag, read_watermarks
 from observability.logging import distinct_trace_ids, trace_id_from_headers
 from observability.metrics import Metrics, default_metrics
 from serdes.avro import AvroCodec
@@ -106,6 +107,7 @@ class MedallionSink:
         self._last_sweep = 0.0
         self._sweep_interval_s = 2.0
         self._last_refresh = time.monotonic()
+        self._last_lag = 0.0
         self._lineage: LineagePublisher | None = None
         self.metrics = metrics or default_metrics()
         self.on_committed = on_committed
@@ -155,6 +157,7 @@ class MedallionSink:
                     await self._process(records, dead_letters)
                 await self._sweep_quality()
                 await self._refresh_daily_sales()
+                await self._report_lag()
         finally:
             await self._in_kafka_thread(self._consumer.close)  # leaves the group now
             dead_letters.stop()
@@ -407,6 +410,23 @@ class MedallionSink:
         except _DB_ERRORS as exc:  # the next sweep tries again; nothing is lost meanwhile
             log.warning("quality sweep skipped: %s", exc)
             await self._close_db()
+
+    async def _report_lag(self) -> None:
+        """Every few seconds: records not yet committed per owned partition (a gauge)."""
+        now = time.monotonic()
+        if now - self._last_lag < 5.0 or not self.claims:
+            return
+        self._last_lag = now
+        committed = {
+            PartitionKey(topic, partition): claim.next_offset
+            for (topic, partition), claim in self.claims.items()
+        }
+        try:
+            marks = await self._in_kafka_thread(read_watermarks, self._consumer, list(committed))
+        except TransientError as exc:
+            log.debug("lag not measured: %s", exc)
+            return
+        self.metrics.set_lag(compute_lag(committed, marks))
 
     async def _refresh_daily_sales(self) -> None:
         """Keep gold.daily_sales fresh without blocking readers (CONCURRENTLY)."""

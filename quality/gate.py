@@ -3,7 +3,7 @@
 It loads the table's active rules (hot-reloaded by ``RuleCache``), looks up REFERENCE
 targets in silver, scores every row with the pure engine, writes one result row per rule
 for the batch and parks references whose target has not arrived yet; ``sweep`` settles
-them later (found: passed; grace over: failed).
+them later (found: passed; ``reference_grace_period`` after the first check: failed).
 """
 
 from __future__ import annotations
@@ -58,13 +58,17 @@ class RulesQualityGate:
             if needed
             else {}
         )
+        now = self._clock()
         verdict = evaluate_batch(
             table,
             rows,
             rules,
             found,
-            event_times=event_times,
-            now=self._clock(),
+            # The grace of a missing reference runs from when the pipeline first checks
+            # it, not from the source event: a backfill of old changes must not fail every
+            # reference whose target simply sits in a later batch of the same backfill.
+            event_times=[max(now, event_time) for event_time in event_times],
+            now=now,
             grace=self._grace,
             key_columns=TABLES[table].key,
         )

@@ -173,8 +173,14 @@ def demo(
     out.print(demo_table(summary))
     if summary_json is not None:
         summary_json.write_text(json.dumps(summary.as_dict(), indent=2), encoding="utf-8")
+    out.print(
+        f"gold: {summary.gold_current_facts} current order facts; "
+        f"{summary.sink_batches} sink batches in {summary.sink_seconds:.1f} s; "
+        f"dead letters so far: {summary.dead_letters}; quality failures so far: "
+        f"{summary.quality_failures} (`bitvelocity quality report`)"
+    )
     if not summary.ok:
-        missing = [t.table for t in summary.tables if not t.complete]
+        missing = [t.table for t in summary.tables if not (t.complete and t.silver_matches)]
         fail(
             f"change events missing on Kafka for: {', '.join(missing)} "
             f"(see `bitvelocity connector status` and `bitvelocity stack logs connect`)",
@@ -182,9 +188,11 @@ def demo(
         )
     out.print(
         f"[green]demo ok[/]: {summary.transactions} transactions, every row change captured "
-        f"once on bitvelocity.public.* in {progress.elapsed:.0f} s. Next: "
-        "`bitvelocity connector status`, `bitvelocity loadgen --rate 50 --duration 60`, "
-        "`bitvelocity stack status`; the stack is still running (`bitvelocity stack down`)."
+        f"once on bitvelocity.public.* and landed in bronze and silver, in "
+        f"{progress.elapsed:.0f} s. Next: `bitvelocity worker` (runs continuously, /metrics on "
+        "127.0.0.1:56067), `bitvelocity loadgen --rate 50 --duration 60`, "
+        "`bitvelocity quality report`, `bitvelocity status`; the stack is still running "
+        "(`bitvelocity stack down`)."
     )
 
 

@@ -94,27 +94,26 @@ def change_table(changes: list[SmokeChange]) -> Table:
 
 
 def demo_table(summary: DemoSummary) -> Table:
-    """Per table: what the workload wrote, what Kafka received, what the database holds."""
-    table = Table(title="Demo summary: OLTP -> Debezium -> Kafka")
-    for column in (
-        "table",
-        "row changes",
-        "events expected",
-        "events captured",
-        "rows",
-        "soft-deleted",
-        "",
-    ):
+    """Per table: what the workload wrote, what Kafka received, what each layer holds."""
+    table = Table(title="Demo summary: OLTP -> Debezium -> Kafka -> bronze / silver")
+    columns = (
+        "table", "row changes", "CDC events", "OLTP rows", "soft-deleted",
+        "bronze rows", "silver live", "silver hard-deleted", "",
+    )  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="left" if column == "table" else "right")
     for row in summary.tables:
+        ok = row.complete and row.silver_matches
         table.add_row(
             row.table,
             str(row.changes_written),
-            str(row.events_expected),
-            str(row.events_captured),
+            f"{row.events_captured}/{row.events_expected}",
             str(row.rows_in_database),
             str(row.soft_deleted),
-            "[green]ok[/]" if row.complete else "[red]MISSING[/]",
+            str(row.bronze_rows),
+            str(row.silver_live_rows),
+            str(row.silver_hard_deleted),
+            "[green]ok[/]" if ok else "[red]MISMATCH[/]",
         )
     return table
 

@@ -13,14 +13,18 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from agents.medallion import MedallionSink
 from config.settings import Settings
 from oltp.loadgen import LoadgenConfig, LoadgenResult, run_loadgen
 from oltp.schema import CAPTURED_TABLES, migrate_oltp
+from quality.gate import RulesQualityGate
 from sinks.postgres.connection import connect
+from sinks.postgres.warehouse import migrate_warehouse
 from streams.connectors import register_oltp_connector
 
 Progress = Callable[[str], None]
@@ -36,10 +40,18 @@ class TableSummary:
     events_captured: int
     rows_in_database: int
     soft_deleted: int
+    bronze_rows: int = 0
+    silver_live_rows: int = 0
+    silver_hard_deleted: int = 0
 
     @property
     def complete(self) -> bool:
         return self.events_captured == self.events_expected
+
+    @property
+    def silver_matches(self) -> bool:
+        """Silver holds every live OLTP row (I3; values are checked by the test suite)."""
+        return self.silver_live_rows == self.rows_in_database
 
 
 @dataclass
@@ -49,11 +61,16 @@ class DemoSummary:
     transactions: int = 0
     loadgen_seconds: float = 0.0
     capture_seconds: float = 0.0
+    sink_seconds: float = 0.0
+    sink_batches: int = 0
+    dead_letters: int = 0
+    gold_current_facts: int = 0
+    quality_failures: int = 0
     tables: list[TableSummary] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return bool(self.tables) and all(t.complete for t in self.tables)
+        return bool(self.tables) and all(t.complete and t.silver_matches for t in self.tables)
 
     def as_dict(self) -> dict[str, object]:
         return {**asdict(self), "ok": self.ok}
@@ -63,8 +80,9 @@ def run_demo(
     settings: Settings, config: LoadgenConfig, progress: Progress, timeout_s: float = 120.0
 ) -> DemoSummary:
     """Run the demo against the (already running) stack; returns the summary."""
-    progress("migrating the OLTP database")
+    progress("migrating the OLTP database and the warehouse")
     asyncio.run(migrate_oltp(settings, progress=progress))
+    asyncio.run(migrate_warehouse(settings, progress=progress))
     progress(register_oltp_connector(settings))
     topics = {table: settings.topics.cdc_topic(table) for table in CAPTURED_TABLES}
     before = _settled_end_offsets(settings, list(topics.values()), progress)
@@ -79,10 +97,18 @@ def run_demo(
         loadgen_seconds=result.elapsed_s,
         capture_seconds=time.monotonic() - started,
     )
-    counts = asyncio.run(_row_counts(settings))
+    progress("running the medallion worker until every record is committed")
+    started = time.monotonic()
+    stats = asyncio.run(_sink_until_caught_up(settings, list(topics.values()), timeout_s))
+    summary.sink_seconds = time.monotonic() - started
+    summary.sink_batches = stats.batches
+    layers = asyncio.run(_layer_counts(settings))
+    summary.dead_letters = layers.dead_letters
+    summary.gold_current_facts = layers.gold_current_facts
+    summary.quality_failures = layers.quality_failures
     for table in CAPTURED_TABLES:
         changes = result.tables.get(table)
-        rows, soft_deleted = counts[table]
+        rows, soft_deleted, bronze, live, hard_deleted = layers.tables[table]
         summary.tables.append(
             TableSummary(
                 table=table,
@@ -91,9 +117,56 @@ def run_demo(
                 events_captured=captured[table],
                 rows_in_database=rows,
                 soft_deleted=soft_deleted,
+                bronze_rows=bronze,
+                silver_live_rows=live,
+                silver_hard_deleted=hard_deleted,
             )
         )
     return summary
+
+
+async def _sink_until_caught_up(settings: Settings, topics: list[str], timeout_s: float) -> Any:
+    """Run the medallion sink until its stored offsets reach every topic's end."""
+    sink = MedallionSink(settings, RulesQualityGate(settings), worker_id="demo")
+    stop = asyncio.Event()
+    task = asyncio.create_task(sink.run(stop))
+    deadline = time.monotonic() + timeout_s
+    consumer, admin = _clients(settings)
+    try:
+        while time.monotonic() < deadline and not task.done():
+            ends = _partition_ends(consumer, admin, topics)
+            stored = await _stored_offsets(settings, sink.group_id)
+            if all(stored.get(key, 0) >= end for key, end in ends.items() if end):
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        consumer.close()
+        stop.set()
+    return await task
+
+
+def _partition_ends(
+    consumer: Consumer, admin: AdminClient, topics: list[str]
+) -> dict[tuple[str, int], int]:
+    metadata = admin.list_topics(timeout=5).topics
+    return {
+        (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+        for topic in topics
+        if topic in metadata
+        for p in metadata[topic].partitions
+    }
+
+
+async def _stored_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+    connection = await connect(settings.postgres)
+    try:
+        rows = await connection.fetch(
+            "SELECT topic, partition, next_offset FROM ops.consumer_offsets WHERE group_id = $1",
+            group,
+        )
+        return {(r[0], r[1]): r[2] for r in rows}
+    finally:
+        await connection.close()
 
 
 def _events_expected(result: LoadgenResult, table: str) -> int:
@@ -159,15 +232,47 @@ def _clients(settings: Settings) -> tuple[Consumer, AdminClient]:
     return consumer, AdminClient({"bootstrap.servers": bootstrap})
 
 
-async def _row_counts(settings: Settings) -> dict[str, tuple[int, int]]:
+@dataclass
+class _Layers:
+    tables: dict[str, tuple[int, int, int, int, int]]
+    dead_letters: int
+    gold_current_facts: int
+    quality_failures: int
+
+
+async def _layer_counts(settings: Settings) -> _Layers:
+    """Rows per layer, read with plain SQL (identifiers from our own table list)."""
     connection = await connect(settings.postgres)
     try:
-        counts = {}
-        for table in CAPTURED_TABLES:  # identifiers from our own constant, never input
+        tables = {}
+        for table in CAPTURED_TABLES:
             rows, soft = await connection.fetchrow(
                 f"SELECT count(*), count(deleted_at) FROM public.{table}"  # noqa: S608
             ) or (0, 0)
-            counts[table] = (int(rows), int(soft))
-        return counts
+            bronze = await connection.fetchval(f"SELECT count(*) FROM bronze.{table}")  # noqa: S608
+            live, hard = await connection.fetchrow(
+                f"SELECT count(*) FILTER (WHERE NOT hard_deleted), "  # noqa: S608
+                f"count(*) FILTER (WHERE hard_deleted) FROM silver.{table}"
+            ) or (0, 0)
+            tables[table] = (int(rows), int(soft), int(bronze or 0), int(live), int(hard))
+        return _Layers(
+            tables=tables,
+            dead_letters=int(
+                await connection.fetchval(
+                    "SELECT coalesce(sum(dead_letters), 0) FROM ops.sink_batches"
+                )
+                or 0
+            ),
+            gold_current_facts=int(
+                await connection.fetchval("SELECT count(*) FROM gold.order_facts WHERE is_current")
+                or 0
+            ),
+            quality_failures=int(
+                await connection.fetchval(
+                    "SELECT coalesce(sum(failed_count), 0) FROM ops.data_quality_results"
+                )
+                or 0
+            ),
+        )
     finally:
         await connection.close()

@@ -15,14 +15,15 @@ import signal
 import socket
 from collections.abc import Sequence
 
-from quality.gate import RulesQualityGate
-
 from agents.medallion import MedallionSink, SinkStats
 from config.errors import ConfigurationError
 from config.settings import Settings
 from observability.logging import configure_logging
 from observability.metrics import default_metrics
 from observability.server import MetricsServer
+from quality.gate import RulesQualityGate
+from serdes.own_schemas import register_all
+from serdes.registry import RegistryClient
 
 log = logging.getLogger("bitvelocity.worker")
 AGENTS = ("medallion",)
@@ -59,6 +60,8 @@ async def run_worker(
     if metrics_server is not None:
         metrics_server.start()
     try:
+        with RegistryClient(settings.registry) as registry:  # our own output schemas
+            await asyncio.to_thread(register_all, settings, registry)
         sink = MedallionSink(settings, RulesQualityGate(settings), worker_id=identity)
         log.info("worker %s running agents %s", identity, ", ".join(agents))
         stats = await sink.run(stop)

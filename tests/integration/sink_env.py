@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from agents.medallion import MedallionSink
 from config.settings import Settings
+from observability.metrics import Metrics
 from oltp.loadgen import LoadgenResult
 from oltp.schema import CAPTURED_TABLES, migrate_oltp
 from quality.gate import RulesQualityGate
@@ -104,6 +105,7 @@ async def running_sink(
     *,
     topics: list[str] | None = None,
     group: str | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[MedallionSink]:
     """A sink running in this process until the block ends (then it stops cleanly)."""
     sink = MedallionSink(
@@ -112,6 +114,7 @@ async def running_sink(
         worker_id=worker_id,
         topics=topics,
         group_id=None if group is None else f"{env.group}-{group}",
+        metrics=metrics,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(sink.run(stop))

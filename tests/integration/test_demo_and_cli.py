@@ -43,6 +43,11 @@ def test_demo_runs_end_to_end_and_its_summary_matches_the_database(
         assert row["events_captured"] == row["events_expected"], row
     counts = asyncio.run(row_counts(settings))
     assert {t: tables[t]["rows_in_database"] for t in CAPTURED_TABLES} == counts
+    # The worker ran too: silver holds every live OLTP row, bronze at least one row per row.
+    assert {t: tables[t]["silver_live_rows"] for t in CAPTURED_TABLES} == counts
+    for table in CAPTURED_TABLES:
+        assert tables[table]["bronze_rows"] >= counts[table]
+    assert summary["sink_batches"] > 0
 
 
 def test_loadgen_refuses_a_negative_rate_in_one_line() -> None:

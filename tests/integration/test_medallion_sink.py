@@ -7,9 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Producer
+from prometheus_client import CollectorRegistry
 
 from config.errors import FramingError
 from config.settings import Settings
+from observability.metrics import Metrics
 from oltp.loadgen import LoadgenConfig, run_loadgen
 from quality.gate import RulesQualityGate
 from serdes.dead_letters import RecordOrigin, dead_letter
@@ -70,6 +72,35 @@ async def test_a_load_lands_exactly_once_in_bronze_silver_and_gold(env: SinkEnv)
     assert counts["bronze"] == sum(change.total for change in written.tables.values())
     assert sink.stats.fenced == 0
     await daily_sales_matches_oltp(env)
+
+
+@pytest.mark.timeout(400)
+async def test_a_20k_change_load_lands_exactly_once_with_metrics_to_match(env: SinkEnv) -> None:
+    written = await run_loadgen(env.settings, LoadgenConfig(seed=10, transactions=7500))
+    changes = sum(change.total for change in written.tables.values())
+    assert changes >= 20_000
+    metrics = Metrics(CollectorRegistry())
+    async with running_sink(env, metrics=metrics) as sink:
+        await wait_until_caught_up(env, expected_records(written), timeout_s=300)
+        await asyncio.sleep(5.5)  # one lag report after the last commit
+    counts = await assert_exactly_once(env)
+    assert counts["bronze"] == changes
+    registry = metrics.registry
+    processed = registry.get_sample_value(
+        "bv_data_records_processed_total", {"pipeline": "medallion"}
+    )
+    assert processed == sink.stats.consumed == expected_records(written)
+    lags = [
+        sample.value
+        for family in registry.collect()
+        if family.name == "bv_consumer_lag_records"
+        for sample in family.samples
+    ]
+    assert lags
+    assert all(lag == 0 for lag in lags)
+    freshness = registry.get_sample_value("bv_event_freshness_seconds", {"pipeline": "medallion"})
+    assert freshness is not None
+    assert freshness < 300
 
 
 async def test_stopping_and_restarting_resumes_from_the_stored_offsets(env: SinkEnv) -> None:
