@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
@@ -25,6 +26,10 @@ from sinks.postgres.retention import is_ahead
 from streams.console import err, guarded, out
 
 T = TypeVar("T")
+
+# The commands print warnings themselves; without this, Python's last-resort handler would
+# print each logged warning a second time. Handlers a worker configures still receive them.
+logging.getLogger("bitvelocity.partitions").addHandler(logging.NullHandler())
 
 partitions_app = typer.Typer(
     help="Partitions of every pg_partman table: report them, premake and retire by retention.",
@@ -72,7 +77,8 @@ def report_command(
         if info.default_rows:
             err.print(
                 f"[yellow]warning:[/] {info.parent} default partition holds "
-                f"{info.default_rows} rows: a child was missing when they arrived"
+                f"{info.default_rows} rows: a child was missing when they arrived",
+                soft_wrap=True,
             )
     if not report:
         out.print("no pg_partman-managed tables in this database")
@@ -100,7 +106,7 @@ def apply_command(
     for line in outcome_lines(outcome):
         out.print(line)
     for warning in outcome.warnings:
-        err.print(f"[yellow]warning:[/] {warning}")
+        err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
 
 
 def outcome_lines(outcome: RetentionOutcome) -> list[str]:
@@ -115,7 +121,7 @@ def outcome_lines(outcome: RetentionOutcome) -> list[str]:
         target = f" -> {retire.archive_table}" if retire.archive_table else ""
         lines.append(
             f"{would}{retire.action} {child.qualified} [{child.bounds.lower_text}, "
-            f"{child.bounds.upper_text}){target} ({_rows(child)} rows)"
+            f"{child.bounds.upper_text}){target} ({_size(child.size_bytes)}, {_rows(child)} rows)"
         )
     if not lines:
         lines.append("nothing to do: every partition is premade and within retention")

@@ -464,10 +464,11 @@ def _range_order(child: ChildPartition) -> tuple[bool, datetime, str]:
 def _default_warning(info: PartitionInfo) -> str:
     default = info.default
     name = default.qualified if default is not None else f"{info.parent} default"
+    rows = info.default_rows
     return (
-        f"{name} holds {info.default_rows} rows: no child covered their {info.control} when they "
-        "arrived; create that child (pg_partman partition_data_time moves them), they are never "
-        "archived from the default partition"
+        f"{name} holds {rows} row{'' if rows == 1 else 's'}: no child covered their "
+        f"{info.control} when they arrived; create that child (pg_partman's "
+        "partition_data_time moves them there); the default partition is never archived"
     )
 
 

@@ -189,7 +189,7 @@ async def test_default_partition_is_never_touched_and_its_rows_are_warned_about(
     assert retired == {(now.date() - timedelta(days=k)).isoformat() for k in range(0, 3)}
     assert "bronze.products_default" in await attached(db, "bronze.products")
     assert await db.fetchval("SELECT count(*) FROM ONLY bronze.products_default") == 1
-    assert any("bronze.products_default holds 1 rows" in w for w in outcome.warnings)
+    assert any("bronze.products_default holds 1 row:" in w for w in outcome.warnings)
 
 
 async def test_premake_keeps_at_least_the_configured_future_partitions(
