@@ -11,6 +11,7 @@ environment does not set them.
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -175,6 +176,59 @@ class QualitySettings(_Section):
     max_samples: int = Field(default=5, ge=0, le=100)
 
 
+#: ``schema.table`` names one partitioned parent, ``schema.*`` every parent of that schema.
+PARENT_TABLE_KEY = re.compile(r"^[a-z_][a-z0-9_$]*\.(?:[a-z_][a-z0-9_$]*|\*)$")
+
+
+def _check_parent_keys(name: str, keys: list[str]) -> None:
+    bad = [key for key in keys if not PARENT_TABLE_KEY.match(key)]
+    if bad:
+        raise ValueError(
+            f"{name} keys must be schema.table or schema.* in lower case, got {', '.join(bad)}"
+        )
+
+
+_RETENTION: dict[str, timedelta | None] = {"bronze.*": timedelta(days=30)}
+
+
+class PartitionSettings(_Section):
+    """Partition lifecycle of every pg_partman-managed table (DESIGN.md section 6).
+
+    Keys are ``schema.table`` or ``schema.*``; an exact key wins over its schema's wildcard,
+    and a parent no key matches is kept forever. Set them as JSON, e.g.
+    ``BV_PARTITIONS__RETENTION='{"bronze.*": "P30D", "bronze.orders": "P90D"}'``
+    (ISO 8601 durations or seconds; ``null`` means keep).
+    """
+
+    #: How long a partition is kept after its upper bound has passed. Bronze is a replayable
+    #: landing zone; silver and the OLTP source are kept (no key).
+    retention: dict[str, timedelta | None] = Field(default_factory=lambda: dict(_RETENTION))
+    #: ``detach``: move the expired partition, rows intact, to schema ``archive``;
+    #: ``drop``: delete it.
+    archive_mode: Literal["detach", "drop"] = "detach"
+    #: Future partitions to keep ahead of now, overriding pg_partman's ``premake`` of a parent
+    #: (the migrations set 7 for daily bronze, 3 for monthly orders).
+    premake: dict[str, Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=dict)
+    #: How long a DETACH/DROP may wait for the parent's lock before giving up (retry later)
+    #: rather than stall the sink's writes queued behind it.
+    lock_timeout: timedelta = Field(default=timedelta(seconds=5), gt=timedelta(0))
+
+    @field_validator("retention")
+    @classmethod
+    def _retention_keys(cls, value: dict[str, timedelta | None]) -> dict[str, timedelta | None]:
+        _check_parent_keys("retention", list(value))
+        negative = [key for key, keep in value.items() if keep is not None and keep < timedelta(0)]
+        if negative:
+            raise ValueError(f"retention must not be negative, got it for {', '.join(negative)}")
+        return value
+
+    @field_validator("premake")
+    @classmethod
+    def _premake_keys(cls, value: dict[str, int]) -> dict[str, int]:
+        _check_parent_keys("premake", list(value))
+        return value
+
+
 class WebSettings(_Section):
     """Faust web views and Prometheus ``/metrics``: loopback unless configured otherwise."""
 
@@ -236,6 +290,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = SinkSettings()
     windows: WindowSettings = WindowSettings()
     quality: QualitySettings = QualitySettings()
+    partitions: PartitionSettings = PartitionSettings()
     web: WebSettings = WebSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     stack: StackSettings = StackSettings()

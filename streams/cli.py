@@ -32,6 +32,7 @@ from streams.db_cli import db_app
 from streams.demo import run_demo
 from streams.dlq_cli import dlq_app
 from streams.oltp_cli import connector_app, loadgen, migrate
+from streams.partitions_cli import partitions_app
 from streams.quality_cli import quality_app
 from streams.smoke import EXPECTED_OPS, run_smoke
 from streams.status_cli import status
@@ -59,6 +60,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(db_app, name="db")
 app.command("status")(status)
 app.add_typer(quality_app, name="quality")
+app.add_typer(partitions_app, name="partitions")
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
 
