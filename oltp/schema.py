@@ -14,8 +14,7 @@ import asyncpg
 
 from config.errors import ConfigurationError
 from config.settings import Settings
-from sinks.postgres.connection import connect
-from sinks.postgres.migrate import Migration, apply_migrations, load_migrations
+from sinks.postgres.migrate import Migration, migrate_namespace
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 NAMESPACE = "oltp"
@@ -30,36 +29,19 @@ END $$;
 """
 
 
-async def ensure_database(settings: Settings, database: str) -> bool:
-    """Create ``database`` when missing; True when it was created."""
-    connection = await connect(settings.postgres, "postgres")
-    try:
-        if await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
-            return False
-        quoted = await connection.fetchval("SELECT quote_ident($1)", database)
-        await connection.execute(f"CREATE DATABASE {quoted}")
-        return True
-    finally:
-        await connection.close()
-
-
 async def migrate_oltp(
     settings: Settings,
     database: str | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[Migration]:
     """Apply pending OLTP migrations to ``database`` and set role passwords; returns new ones."""
-    target = database or settings.postgres.database
-    await ensure_database(settings, target)
-    connection = await connect(settings.postgres, target)
-    try:
-        applied = await apply_migrations(
-            connection, NAMESPACE, load_migrations(MIGRATIONS), progress
-        )
+
+    async def set_passwords(connection: asyncpg.Connection) -> None:
         await _set_role_passwords(connection, settings)
-        return applied
-    finally:
-        await connection.close()
+
+    return await migrate_namespace(
+        settings, database, NAMESPACE, MIGRATIONS, progress, after=set_passwords
+    )
 
 
 async def _set_role_passwords(connection: asyncpg.Connection, settings: Settings) -> None:

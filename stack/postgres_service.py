@@ -18,7 +18,7 @@ from pathlib import Path
 
 from config.errors import ServiceStartError
 from observability.slow_queries import ensure_extension
-from sinks.postgres.connection import connect
+from sinks.postgres.connection import connect, ensure_database
 from stack.base import Endpoint, Progress, Service
 from stack.tools import postgres_bindir, run_checked
 
@@ -197,16 +197,8 @@ class PostgresService(Service):
             await connection.close()
 
     async def _ensure_database(self, progress: Progress) -> None:
-        name = self.settings.postgres.database
-        connection = await connect(self.settings.postgres, "postgres")
-        try:
-            exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-            if not exists:
-                progress(f"postgres: creating database {name}")
-                # Identifiers cannot be parameters; quote_ident-equivalent quoting.
-                await connection.execute(f'CREATE DATABASE "{name.replace(chr(34), "")}"')
-        finally:
-            await connection.close()
+        if await ensure_database(self.settings.postgres, self.settings.postgres.database):
+            progress(f"postgres: created database {self.settings.postgres.database}")
 
     async def _ensure_statement_stats(self, progress: Progress) -> None:
         """Create pg_stat_statements once the library is loaded (after a restart); no-op before."""

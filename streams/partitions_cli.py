@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -14,7 +13,7 @@ import typer
 from rich.table import Table
 
 from config.settings import load_settings
-from sinks.postgres.connection import connect
+from sinks.postgres.connection import run_with_connection
 from sinks.postgres.partitions import (
     ChildPartition,
     PartitionInfo,
@@ -42,16 +41,7 @@ Database = Annotated[
 
 
 def _run(database: str | None, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    settings = load_settings()
-
-    async def main() -> T:
-        connection = await connect(settings.postgres, database)
-        try:
-            return await work(connection)
-        finally:
-            await connection.close()
-
-    return asyncio.run(main())
+    return run_with_connection(load_settings().postgres, database, work)
 
 
 @partitions_app.command("report")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -17,7 +16,7 @@ from config.errors import PermanentError
 from config.settings import load_settings
 from quality.admin import RuleReport, add_rule, list_rules, rule_report
 from quality.rules import InvalidRuleError, Rule, RuleType, Severity
-from sinks.postgres.connection import connect
+from sinks.postgres.connection import run_with_connection
 from streams.console import guarded, out
 
 T = TypeVar("T")
@@ -51,16 +50,7 @@ def parse_duration(text: str) -> timedelta:
 
 
 def _run(database: str | None, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    settings = load_settings()
-
-    async def main() -> T:
-        connection = await connect(settings.postgres, database)
-        try:
-            return await work(connection)
-        finally:
-            await connection.close()
-
-    return asyncio.run(main())
+    return run_with_connection(load_settings().postgres, database, work)
 
 
 @quality_app.command("rules")

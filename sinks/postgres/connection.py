@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import asyncpg
 
 from config.errors import ConfigurationError, TransientError
 from config.settings import PostgresSettings
+
+T = TypeVar("T")
 
 
 class DatabaseUnavailableError(TransientError):
@@ -45,3 +51,31 @@ async def connect(
             f"PostgreSQL at {pg.host}:{pg.port} is unreachable ({type(exc).__name__}: {exc}); "
             "is it running? (`bitvelocity stack status`)"
         ) from exc
+
+
+async def ensure_database(pg: PostgresSettings, database: str) -> bool:
+    """Create ``database`` when missing; True when it was created."""
+    connection = await connect(pg, "postgres")
+    try:
+        if await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
+            return False
+        quoted = await connection.fetchval("SELECT quote_ident($1)", database)
+        await connection.execute(f"CREATE DATABASE {quoted}")
+        return True
+    finally:
+        await connection.close()
+
+
+def run_with_connection(
+    pg: PostgresSettings, database: str | None, work: Callable[[asyncpg.Connection], Awaitable[T]]
+) -> T:
+    """Open a connection, run ``work`` on it, close it: for one-shot CLI commands."""
+
+    async def main() -> T:
+        connection = await connect(pg, database)
+        try:
+            return await work(connection)
+        finally:
+            await connection.close()
+
+    return asyncio.run(main())

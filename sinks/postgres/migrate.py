@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
 from config.errors import PermanentError
+from config.settings import Settings
+from sinks.postgres.connection import connect, ensure_database
 
 _FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x42_56_4D_49  # "BVMI": one advisory lock key for all runners
@@ -109,3 +111,26 @@ async def apply_migrations(
         return done
     finally:
         await connection.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+
+
+async def migrate_namespace(
+    settings: Settings,
+    database: str | None,
+    namespace: str,
+    directory: Path,
+    progress: Callable[[str], None] = lambda _: None,
+    after: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+) -> list[Migration]:
+    """Create ``database`` if missing, apply ``directory``'s pending migrations, run ``after``."""
+    target = database or settings.postgres.database
+    await ensure_database(settings.postgres, target)
+    connection = await connect(settings.postgres, target)
+    try:
+        applied = await apply_migrations(
+            connection, namespace, load_migrations(directory), progress
+        )
+        if after is not None:
+            await after(connection)
+        return applied
+    finally:
+        await connection.close()

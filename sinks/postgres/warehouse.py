@@ -6,9 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from config.settings import Settings
-from oltp.schema import ensure_database
-from sinks.postgres.connection import connect
-from sinks.postgres.migrate import Migration, apply_migrations, load_migrations
+from sinks.postgres.migrate import Migration, migrate_namespace
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 NAMESPACE = "warehouse"
@@ -20,10 +18,4 @@ async def migrate_warehouse(
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[Migration]:
     """Apply pending warehouse migrations to ``database``; returns those applied now."""
-    target = database or settings.postgres.database
-    await ensure_database(settings, target)
-    connection = await connect(settings.postgres, target)
-    try:
-        return await apply_migrations(connection, NAMESPACE, load_migrations(MIGRATIONS), progress)
-    finally:
-        await connection.close()
+    return await migrate_namespace(settings, database, NAMESPACE, MIGRATIONS, progress)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -13,21 +12,14 @@ from config.settings import Settings
 from oltp.loadgen import LoadgenConfig, run_loadgen
 from oltp.schema import migrate_oltp
 from sinks.postgres.connection import connect
+from tests.integration.throwaway import throwaway_database
 
 
 @pytest.fixture(scope="module")
 def database(settings: Settings) -> Iterator[str]:
-    name = f"bv_schema_{secrets.token_hex(3)}"
-    asyncio.run(migrate_oltp(settings, name))
-    asyncio.run(run_loadgen(settings, LoadgenConfig(seed=3, transactions=300), database=name))
-    yield name
-
-    async def drop() -> None:
-        admin = await connect(settings.postgres, "postgres")
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-    asyncio.run(drop())
+    with throwaway_database(settings, "bv_schema", warehouse=False) as name:
+        asyncio.run(run_loadgen(settings, LoadgenConfig(seed=3, transactions=300), database=name))
+        yield name
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@ report, premake, detach to archive, drop, dry run, idempotence, the untouchable 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -14,15 +12,14 @@ import asyncpg
 import pytest
 
 from config.settings import PartitionSettings, Settings
-from oltp.schema import migrate_oltp
 from sinks.postgres.connection import connect
 from sinks.postgres.partitions import (
     UnknownPartitionedTableError,
     apply_retention,
     partition_report,
 )
-from sinks.postgres.warehouse import migrate_warehouse
 from tests.integration.cli import error_lines, run_cli
+from tests.integration.throwaway import throwaway_database
 
 BRONZE = {
     f"bronze.{t}"
@@ -33,17 +30,8 @@ OLD_DAY = date(2020, 1, 1)
 
 @pytest.fixture(scope="module")
 def database(settings: Settings) -> Iterator[str]:
-    name = f"bv_parts_{secrets.token_hex(3)}"
-    asyncio.run(migrate_oltp(settings, name))
-    asyncio.run(migrate_warehouse(settings, name))
-    yield name
-
-    async def drop() -> None:
-        admin = await connect(settings.postgres, "postgres")
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-    asyncio.run(drop())
+    with throwaway_database(settings, "bv_parts") as name:
+        yield name
 
 
 @pytest.fixture

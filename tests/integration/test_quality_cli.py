@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Iterator
 
 import pytest
 
 from config.settings import Settings
 from sinks.postgres.connection import connect
-from sinks.postgres.warehouse import migrate_warehouse
 from tests.integration.cli import error_lines, run_cli
+from tests.integration.throwaway import throwaway_database
 
 
 @pytest.fixture(scope="module")
 def database(settings: Settings) -> Iterator[str]:
-    name = f"bv_quality_cli_{secrets.token_hex(3)}"
-    asyncio.run(migrate_warehouse(settings, name))
-    yield name
-
-    async def drop() -> None:
-        admin = await connect(settings.postgres, "postgres")
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-    asyncio.run(drop())
+    with throwaway_database(settings, "bv_quality_cli", oltp=False) as name:
+        yield name
 
 
 def rule_count(settings: Settings, database: str) -> int:

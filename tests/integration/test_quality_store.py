@@ -7,9 +7,7 @@ Expected rows and scores are worked out by hand in each test.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -32,7 +30,7 @@ from quality.store import (
     sweep_pending,
 )
 from sinks.postgres.connection import connect
-from sinks.postgres.warehouse import migrate_warehouse
+from tests.integration.throwaway import throwaway_database
 
 GRACE = timedelta(minutes=10)
 TODAY = datetime.now(UTC).date()
@@ -40,16 +38,8 @@ TODAY = datetime.now(UTC).date()
 
 @pytest.fixture(scope="module")
 def database(settings: Settings) -> Iterator[str]:
-    name = f"bv_quality_{secrets.token_hex(3)}"
-    asyncio.run(migrate_warehouse(settings, name))
-    yield name
-
-    async def drop() -> None:
-        admin = await connect(settings.postgres, "postgres")
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-    asyncio.run(drop())
+    with throwaway_database(settings, "bv_quality", oltp=False) as name:
+        yield name
 
 
 @pytest.fixture
