@@ -52,6 +52,7 @@ from sinks.postgres.tables import TABLES
 
 log = logging.getLogger("bitvelocity.medallion")
 PIPELINE = "medallion"
+CORRELATION_COLUMN = "last_correlation_id"
 _DB_ERRORS = (
     OSError,
     TimeoutError,
@@ -283,7 +284,7 @@ class MedallionSink:
             origin.partition,
             origin.offset,
             decoded,
-            trace_id_from_headers(list(headers)),
+            trace_id_from_headers(list(headers)) or _row_correlation_id(decoded),
         )
 
     # -- one partition's batch ------------------------------------------------------------------
@@ -518,6 +519,14 @@ def _unknown_table(origin: RecordOrigin, event: ChangeEvent) -> DeadLetter:
         UnknownTableError(f"no silver table for {event.schema}.{event.table}"),
         event.schema_id,
     )
+
+
+def _row_correlation_id(decoded: object) -> str | None:
+    """The OLTP transaction's correlation id, stamped on the row by oltp migration 0003."""
+    if isinstance(decoded, ChangeEvent) and decoded.after is not None:
+        value = decoded.after.get(CORRELATION_COLUMN)
+        return value if isinstance(value, str) else None
+    return None
 
 
 def _publish_all(publisher: DeadLetterPublisher, letters: list[DeadLetter]) -> None:

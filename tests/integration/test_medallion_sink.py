@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 from collections.abc import Iterator
 
+import orjson
 import pytest
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from config.errors import FramingError
 from config.settings import Settings
+from observability.logging import configure_logging
 from observability.metrics import Metrics
 from oltp.loadgen import LoadgenConfig, run_loadgen
 from quality.gate import RulesQualityGate
@@ -186,3 +190,41 @@ async def test_poison_records_are_dead_lettered_and_the_pipeline_goes_on(env: Si
         assert "bv.origin.offset" in headers
     await assert_exactly_once(env, dead_lettered=2)
     await asyncio.sleep(0)
+
+
+async def test_the_oltp_correlation_id_reaches_bronze_and_the_batch_log_line(
+    env: SinkEnv,
+) -> None:
+    seed = await run_loadgen(env.settings, LoadgenConfig(seed=16, transactions=10))
+    db = await connect(env.settings.postgres)
+    try:
+        async with db.transaction():
+            await db.execute("SET LOCAL bv.correlation_id = 'trace-7f3a9c'")
+            customer = await db.fetchval(
+                "INSERT INTO customers (email, first_name, last_name, country) "
+                "VALUES ('traced@example.com', 'Tra', 'Ced', 'DE') RETURNING customer_id"
+            )
+        stream = io.StringIO()
+        handler = configure_logging("INFO", stream)
+        try:
+            async with running_sink(env):
+                await wait_until_caught_up(env, expected_records(seed) + 1)
+        finally:
+            logging.getLogger("bitvelocity").removeHandler(handler)
+        trace = await db.fetchval(
+            "SELECT trace_id FROM bronze.customers WHERE (raw_payload->'after'->>'customer_id')"
+            "::bigint = $1",
+            customer,
+        )
+        assert trace == "trace-7f3a9c"
+        lines = [orjson.loads(line) for line in stream.getvalue().splitlines() if line]
+        batch_lines = [
+            line
+            for line in lines
+            if line["message"].startswith("committed")
+            and "trace-7f3a9c" in line.get("trace_ids", [])
+        ]
+        assert len(batch_lines) == 1
+        assert env.settings.topics.cdc_topic("customers") in batch_lines[0]["message"]
+    finally:
+        await db.close()
