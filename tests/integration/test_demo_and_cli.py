@@ -48,6 +48,18 @@ def test_demo_runs_end_to_end_and_its_summary_matches_the_database(
     for table in CAPTURED_TABLES:
         assert tables[table]["bronze_rows"] >= counts[table]
     assert summary["sink_batches"] > 0
+    # The sink's own statements stay fast under the demo load (default threshold: 1 s mean).
+    slow = run_cli("db", "slow-queries", "--json")
+    assert slow.returncode == 0, slow.stderr
+    statements = json.loads(slow.stdout)
+    ours = [
+        s
+        for s in statements
+        if any(
+            schema in s["query"] for schema in ("bronze.", "silver.", "gold.", "ops.", "bv_stage_")
+        )
+    ]
+    assert ours == []
 
 
 def test_loadgen_refuses_a_negative_rate_in_one_line() -> None:
