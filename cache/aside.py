@@ -83,9 +83,8 @@ class CacheAside:
         self._metrics_every = metrics_every
         self._pending: Counter[tuple[str, str, str]] = Counter()
         self._pending_total = 0
+        #: Fences seen on the channel, in order (tests, ``flush``).
         self.fences: list[str] = []
-        #: Layer that answered the last ``get`` (for tests and the benchmark).
-        self.last_layer: Layer = "db"
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -123,20 +122,22 @@ class CacheAside:
 
     async def get(self, key: CacheKey) -> CacheValue:
         """The value of ``key``: L1, else L2, else PostgreSQL (one load per key at a time)."""
+        return (await self.get_with_layer(key))[0]
+
+    async def get_with_layer(self, key: CacheKey) -> tuple[CacheValue, Layer]:
+        """``get``, and which layer answered: ``l1``, ``l2`` or ``db``."""
         kind = key.kind.value
         if self.l1_enabled:
             entry = self.l1.get(key)
             if entry is not None:
                 self._count(kind, "l1", "hit")
-                self.last_layer = "l1"
-                return entry.value
+                return entry.value, "l1"
             self._count(kind, "l1", "miss")
         ticket = self.l1.ticket()
         loaded = await self.flights.run(key, lambda: self._load(key))
         if loaded.keep and self.l1_enabled and self.listener.connected.is_set():
             self.l1.put(key, loaded.value, loaded.generation, ticket)
-        self.last_layer = loaded.layer
-        return loaded.value
+        return loaded.value, loaded.layer
 
     async def _load(self, key: CacheKey) -> _Loaded:
         kind = key.kind.value
