@@ -18,6 +18,7 @@ import asyncpg
 
 from cache.codec import CacheValue
 from cache.keys import CacheKey, CacheKind
+from config.errors import ConfigurationError
 from config.settings import PostgresSettings
 from sinks.postgres.connection import DatabaseUnavailableError
 
@@ -94,6 +95,11 @@ class PostgresSource:
                 timeout=pg.connect_timeout_s,
                 # Statements are prepared once per connection and reused (asyncpg's cache).
             )
+        except (asyncpg.InvalidCatalogNameError, asyncpg.InvalidPasswordError) as exc:
+            raise ConfigurationError(
+                f"cache loaders: cannot open {self._database} on {pg.host}:{pg.port} ({exc}); "
+                "check BV_POSTGRES__DATABASE and the passwords, or run `bitvelocity migrate`"
+            ) from exc
         except _DB_DOWN as exc:
             raise DatabaseUnavailableError(
                 f"cache loaders: PostgreSQL at {pg.host}:{pg.port}/{self._database} is "

@@ -97,7 +97,8 @@ async def _measure(env: Settings) -> None:
                                 return
                             await asyncio.sleep(0.002)
 
-                    await asyncio.wait_for(seen(), timeout=10)
+                    await seen()
+                    assert visible, f"price {price} not visible through the cache in 10 s"
                     at = await until(
                         lambda n=n: evicted_version(key, n + 1) is not None, 10, "eviction"
                     )
