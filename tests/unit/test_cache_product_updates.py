@@ -117,3 +117,13 @@ def test_entries_and_invalidations_round_trip() -> None:
     assert decode_invalidation(encode_invalidation(message)) == message
     assert KeySpace().value(CacheKey(CacheKind.PRODUCT, 42)) == "bv:cache:product:42"
     assert KeySpace().generation(CacheKey(CacheKind.PRODUCT, 42)) == "bv:cache:gen:product:42"
+
+
+def test_loaded_rows_are_json_ready_and_missing_ids_are_none() -> None:
+    from cache.loaders import by_id
+
+    rows = [{"product_id": 7, "price": Decimal("19.90"), "updated_at": AT}]
+    assert by_id(rows, [7, 8]) == {
+        7: {"product_id": 7, "price": "19.90", "updated_at": "2026-01-02T03:04:05.678901+00:00"},
+        8: None,
+    }
