@@ -76,6 +76,33 @@ class RedisSettings(_Section):
     db: int = Field(default=0, ge=0)
 
 
+class CacheSettings(_Section):
+    """The cache-aside caches of DESIGN.md section 9: L1 in process, L2 in Redis."""
+
+    #: Prefix of every L2 key: ``<prefix>:product:<id>`` (tests use their own).
+    key_prefix: str = "bv:cache"
+    #: Pub/sub channel every L1 listens on for evictions.
+    channel: str = "bv:invalidate"
+    #: Lifetime of an L2 entry (a safety net: evictions keep entries fresh).
+    l2_ttl: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
+    #: Lifetime of an L1 entry; short, the net under a lost pub/sub message.
+    l1_ttl: timedelta = Field(default=timedelta(seconds=5), gt=timedelta(0))
+    l1_max_entries: int = Field(default=10_000, ge=1)
+    #: How long a fill's generation token lives; far longer than any load may take.
+    generation_ttl: timedelta = Field(default=timedelta(hours=2), gt=timedelta(0))
+    #: Redis socket timeouts: a slow or absent Redis must degrade, not stall, a read.
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+    #: After a Redis failure, reads skip Redis for this long before trying again.
+    redis_retry_after_s: float = Field(default=1.0, gt=0)
+    warm_interval: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
+    warm_top_n: int = Field(default=100, ge=1)
+    #: Invalidation agent batching (records or milliseconds, whichever comes first).
+    batch_max_records: int = Field(default=1000, ge=1)
+    batch_max_ms: int = Field(default=50, ge=1)
+    #: PostgreSQL connections the loaders may hold.
+    pool_max_size: int = Field(default=4, ge=1)
+
+
 class KafkaSettings(_Section):
     """The Kafka cluster carrying CDC and derived topics."""
 
@@ -282,6 +309,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     postgres: PostgresSettings = PostgresSettings()
     redis: RedisSettings = RedisSettings()
+    cache: CacheSettings = CacheSettings()
     kafka: KafkaSettings = KafkaSettings()
     connect: ConnectSettings = ConnectSettings()
     connector: ConnectorSettings = ConnectorSettings()

@@ -41,6 +41,8 @@ METRIC_FAMILIES = (
     "bv_sink_batch_rows",
     "bv_sink_commit_duration_seconds",
     "bv_cache_requests",
+    "bv_cache_evictions",
+    "bv_cache_warm_duration_seconds",
     "bv_quality_failures",
 )
 
@@ -118,6 +120,18 @@ class Metrics:
             ["cache", "layer", "result"],
             registry=r,
         )
+        self.cache_evictions = Counter(
+            "bv_cache_evictions",
+            "L2 entries evicted by invalidations, by cache (product, category, customer).",
+            ["cache"],
+            registry=r,
+        )
+        self.cache_warm_duration = Histogram(
+            "bv_cache_warm_duration_seconds",
+            "Time of one cache warming run (top products into L2).",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         self.quality_failures = Counter(
             "bv_quality_failures",
             "Records failing a data quality rule, by rule and severity.",
@@ -156,6 +170,14 @@ class Metrics:
             self.cache_requests.labels(cache, layer, "hit").inc(hits)
         if misses:
             self.cache_requests.labels(cache, layer, "miss").inc(misses)
+
+    def record_cache_evictions(self, cache: str, count: int = 1) -> None:
+        """``count`` L2 entries of ``cache`` evicted by one invalidation batch."""
+        if count:
+            self.cache_evictions.labels(cache).inc(count)
+
+    def record_cache_warm(self, seconds: float) -> None:
+        self.cache_warm_duration.observe(seconds)
 
     def record_quality_failures(self, rule: str, severity: str, count: int) -> None:
         if count:

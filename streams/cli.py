@@ -19,6 +19,7 @@ from config.settings import PROJECT_ROOT, load_settings
 from oltp.loadgen import LoadgenConfig
 from stack import process
 from stack.manager import MONITORING_NAMES, SERVICE_NAMES, Stack
+from streams.cache_cli import cache_app
 from streams.console import (
     ProgressLog,
     change_table,
@@ -61,6 +62,7 @@ app.add_typer(db_app, name="db")
 app.command("status")(status)
 app.add_typer(quality_app, name="quality")
 app.add_typer(partitions_app, name="partitions")
+app.add_typer(cache_app, name="cache")
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
 

@@ -35,6 +35,8 @@ def test_every_design_metric_is_registered_with_its_labels(metrics: Metrics) -> 
         "bv_sink_batch_rows": set(),
         "bv_sink_commit_duration_seconds": set(),
         "bv_cache_requests": {"cache", "layer", "result"},
+        "bv_cache_evictions": {"cache"},
+        "bv_cache_warm_duration_seconds": set(),
         "bv_quality_failures": {"rule", "severity"},
     }
     assert set(expected_labels) == set(METRIC_FAMILIES)

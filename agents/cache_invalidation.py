@@ -1,0 +1,149 @@
+"""Consume ``product-updates`` and evict what each update invalidates, in L2 and every L1.
+
+Per batch: decode the ProductUpdates, compute the keys (``cache.product_updates``), evict
+them all in one Redis MULTI that also broadcasts them on the invalidation channel
+(``RedisLayer.evict``), then commit the offsets. Redis down: the batch is retried with
+backoff and nothing is committed, so no eviction is lost; replays are harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from confluent_kafka import Message
+
+from agents.kafka_batches import KafkaBatches, origin_of
+from cache.keys import CacheKey
+from cache.l2 import CacheUnavailableError, RedisLayer
+from cache.product_updates import ProductUpdate, eviction_keys, from_avro
+from config.errors import PermanentError
+from config.settings import Settings
+from observability.metrics import Metrics, default_metrics
+from serdes.avro import AvroCodec
+from serdes.consumer_step import Backoff
+from serdes.dead_letters import DeadLetterPublisher, dead_letter
+from serdes.registry import RegistryClient
+
+log = logging.getLogger("bitvelocity.cache_invalidation")
+PIPELINE = "cache-invalidation"
+
+
+@dataclass(frozen=True, slots=True)
+class EvictedBatch:
+    """One applied batch: the updates, the keys evicted, when (UTC)."""
+
+    updates: tuple[ProductUpdate, ...]
+    keys: tuple[CacheKey, ...]
+    evicted_at: datetime
+
+
+class CacheInvalidationAgent:
+    """``await run(stop)`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        group_id: str | None = None,
+        metrics: Metrics | None = None,
+        on_evicted: Callable[[EvictedBatch], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topic = settings.topics.product_updates
+        self.group_id = group_id or f"{settings.kafka.consumer_group}-cache-invalidation"
+        self.metrics = metrics or default_metrics()
+        self.on_evicted = on_evicted
+        self.evicted_keys = 0
+        self.batches = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self.settings
+        registry = RegistryClient(settings.registry)
+        codec = AvroCodec(registry)
+        dead_letters = DeadLetterPublisher(settings.kafka.bootstrap_servers)
+        dead_letters.start()
+        layer = RedisLayer(settings.redis, settings.cache)
+        await layer.start()
+        batches = KafkaBatches(
+            settings.kafka.bootstrap_servers,
+            self.group_id,
+            [self.topic],
+            max_records=settings.cache.batch_max_records,
+            max_ms=settings.cache.batch_max_ms,
+            name="cache-invalidation",
+        )
+        await batches.start()
+        backoff = Backoff(settings.sink.retry_initial_backoff_s, settings.sink.retry_max_backoff_s)
+        try:
+            while not stop.is_set():
+                messages = await batches.take()
+                if not messages:
+                    continue
+                updates = await batches.in_thread(self._decode, messages, codec, dead_letters)
+                await self._evict(layer, updates, backoff, stop)
+                await batches.commit()
+        finally:
+            await batches.stop()
+            await layer.stop()
+            dead_letters.stop()
+            registry.close()
+
+    def _decode(
+        self, messages: list[Message], codec: AvroCodec, dead_letters: DeadLetterPublisher
+    ) -> list[ProductUpdate]:
+        updates = []
+        letters = 0
+        for message in messages:
+            origin = origin_of(message)
+            if origin.value is None:
+                continue
+            try:
+                _, record = codec.decode(origin.value, origin.headers)
+                updates.append(from_avro(record))
+            except (PermanentError, KeyError, TypeError, ValueError) as exc:
+                error = exc if isinstance(exc, PermanentError) else PermanentError(str(exc))
+                dead_letters.publish(dead_letter(origin, error))
+                letters += 1
+        if letters:
+            dead_letters.flush()
+        return updates
+
+    async def _evict(
+        self,
+        layer: RedisLayer,
+        updates: list[ProductUpdate],
+        backoff: Backoff,
+        stop: asyncio.Event,
+    ) -> None:
+        keys = eviction_keys(updates)
+        if not keys:
+            return
+        attempt = 0
+        started = time.monotonic()
+        while True:
+            try:
+                await layer.evict(keys)
+                break
+            except CacheUnavailableError as exc:
+                log.warning("eviction of %d keys failed, retry %d: %s", len(keys), attempt, exc)
+                await asyncio.sleep(max(backoff.delay(attempt), 0.05))
+                attempt += 1
+                if stop.is_set() and attempt > 3:
+                    raise  # not committed: the next run evicts them
+        evicted_at = datetime.now(UTC)
+        self.batches += 1
+        self.evicted_keys += len(keys)
+        for kind, count in Counter(k.kind.value for k in keys).items():
+            self.metrics.record_cache_evictions(kind, count)
+        self.metrics.record_batch(PIPELINE, len(updates), time.monotonic() - started)
+        newest = max((u.changed_at for u in updates), default=None)
+        if newest is not None:
+            self.metrics.record_committed_event_time(PIPELINE, newest)
+        if self.on_evicted is not None:
+            self.on_evicted(EvictedBatch(tuple(updates), tuple(keys), evicted_at))
