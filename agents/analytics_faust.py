@@ -70,7 +70,7 @@ def analytics_tables(app: faust.App) -> dict[str, faust.types.TableT]:
     _register_codec()
     tables = {}
     for name in TABLE_NAMES:
-        table = app.Table(f"analytics-{name}", partitions=app.conf.topic_partitions)
+        table: Any = app.Table(f"analytics-{name}", partitions=app.conf.topic_partitions)
         # Faust derives serializers from model types only; its store and changelog topic
         # are built lazily from these attributes, so setting them here is enough.
         table.key_serializer = STATE_CODEC
