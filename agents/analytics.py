@@ -35,6 +35,8 @@ from serdes.registry import RegistryClient
 from sinks.analytics_topics import AnalyticsPublisher
 from sinks.postgres.analytics import (
     load_currency_rates,
+    read_gold_features,
+    read_gold_windows,
     write_customer_features,
     write_hourly_revenue,
 )
@@ -133,6 +135,7 @@ class RunnerStats:
     hourly_rows: int = 0
     feature_rows: int = 0
     late_events: int = 0
+    late_events_replayed: int = 0
 
 
 class AnalyticsRunner:
@@ -160,9 +163,16 @@ class AnalyticsRunner:
         self._consumer: Consumer | None = None
         self._heartbeats = heartbeat_topic(settings)
         self._orders_topic = settings.topics.cdc_topic("orders")
+        self._targets: dict[tuple[str, int], int] | None = None
+        self._started = time.monotonic()
+        #: True until the replay reached the topics' ends as they were at start.
+        self.recovering = True
+        self.recovered_after_s: float | None = None
+        self._flush_lock = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> RunnerStats:
         loop = asyncio.get_running_loop()
+        self._started = time.monotonic()
         async with AnalyticsSinks(self.settings, redis_db=self.redis_db) as sinks:
             self.sinks = sinks
             if sinks.connection is None:
@@ -170,7 +180,6 @@ class AnalyticsRunner:
             rates = await load_currency_rates(sinks.connection)
             core = AnalyticsCore(self.settings, rates, self.state)
             self.core = core
-            core.recover()
             registry = RegistryClient(self.settings.registry)
             codec = AvroCodec(registry)
             decoder = DebeziumAvroDecoder(codec)
@@ -185,6 +194,13 @@ class AnalyticsRunner:
                     events = await loop.run_in_executor(self._executor, self._poll, decoder, codec)
                     for partition, topic, event in events:
                         self._apply(core, partition, topic, event)
+                    if self.recovering:
+                        # Superseded by reconcile(); late events seen in a replay were
+                        # published by the run that first saw them (or are counted here).
+                        self.stats.late_events_replayed += len(core.drain().late)
+                        if await loop.run_in_executor(self._executor, self._replayed):
+                            await self._reconcile(core)
+                        continue
                     if time.monotonic() - last_flush >= interval:
                         await self.flush_now()
                         last_flush = time.monotonic()
@@ -195,13 +211,38 @@ class AnalyticsRunner:
                 self._executor.shutdown(wait=True)
         return self.stats
 
+    def _replayed(self) -> bool:
+        """True once every assigned partition is read up to its high watermark at start."""
+        assert self._consumer is not None
+        assignment = self._consumer.assignment()
+        if not assignment:
+            return False
+        if self._targets is None:
+            self._targets = {}
+            for tp in assignment:
+                _, high = self._consumer.get_watermark_offsets(tp, timeout=10)
+                self._targets[(tp.topic, tp.partition)] = high
+        return all(self.positions.get(k, 0) >= v for k, v in self._targets.items() if v > 0)
+
+    async def _reconcile(self, core: AnalyticsCore) -> None:
+        assert self.sinks is not None
+        assert self.sinks.connection is not None
+        windows = await read_gold_windows(self.sinks.connection)
+        features = await read_gold_features(self.sinks.connection)
+        core.reconcile(windows, features)
+        self.recovered_after_s = time.monotonic() - self._started
+        log.info("analytics state rebuilt by replay in %.1f s", self.recovered_after_s)
+        self.recovering = False
+        await self.flush_now()
+
     async def flush_now(self, now: datetime | None = None) -> AnalyticsOutputs:
         """Tick the clock and write what the core emitted; returns what was written."""
-        if self.core is None or self.sinks is None:
+        if self.core is None or self.sinks is None or self.recovering:
             return AnalyticsOutputs()
-        self.core.tick(now or self.clock())
-        outputs = self.core.drain()
-        await self.sinks.flush(outputs)
+        async with self._flush_lock:  # the loop and a caller may flush concurrently
+            self.core.tick(now or self.clock())
+            outputs = self.core.drain()
+            await self.sinks.flush(outputs)
         stats = self.stats
         stats.flushes += 1
         stats.hourly_rows += len(outputs.hourly)

@@ -11,7 +11,7 @@ of ``AnalyticsState`` (dicts here, Faust tables in the worker).
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +26,14 @@ from tables.orders import (
     order_from_row,
     product_from_row,
 )
-from tables.revenue import Contribution, HourlyRevenue, HourlyRevenueRow, LateEvent, WindowTotals
+from tables.revenue import (
+    Contribution,
+    HourlyRevenue,
+    HourlyRevenueRow,
+    LateEvent,
+    WindowTotals,
+    row_of,
+)
 from tables.windows import Watermarks
 
 TABLES = ("orders", "order_items", "products", "categories")
@@ -120,6 +127,36 @@ class AnalyticsCore:
         """After state came back from changelogs: recompute features, re-publish windows."""
         self.features.recover()
         self.outputs.hourly.extend(self.revenue.snapshot())
+
+    def reconcile(
+        self,
+        stored_windows: Mapping[str, WindowTotals],
+        stored_features: Mapping[int, CustomerFeatures],
+    ) -> None:
+        """After state was rebuilt by replay: continue the versions the outputs already hold.
+
+        A window whose values equal the stored row takes its version and is not emitted;
+        one that differs is emitted with a version above both. Stored features become the
+        "previous" values, so only customers whose features differ are emitted.
+        """
+        self.outputs = AnalyticsOutputs()  # what the replay emitted is superseded below
+        for key, totals in list(self.state.windows.items()):
+            stored = stored_windows.get(key)
+            same = stored is not None and (
+                stored.revenue,
+                stored.order_count,
+                stored.is_final,
+            ) == (totals.revenue, totals.order_count, totals.is_final)
+            if stored is not None and same:
+                self.state.windows[key] = replace(totals, version=stored.version)
+                continue
+            floor = stored.version if stored is not None else 0
+            updated = replace(totals, version=max(totals.version, floor) + 1)
+            self.state.windows[key] = updated
+            self.outputs.hourly.append(row_of(updated))
+        for customer_id, features in stored_features.items():
+            self.state.features[customer_id] = features
+        self.features.recover()
 
     # -- changes --------------------------------------------------------------------------------
     def apply(self, partition: int, event: ChangeEvent) -> None:

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 
 import asyncpg
 
-from tables.features import CurrencyRates, CustomerFeatures
-from tables.revenue import HourlyRevenueRow
+from tables.features import CurrencyRates, CustomerFeatures, FeatureValues
+from tables.revenue import HourlyRevenueRow, WindowTotals, window_key
 
 UPSERT_HOURLY = """
 INSERT INTO gold.hourly_revenue AS g
@@ -115,3 +115,45 @@ async def load_currency_rates(connection: asyncpg.Connection) -> CurrencyRates:
         "SELECT currency, valid_from, rate_to_usd FROM ref.currency_rates"
     )
     return CurrencyRates((r["currency"], r["valid_from"], r["rate_to_usd"]) for r in rows)
+
+
+async def read_gold_windows(connection: asyncpg.Connection) -> dict[str, WindowTotals]:
+    """Every stored hourly row, keyed as the analytics state keys windows."""
+    rows = await connection.fetch(
+        "SELECT window_start, currency, revenue, order_count, is_final, version"
+        " FROM gold.hourly_revenue"
+    )
+    return {
+        window_key(r["window_start"], r["currency"]): WindowTotals(
+            r["window_start"],
+            r["window_start"],  # the end is not compared
+            r["currency"],
+            r["revenue"],
+            r["order_count"],
+            r["version"],
+            r["is_final"],
+        )
+        for r in rows
+    }
+
+
+async def read_gold_features(connection: asyncpg.Connection) -> dict[int, CustomerFeatures]:
+    rows = await connection.fetch("SELECT * FROM gold.customer_features")
+    return {
+        r["customer_id"]: CustomerFeatures(
+            r["customer_id"],
+            FeatureValues(
+                r["order_count_last_30_days"],
+                r["total_spent_last_30_days"],
+                r["avg_order_value"],
+                r["preferred_category"],
+                r["lifetime_order_count"],
+                r["lifetime_value"],
+                r["lifetime_segment"],
+            ),
+            r["features_updated_at"],
+            r["feature_version"],
+            r["as_of"],
+        )
+        for r in rows
+    }
