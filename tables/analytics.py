@@ -139,6 +139,7 @@ class AnalyticsCore:
         one that differs is emitted with a version above both. Stored features become the
         "previous" values, so only customers whose features differ are emitted.
         """
+        self.revenue.advance()  # finality as of the replayed watermark, before comparing
         self.outputs = AnalyticsOutputs()  # what the replay emitted is superseded below
         for key, totals in list(self.state.windows.items()):
             stored = stored_windows.get(key)
