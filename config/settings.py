@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -189,6 +190,36 @@ class WindowSettings(_Section):
     reference_grace_period: timedelta = timedelta(minutes=10)
 
 
+class SegmentRule(_Section):
+    """A lifetime segment: a customer qualifies with at least both minimums."""
+
+    name: str
+    min_orders: int = Field(default=0, ge=0)
+    min_value_usd: Decimal = Field(default=Decimal(0), ge=0)
+
+
+_SEGMENTS = (
+    SegmentRule(name="VIP", min_orders=20, min_value_usd=Decimal(5000)),
+    SegmentRule(name="LOYAL", min_orders=10),
+    SegmentRule(name="REGULAR", min_orders=3),
+    SegmentRule(name="NEW", min_orders=1),
+)
+
+
+class FeatureSettings(_Section):
+    """Customer features of DESIGN.md section 8 (the look-back and sweep are in ``windows``)."""
+
+    #: Checked in order, first match wins; a customer matching none is ``fallback_segment``.
+    segments: tuple[SegmentRule, ...] = _SEGMENTS
+    fallback_segment: str = "NONE"
+    #: Redis hash prefix of the feature store: ``<prefix><customer id>``.
+    redis_prefix: str = "bv:features:customer:"
+    #: A partition with no event for this long is advanced by Debezium heartbeats.
+    idle_partition_after: timedelta = timedelta(seconds=10)
+    #: How often the analytics agent flushes emitted rows to PostgreSQL, Redis and Kafka.
+    flush_interval: timedelta = timedelta(milliseconds=500)
+
+
 class QualitySettings(_Section):
     """Data-quality rules and checks (DESIGN.md section 7); the reference grace period is
     ``windows.reference_grace_period``."""
@@ -318,6 +349,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = SinkSettings()
     windows: WindowSettings = WindowSettings()
     quality: QualitySettings = QualitySettings()
+    features: FeatureSettings = FeatureSettings()
     partitions: PartitionSettings = PartitionSettings()
     web: WebSettings = WebSettings()
     monitoring: MonitoringSettings = MonitoringSettings()

@@ -76,6 +76,9 @@ class Watermarks:
     def revoke(self, partition: Hashable) -> None:
         self._newest.pop(partition, None)
 
+    def partitions(self) -> list[Hashable]:
+        return list(self._newest)
+
     def observe(self, partition: Hashable, event_time: datetime) -> None:
         """Record an event (or a heartbeat) on ``partition``; watermarks never move back."""
         _require_aware(event_time, "event time")

@@ -1,0 +1,328 @@
+"""The real-time analytics pipeline: CDC -> ``tables.analytics`` -> gold, Redis, Kafka.
+
+``AnalyticsSinks`` writes one drained batch of outputs: PostgreSQL (one transaction, version
+-guarded upserts), then Redis (one pipeline), then Kafka (flushed); every output is an
+idempotent versioned upsert, so a batch written twice is harmless.
+
+``AnalyticsRunner`` drives the core from a confluent-kafka consumer (one thread for
+consume + decode, the event loop for the sinks), the same consumer family the medallion
+sink uses (docs/decisions/0006-analytics-state-and-consumer.md). Its state is the
+``AnalyticsState`` it is given: plain dicts rebuilt by replaying the CDC topics from the
+beginning (own group, nothing committed), or the Faust tables of ``agents.analytics_faust``.
+Every ``flush_interval`` it ticks the clock (windows close, orders age out) and flushes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from config.errors import PermanentError
+from config.settings import Settings
+from serdes.avro import AvroCodec
+from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
+from serdes.own_schemas import register_all
+from serdes.registry import RegistryClient
+from sinks.analytics_topics import AnalyticsPublisher
+from sinks.postgres.analytics import (
+    load_currency_rates,
+    read_gold_features,
+    read_gold_windows,
+    write_customer_features,
+    write_hourly_revenue,
+)
+from sinks.postgres.connection import connect
+from sinks.redis.feature_store import RedisFeatureStore
+from tables.analytics import TABLES, AnalyticsCore, AnalyticsOutputs, AnalyticsState
+
+log = logging.getLogger("bitvelocity.analytics")
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def heartbeat_topic(settings: Settings) -> str:
+    return f"__debezium-heartbeat.{settings.topics.cdc_prefix}"
+
+
+def analytics_topics(settings: Settings) -> list[str]:
+    return [settings.topics.cdc_topic(table) for table in TABLES]
+
+
+class AnalyticsSinks:
+    """PostgreSQL, Redis and Kafka outputs of the analytics; ``async with`` or start/stop."""
+
+    def __init__(self, settings: Settings, *, redis_db: int | None = None) -> None:
+        self.settings = settings
+        self.redis = RedisFeatureStore(
+            settings.redis, prefix=settings.features.redis_prefix, db=redis_db
+        )
+        self.connection: asyncpg.Connection | None = None
+        self.publisher: AnalyticsPublisher | None = None
+        self._registry: RegistryClient | None = None
+
+    async def start(self) -> None:
+        pg = self.settings.postgres
+        self.connection = await connect(
+            pg, user=pg.worker_user, password=pg.worker_password.get_secret_value()
+        )
+        await self.redis.start()
+        self._registry = RegistryClient(self.settings.registry)
+        ids = await asyncio.to_thread(register_all, self.settings, self._registry)
+        topics = self.settings.topics
+        self.publisher = AnalyticsPublisher(
+            self.settings.kafka.bootstrap_servers,
+            AvroCodec(self._registry),
+            hourly_topic=topics.hourly_revenue,
+            hourly_schema_id=ids[f"{topics.hourly_revenue}-value"],
+            features_topic=topics.customer_features,
+            features_schema_id=ids[f"{topics.customer_features}-value"],
+            late_topic=topics.late_events,
+        )
+        self.publisher.start()
+
+    async def stop(self) -> None:
+        if self.publisher is not None:
+            self.publisher.stop()
+        await self.redis.stop()
+        if self.connection is not None:
+            await self.connection.close()
+        if self._registry is not None:
+            self._registry.close()
+
+    async def __aenter__(self) -> AnalyticsSinks:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def flush(self, outputs: AnalyticsOutputs) -> None:
+        """Sinks first (PostgreSQL, then Redis), then Kafka; the caller advances offsets."""
+        if not len(outputs):
+            return
+        if self.connection is None or self.publisher is None:
+            raise PermanentError("AnalyticsSinks.flush before start(); call start()")
+        async with self.connection.transaction():
+            await write_hourly_revenue(self.connection, outputs.hourly)
+            await write_customer_features(self.connection, outputs.features)
+        await self.redis.write(outputs.features)
+        publisher = self.publisher
+        publisher.publish_hourly(outputs.hourly)
+        publisher.publish_features(outputs.features)
+        publisher.publish_late(outputs.late)
+        await asyncio.to_thread(publisher.flush)
+
+
+@dataclass
+class RunnerStats:
+    consumed: int = 0
+    changes: int = 0
+    heartbeats: int = 0
+    undecodable: int = 0
+    flushes: int = 0
+    hourly_rows: int = 0
+    feature_rows: int = 0
+    late_events: int = 0
+    late_events_replayed: int = 0
+
+
+class AnalyticsRunner:
+    """Consume, apply, tick, flush, until ``stop`` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        group_id: str,
+        state: AnalyticsState | None = None,
+        clock: Clock = utc_now,
+        redis_db: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.group_id = group_id
+        self.state = state
+        self.clock = clock
+        self.redis_db = redis_db
+        self.stats = RunnerStats()
+        self.core: AnalyticsCore | None = None
+        self.sinks: AnalyticsSinks | None = None
+        self.positions: dict[tuple[str, int], int] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics-kafka")
+        self._consumer: Consumer | None = None
+        self._heartbeats = heartbeat_topic(settings)
+        self._orders_topic = settings.topics.cdc_topic("orders")
+        self._targets: dict[tuple[str, int], int] | None = None
+        self._started = time.monotonic()
+        #: True until the replay reached the topics' ends as they were at start.
+        self.recovering = True
+        self.recovered_after_s: float | None = None
+        self._flush_lock = asyncio.Lock()
+
+    async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> RunnerStats:
+        loop = asyncio.get_running_loop()
+        self._started = time.monotonic()
+        async with AnalyticsSinks(self.settings, redis_db=self.redis_db) as sinks:
+            self.sinks = sinks
+            if sinks.connection is None:
+                raise PermanentError("analytics sinks did not connect")
+            rates = await load_currency_rates(sinks.connection)
+            core = AnalyticsCore(self.settings, rates, self.state)
+            self.core = core
+            registry = RegistryClient(self.settings.registry)
+            codec = AvroCodec(registry)
+            decoder = DebeziumAvroDecoder(codec)
+            self._consumer = Consumer(self._consumer_config())
+            await loop.run_in_executor(self._executor, self._subscribe)
+            if ready is not None:
+                ready.set()
+            interval = self.settings.features.flush_interval.total_seconds()
+            last_flush = time.monotonic()
+            try:
+                while not stop.is_set():
+                    events = await loop.run_in_executor(self._executor, self._poll, decoder, codec)
+                    for partition, topic, event in events:
+                        self._apply(core, partition, topic, event)
+                    if self.recovering:
+                        # Superseded by reconcile(); late events seen in a replay were
+                        # published by the run that first saw them (or are counted here).
+                        self.stats.late_events_replayed += len(core.drain().late)
+                        if await loop.run_in_executor(self._executor, self._replayed):
+                            await self._reconcile(core)
+                        continue
+                    if time.monotonic() - last_flush >= interval:
+                        await self.flush_now()
+                        last_flush = time.monotonic()
+                await self.flush_now()
+            finally:
+                await loop.run_in_executor(self._executor, self._consumer.close)
+                registry.close()
+                self._executor.shutdown(wait=True)
+        return self.stats
+
+    def _replayed(self) -> bool:
+        """True once every assigned partition is read up to its high watermark at start."""
+        assert self._consumer is not None
+        assignment = self._consumer.assignment()
+        if not assignment:
+            return False
+        if self._targets is None:
+            self._targets = {}
+            for tp in assignment:
+                _, high = self._consumer.get_watermark_offsets(tp, timeout=10)
+                self._targets[(tp.topic, tp.partition)] = high
+        return all(self.positions.get(k, 0) >= v for k, v in self._targets.items() if v > 0)
+
+    async def _reconcile(self, core: AnalyticsCore) -> None:
+        assert self.sinks is not None
+        assert self.sinks.connection is not None
+        windows = await read_gold_windows(self.sinks.connection)
+        features = await read_gold_features(self.sinks.connection)
+        core.reconcile(windows, features)
+        self.recovered_after_s = time.monotonic() - self._started
+        log.info("analytics state rebuilt by replay in %.1f s", self.recovered_after_s)
+        self.recovering = False
+        await self.flush_now()
+
+    async def flush_now(self, now: datetime | None = None) -> AnalyticsOutputs:
+        """Tick the clock and write what the core emitted; returns what was written."""
+        if self.core is None or self.sinks is None or self.recovering:
+            return AnalyticsOutputs()
+        async with self._flush_lock:  # the loop and a caller may flush concurrently
+            self.core.tick(now or self.clock())
+            outputs = self.core.drain()
+            await self.sinks.flush(outputs)
+        stats = self.stats
+        stats.flushes += 1
+        stats.hourly_rows += len(outputs.hourly)
+        stats.feature_rows += len(outputs.features)
+        stats.late_events += len(outputs.late)
+        return outputs
+
+    def _apply(self, core: AnalyticsCore, partition: int, topic: str, event: Any) -> None:
+        if topic == self._heartbeats:
+            self.stats.heartbeats += 1
+            core.heartbeat(event)
+        elif isinstance(event, ChangeEvent):
+            self.stats.changes += 1
+            core.apply(partition, event)
+
+    # -- Kafka thread -------------------------------------------------------------------------
+    def _consumer_config(self) -> dict[str, Any]:
+        return {
+            "bootstrap.servers": self.settings.kafka.bootstrap_servers,
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 100,
+            "topic.metadata.refresh.interval.ms": 3000,
+        }
+
+    def _subscribe(self) -> None:
+        assert self._consumer is not None
+        self._consumer.subscribe(
+            [*analytics_topics(self.settings), self._heartbeats],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+        )
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Always from the beginning: the state is rebuilt by replay (see module docstring).
+        for partition in partitions:
+            partition.offset = -2  # OFFSET_BEGINNING
+        consumer.assign(partitions)
+        if self.core is not None:
+            self.core.assign([p.partition for p in partitions if p.topic == self._orders_topic])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.core is not None:
+            self.core.revoke([p.partition for p in partitions if p.topic == self._orders_topic])
+        consumer.unassign()
+
+    def _poll(self, decoder: DebeziumAvroDecoder, codec: AvroCodec) -> list[tuple[int, str, Any]]:
+        assert self._consumer is not None
+        messages = self._consumer.consume(num_messages=5000, timeout=0.2)
+        decoded: list[tuple[int, str, Any]] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                quiet = (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART)
+                if error.code() not in quiet:
+                    log.warning("consume error: %s", error)
+                continue
+            topic, partition = message.topic() or "", message.partition() or 0
+            self.stats.consumed += 1
+            self.positions[(topic, partition)] = (message.offset() or 0) + 1
+            try:
+                if topic == self._heartbeats:
+                    decoded.append((partition, topic, _heartbeat_time(codec, message.value())))
+                else:
+                    event = decoder.decode(message.key(), message.value())
+                    decoded.append((partition, topic, event))
+            except PermanentError as exc:  # the medallion sink dead-letters the same record
+                self.stats.undecodable += 1
+                log.warning(
+                    "analytics skipped %s[%d]@%s: %s", topic, partition, message.offset(), exc
+                )
+        return decoded
+
+
+def _heartbeat_time(codec: AvroCodec, value: bytes | None) -> datetime:
+    if value is None:
+        raise PermanentError("heartbeat without a value")
+    _, record = codec.decode(value)
+    millis = record.get("ts_ms") if isinstance(record, dict) else None
+    if millis is None:
+        raise PermanentError(f"heartbeat without ts_ms: {record!r}")
+    return datetime.fromtimestamp(int(millis) / 1000, UTC)

@@ -1,0 +1,1 @@
+"""Redis writers: the feature store."""

@@ -1,0 +1,150 @@
+"""The Redis feature store: hash ``bv:features:customer:<id>``, one field per feature.
+
+Every hash carries ``_ts`` (as-of, epoch milliseconds) and ``_version`` (feature version).
+A Lua script compares and sets atomically: a write whose ``_ts`` is older than the stored
+one (or equal with a version not newer) is refused, so a late or replayed write can never
+replace a newer value. A batch is one pipeline: one round trip however many customers.
+A null feature is stored as the empty string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self
+
+import redis.asyncio as redis_async
+
+from config.errors import PermanentError
+from config.settings import RedisSettings
+from tables.features import CustomerFeatures
+
+CAS_SCRIPT = """
+local stored = redis.call('HMGET', KEYS[1], '_ts', '_version')
+local ts = tonumber(ARGV[1])
+local version = tonumber(ARGV[2])
+if stored[1] then
+    local old_ts = tonumber(stored[1])
+    if old_ts > ts or (old_ts == ts and tonumber(stored[2] or '0') >= version) then
+        return 0
+    end
+end
+redis.call('HSET', KEYS[1], '_ts', ARGV[1], '_version', ARGV[2], unpack(ARGV, 3))
+return 1
+"""
+
+
+class FeatureStoreNotStartedError(PermanentError):
+    """The feature store was used before ``start()`` (a wiring bug)."""
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def feature_fields(features: CustomerFeatures) -> dict[str, str]:
+    """The hash fields of one customer (besides ``_ts`` and ``_version``)."""
+    v = features.values
+    return {
+        "order_count_last_30_days": _text(v.order_count_last_30_days),
+        "total_spent_last_30_days": _text(v.total_spent_last_30_days),
+        "avg_order_value": _text(v.avg_order_value),
+        "preferred_category": _text(v.preferred_category),
+        "lifetime_order_count": _text(v.lifetime_order_count),
+        "lifetime_value": _text(v.lifetime_value),
+        "lifetime_segment": _text(v.lifetime_segment),
+        "features_updated_at": _text(features.features_updated_at),
+        "feature_version": _text(features.feature_version),
+        "as_of": _text(features.as_of),
+    }
+
+
+class RedisFeatureStore:
+    """``start()``/``stop()`` or ``async with``; ``write(batch)`` is one pipelined round trip."""
+
+    def __init__(self, settings: RedisSettings, *, prefix: str, db: int | None = None) -> None:
+        self.settings = settings
+        self.prefix = prefix
+        self.db = settings.db if db is None else db
+        self.round_trips = 0
+        self._client: redis_async.Redis | None = None
+        self._sha: str | None = None
+
+    async def start(self) -> None:
+        self._client = redis_async.Redis(
+            host=self.settings.host,
+            port=self.settings.port,
+            password=self.settings.password.get_secret_value() or None,
+            db=self.db,
+        )
+        self._sha = await self._client.script_load(CAS_SCRIPT)
+        self.round_trips += 1
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def key(self, customer_id: int) -> str:
+        return f"{self.prefix}{customer_id}"
+
+    async def write(self, batch: Iterable[CustomerFeatures]) -> list[bool]:
+        """Compare-and-set every customer's hash; True where the write was applied."""
+        rows = list(batch)
+        if not rows:
+            return []
+        client, sha = self._require()
+        pipe = client.pipeline(transaction=False)
+        for features in rows:
+            args: list[Any] = [epoch_ms(features.as_of), features.feature_version]
+            for name, value in feature_fields(features).items():
+                args.extend((name, value))
+            pipe.evalsha(sha, 1, self.key(features.customer_id), *args)
+        try:
+            results: Sequence[int] = await pipe.execute()
+        except redis_async.ResponseError as exc:
+            if "NOSCRIPT" not in str(exc):
+                raise
+            self._sha = await client.script_load(CAS_SCRIPT)  # Redis restarted and forgot it
+            self.round_trips += 1
+            return await self.write(rows)
+        self.round_trips += 1
+        return [bool(result) for result in results]
+
+    async def read(self, customer_id: int) -> dict[str, str]:
+        client, _ = self._require()
+        raw = await client.hgetall(self.key(customer_id))
+        return {_str(k): _str(v) for k, v in raw.items()}
+
+    def _require(self) -> tuple[redis_async.Redis, str]:
+        if self._client is None or self._sha is None:
+            raise FeatureStoreNotStartedError("RedisFeatureStore used before start(); call it")
+        return self._client, self._sha

@@ -1,0 +1,215 @@
+"""The analytics state machine: decoded CDC changes in, revenue rows and features out.
+
+Routes changes of ``orders``, ``order_items``, ``products`` and ``categories`` to
+``HourlyRevenue`` and ``CustomerFeatureState``, keeps the watermark (per ``orders``
+partition, from each order's ``created_at``; a partition idle for ``idle_after`` by the
+heartbeat's clock is advanced to the heartbeat's time) and collects what to emit until the
+caller drains it. Pure: no Kafka, no database, time passed in. State lives in the mappings
+of ``AnalyticsState`` (dicts here, Faust tables in the worker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from config.settings import Settings
+from serdes.debezium import ChangeEvent, Operation
+from tables.features import CurrencyRates, CustomerFeatures, CustomerFeatureState
+from tables.orders import (
+    ItemRow,
+    OrderRow,
+    ProductRow,
+    item_from_row,
+    order_from_row,
+    product_from_row,
+)
+from tables.revenue import (
+    Contribution,
+    HourlyRevenue,
+    HourlyRevenueRow,
+    LateEvent,
+    WindowTotals,
+    row_of,
+)
+from tables.windows import Watermarks
+
+TABLES = ("orders", "order_items", "products", "categories")
+
+
+@dataclass
+class AnalyticsState:
+    """Every mapping the analytics keep; a restarted worker gets them back from changelogs."""
+
+    contributions: MutableMapping[int, Contribution] = field(default_factory=dict)
+    windows: MutableMapping[str, WindowTotals] = field(default_factory=dict)
+    orders: MutableMapping[int, OrderRow] = field(default_factory=dict)
+    customer_orders: MutableMapping[int, frozenset[int]] = field(default_factory=dict)
+    items: MutableMapping[int, dict[int, ItemRow]] = field(default_factory=dict)
+    products: MutableMapping[int, ProductRow] = field(default_factory=dict)
+    categories: MutableMapping[int, str] = field(default_factory=dict)
+    features: MutableMapping[int, CustomerFeatures] = field(default_factory=dict)
+
+
+@dataclass
+class AnalyticsOutputs:
+    hourly: list[HourlyRevenueRow] = field(default_factory=list)
+    features: list[CustomerFeatures] = field(default_factory=list)
+    late: list[LateEvent] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.hourly) + len(self.features) + len(self.late)
+
+
+def _row(event: ChangeEvent) -> Mapping[str, Any] | None:
+    """The row after the change, or None when it is gone (delete, truncate)."""
+    if event.op in (Operation.DELETE, Operation.TRUNCATE):
+        return None
+    return event.after
+
+
+def _key_int(event: ChangeEvent, column: str) -> int | None:
+    for row in (event.key, event.after, event.before):
+        if row is not None and row.get(column) is not None:
+            return int(row[column])
+    return None
+
+
+class AnalyticsCore:
+    """One worker's analytics: ``apply`` changes, ``tick`` with the clock, ``drain`` outputs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        rates: CurrencyRates,
+        state: AnalyticsState | None = None,
+    ) -> None:
+        windows = settings.windows
+        self.state = state or AnalyticsState()
+        self.watermarks = Watermarks()
+        self.idle_after: timedelta = settings.features.idle_partition_after
+        self._last_event: dict[int, datetime] = {}  # orders partition -> last commit time
+        self.revenue = HourlyRevenue(
+            size=windows.hourly_revenue_size,
+            grace=windows.grace_period,
+            retention=windows.retention,
+            watermarks=self.watermarks,
+            contributions=self.state.contributions,
+            windows=self.state.windows,
+        )
+        self.features = CustomerFeatureState(
+            rates,
+            lookback=windows.features_lookback,
+            segments=settings.features.segments,
+            fallback_segment=settings.features.fallback_segment,
+            orders=self.state.orders,
+            customer_orders=self.state.customer_orders,
+            items=self.state.items,
+            products=self.state.products,
+            categories=self.state.categories,
+            features=self.state.features,
+        )
+        self.outputs = AnalyticsOutputs()
+
+    # -- partitions ------------------------------------------------------------------------------
+    def assign(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            self.watermarks.assign(partition)
+
+    def revoke(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            self.watermarks.revoke(partition)
+            self._last_event.pop(partition, None)
+
+    def recover(self) -> None:
+        """After state came back from changelogs: recompute features, re-publish windows."""
+        self.features.recover()
+        self.outputs.hourly.extend(self.revenue.snapshot())
+
+    def reconcile(
+        self,
+        stored_windows: Mapping[str, WindowTotals],
+        stored_features: Mapping[int, CustomerFeatures],
+    ) -> None:
+        """After state was rebuilt by replay: continue the versions the outputs already hold.
+
+        A window whose values equal the stored row takes its version and is not emitted;
+        one that differs is emitted with a version above both. Stored features become the
+        "previous" values, so only customers whose features differ are emitted.
+        """
+        self.revenue.advance()  # finality as of the replayed watermark, before comparing
+        self.outputs = AnalyticsOutputs()  # what the replay emitted is superseded below
+        for key, totals in list(self.state.windows.items()):
+            stored = stored_windows.get(key)
+            same = stored is not None and (
+                stored.revenue,
+                stored.order_count,
+                stored.is_final,
+            ) == (totals.revenue, totals.order_count, totals.is_final)
+            if stored is not None and same:
+                self.state.windows[key] = replace(totals, version=stored.version)
+                continue
+            floor = stored.version if stored is not None else 0
+            updated = replace(totals, version=max(totals.version, floor) + 1)
+            self.state.windows[key] = updated
+            self.outputs.hourly.append(row_of(updated))
+        for customer_id, features in stored_features.items():
+            self.state.features[customer_id] = features
+        self.features.recover()
+
+    # -- changes --------------------------------------------------------------------------------
+    def apply(self, partition: int, event: ChangeEvent) -> None:
+        if event.table == "orders":
+            self._apply_order(partition, event)
+        elif event.table == "order_items":
+            item_id = _key_int(event, "order_item_id")
+            row = _row(event)
+            if item_id is not None:
+                item = None if row is None else item_from_row(row)
+                self.features.apply_item(item_id, item, _key_int(event, "order_id"))
+        elif event.table == "products":
+            product_id = _key_int(event, "product_id")
+            row = _row(event)
+            if product_id is not None:
+                product = None if row is None else product_from_row(row)
+                self.features.apply_product(product_id, product)
+        elif event.table == "categories":
+            category_id = _key_int(event, "category_id")
+            row = _row(event)
+            if category_id is not None:
+                name = None if row is None or row.get("deleted_at") else str(row["name"])
+                self.features.apply_category(category_id, name)
+
+    def _apply_order(self, partition: int, event: ChangeEvent) -> None:
+        order_id = _key_int(event, "order_id")
+        if order_id is None:
+            return
+        row = _row(event)
+        order = None if row is None else order_from_row(row)
+        self._last_event[partition] = event.committed_at
+        if order is not None:
+            self.watermarks.observe(partition, order.created_at)
+        change = self.revenue.apply(order_id, order, event.position.lsn)
+        self.outputs.hourly.extend(change.rows)
+        self.outputs.late.extend(change.late)
+        self.features.apply_order(order_id, order)
+
+    def heartbeat(self, moment: datetime) -> None:
+        """Debezium is alive at ``moment``: advance partitions idle for ``idle_after``."""
+        for partition in self.watermarks.partitions():
+            last = self._last_event.get(partition) if isinstance(partition, int) else None
+            if last is None or moment - last >= self.idle_after:
+                self.watermarks.observe(partition, moment)
+
+    # -- time -----------------------------------------------------------------------------------
+    def tick(self, now: datetime) -> None:
+        """Close windows the watermark passed, age orders out, recompute changed features."""
+        self.outputs.hourly.extend(self.revenue.advance().rows)
+        self.features.sweep(now)
+        self.outputs.features.extend(self.features.emit(now))
+
+    def drain(self) -> AnalyticsOutputs:
+        outputs, self.outputs = self.outputs, AnalyticsOutputs()
+        return outputs

@@ -1,0 +1,283 @@
+"""Customer features as of an injectable ``now`` (DESIGN.md section 8), amounts in USD.
+
+Pure: ``compute_features`` is a function of a customer's orders and items, the product
+catalogue, currency rates and ``now``. ``CustomerFeatureState`` keeps those inputs in
+mappings the caller supplies (dicts in tests, Faust tables in the worker), marks customers
+*dirty* when an input changes, and a periodic ``sweep(now)`` marks those whose orders aged
+out of the look-back without any new event. ``emit(now)`` recomputes dirty customers and
+returns only those whose values changed, each with the next ``feature_version``.
+
+Money: an order's USD amount is ``round(total_amount * rate, 2)`` (half away from zero, the
+rate valid on the order's UTC date); sums add rounded order amounts; averages are rounded
+to cents. Preferred category: highest USD item spend over the look-back, then the larger
+item count (sum of quantities), then the smaller category name.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from config.errors import PermanentError
+from config.settings import SegmentRule
+from tables.orders import ItemRow, OrderRow, ProductRow, to_cents
+
+ZERO = Decimal("0.00")
+
+
+class UnknownCurrencyRateError(PermanentError):
+    """No row of ``ref.currency_rates`` covers a currency on an order's date."""
+
+
+class CurrencyRates:
+    """``ref.currency_rates``: the rate of a currency on a date is the latest ``valid_from``."""
+
+    def __init__(self, rows: Iterable[tuple[str, date, Decimal]]) -> None:
+        table: dict[str, list[tuple[date, Decimal]]] = {}
+        for currency, valid_from, rate in rows:
+            table.setdefault(currency.strip(), []).append((valid_from, Decimal(rate)))
+        self._dates = {c: [d for d, _ in sorted(v)] for c, v in table.items()}
+        self._rates = {c: [r for _, r in sorted(v)] for c, v in table.items()}
+
+    def rate(self, currency: str, on: date) -> Decimal:
+        dates = self._dates.get(currency)
+        index = bisect.bisect_right(dates, on) - 1 if dates else -1
+        if dates is None or index < 0:
+            raise UnknownCurrencyRateError(
+                f"no rate for {currency} on {on} in ref.currency_rates; add one"
+            )
+        return self._rates[currency][index]
+
+    def to_usd(self, amount: Decimal, currency: str, on: date) -> Decimal:
+        return to_cents(amount * self.rate(currency, on))
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureValues:
+    order_count_last_30_days: int
+    total_spent_last_30_days: Decimal
+    avg_order_value: Decimal | None
+    preferred_category: str | None
+    lifetime_order_count: int
+    lifetime_value: Decimal
+    lifetime_segment: str
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerFeatures:
+    """One versioned upsert of ``customer-features``, ``gold.customer_features`` and Redis."""
+
+    customer_id: int
+    values: FeatureValues
+    features_updated_at: datetime
+    feature_version: int
+    as_of: datetime
+
+
+def segment_of(orders: int, value: Decimal, rules: Iterable[SegmentRule], fallback: str) -> str:
+    for rule in rules:
+        if orders >= rule.min_orders and value >= rule.min_value_usd:
+            return rule.name
+    return fallback
+
+
+def compute_features(
+    orders: Iterable[OrderRow],
+    items: Mapping[int, Iterable[ItemRow]],
+    category_of_product: Mapping[int, str | None],
+    rates: CurrencyRates,
+    *,
+    now: datetime,
+    lookback: timedelta,
+    segments: Iterable[SegmentRule],
+    fallback_segment: str,
+) -> FeatureValues:
+    """Features of one customer's ``orders`` as of ``now`` (non-bearing orders are skipped)."""
+    since = now - lookback
+    recent_count = lifetime_count = 0
+    recent_total = lifetime_total = ZERO
+    spend: dict[str, tuple[Decimal, int]] = {}
+    for order in orders:
+        if not order.revenue_bearing:
+            continue
+        on = order.created_at.date()
+        usd = rates.to_usd(order.total_amount, order.currency, on)
+        lifetime_count += 1
+        lifetime_total += usd
+        if order.created_at <= since:
+            continue
+        recent_count += 1
+        recent_total += usd
+        rate = rates.rate(order.currency, on)
+        for item in items.get(order.order_id, ()):
+            category = None if item.deleted else category_of_product.get(item.product_id)
+            if category is None:
+                continue
+            amount, count = spend.get(category, (ZERO, 0))
+            item_usd = item.quantity * item.unit_price * rate
+            spend[category] = (amount + item_usd, count + item.quantity)
+    preferred = min(spend, key=lambda name: (-spend[name][0], -spend[name][1], name), default=None)
+    return FeatureValues(
+        order_count_last_30_days=recent_count,
+        total_spent_last_30_days=recent_total,
+        avg_order_value=to_cents(recent_total / recent_count) if recent_count else None,
+        preferred_category=preferred,
+        lifetime_order_count=lifetime_count,
+        lifetime_value=lifetime_total,
+        lifetime_segment=segment_of(lifetime_count, lifetime_total, segments, fallback_segment),
+    )
+
+
+class CustomerFeatureState:
+    """Inputs of every customer's features, the dirty set and the age-out schedule."""
+
+    def __init__(
+        self,
+        rates: CurrencyRates,
+        *,
+        lookback: timedelta,
+        segments: tuple[SegmentRule, ...],
+        fallback_segment: str,
+        orders: MutableMapping[int, OrderRow] | None = None,
+        customer_orders: MutableMapping[int, frozenset[int]] | None = None,
+        items: MutableMapping[int, dict[int, ItemRow]] | None = None,
+        products: MutableMapping[int, ProductRow] | None = None,
+        categories: MutableMapping[int, str] | None = None,
+        features: MutableMapping[int, CustomerFeatures] | None = None,
+    ) -> None:
+        self.rates = rates
+        self.lookback = lookback
+        self.segments = segments
+        self.fallback_segment = fallback_segment
+        self.orders: MutableMapping[int, OrderRow] = {} if orders is None else orders
+        self.customer_orders: MutableMapping[int, frozenset[int]] = (
+            {} if customer_orders is None else customer_orders
+        )
+        self.items: MutableMapping[int, dict[int, ItemRow]] = {} if items is None else items
+        self.products: MutableMapping[int, ProductRow] = {} if products is None else products
+        self.categories: MutableMapping[int, str] = {} if categories is None else categories
+        self.features: MutableMapping[int, CustomerFeatures] = {} if features is None else features
+        self.dirty: set[int] = set()
+        self._ageing: list[tuple[datetime, int]] = []  # (leaves the look-back at, customer)
+
+    def recover(self) -> None:
+        """After a restart: the dirty set and schedule are rebuilt from the stored state."""
+        self.dirty.update(self.customer_orders.keys())
+        for order in self.orders.values():
+            self._schedule(order)
+
+    # -- inputs ------------------------------------------------------------------------------
+    def apply_order(self, order_id: int, row: OrderRow | None) -> None:
+        old = self.orders.get(order_id)
+        if old is not None and old == row:
+            return
+        if old is not None:
+            self.dirty.add(old.customer_id)
+            if row is None or row.customer_id != old.customer_id:
+                self._unlink(old.customer_id, order_id)
+        if row is None:
+            self.orders.pop(order_id, None)
+            self.items.pop(order_id, None)
+            return
+        self.orders[order_id] = row
+        linked = self.customer_orders.get(row.customer_id, frozenset())
+        if order_id not in linked:
+            self.customer_orders[row.customer_id] = linked | {order_id}
+        self.dirty.add(row.customer_id)
+        self._schedule(row)
+
+    def _unlink(self, customer_id: int, order_id: int) -> None:
+        remaining = self.customer_orders.get(customer_id, frozenset()) - {order_id}
+        self.customer_orders[customer_id] = remaining
+
+    def _schedule(self, row: OrderRow) -> None:
+        if row.revenue_bearing:
+            heapq.heappush(self._ageing, (row.created_at + self.lookback, row.customer_id))
+
+    def apply_item(self, item_id: int, row: ItemRow | None, order_id: int | None) -> None:
+        """An item changed; ``order_id`` names its order when ``row`` is None (hard delete)."""
+        owner = row.order_id if row is not None else order_id
+        if owner is None:
+            return
+        current = dict(self.items.get(owner, {}))
+        if row is None:
+            if current.pop(item_id, None) is None:
+                return
+        else:
+            if current.get(item_id) == row:
+                return
+            current[item_id] = row
+        self.items[owner] = current
+        order = self.orders.get(owner)
+        if order is not None:
+            self.dirty.add(order.customer_id)
+
+    def apply_product(self, product_id: int, row: ProductRow | None) -> None:
+        old = self.products.get(product_id)
+        if row is None:
+            self.products.pop(product_id, None)
+        else:
+            self.products[product_id] = row
+        if old is None or row is None or old.category_id != row.category_id:
+            # A category moves every customer's spend that bought it; rare, so recompute all.
+            self.dirty.update(self.customer_orders.keys())
+
+    def apply_category(self, category_id: int, name: str | None) -> None:
+        if name is None:
+            self.categories.pop(category_id, None)
+        elif self.categories.get(category_id) == name:
+            return
+        else:
+            self.categories[category_id] = name
+        self.dirty.update(self.customer_orders.keys())
+
+    # -- time ------------------------------------------------------------------------------
+    def sweep(self, now: datetime) -> None:
+        """Mark customers whose orders left the look-back by ``now``."""
+        while self._ageing and self._ageing[0][0] < now:
+            _, customer_id = heapq.heappop(self._ageing)
+            self.dirty.add(customer_id)
+
+    def emit(self, now: datetime) -> list[CustomerFeatures]:
+        """Recompute dirty customers as of ``now``; those whose values changed."""
+        changed = []
+        dirty, self.dirty = self.dirty, set()
+        categories = self._category_of_product()
+        for customer_id in sorted(dirty):
+            order_ids = self.customer_orders.get(customer_id, frozenset())
+            orders = [self.orders[o] for o in order_ids if o in self.orders]
+            values = compute_features(
+                orders,
+                {o.order_id: self.items.get(o.order_id, {}).values() for o in orders},
+                categories,
+                self.rates,
+                now=now,
+                lookback=self.lookback,
+                segments=self.segments,
+                fallback_segment=self.fallback_segment,
+            )
+            previous = self.features.get(customer_id)
+            if previous is not None and previous.values == values:
+                continue
+            if previous is None and values.lifetime_order_count == 0:
+                continue  # never had a bearing order: nothing to publish
+            version = previous.feature_version + 1 if previous is not None else 1
+            features = CustomerFeatures(customer_id, values, now, version, now)
+            self.features[customer_id] = features
+            changed.append(features)
+        return changed
+
+    def _category_of_product(self) -> dict[int, str | None]:
+        return {
+            product_id: None
+            if product.category_id is None
+            else self.categories.get(product.category_id)
+            for product_id, product in self.products.items()
+        }
+
+    def snapshot(self) -> list[CustomerFeatures]:
+        return list(self.features.values())

@@ -1,0 +1,238 @@
+"""Hourly revenue per currency with retractions by order id (DESIGN.md section 8).
+
+Each order holds at most one *contribution*: its amount in the tumbling hour of its
+``created_at`` while it is revenue-bearing. A change replaces the order's contribution
+(subtract the old, add the new), so duplicates and re-snapshots change nothing and a
+cancellation or delete retracts exactly what the order added. Changes older than the
+order's stored source LSN are ignored (a replay after a crash).
+
+A window is final once the watermark passes ``end + grace``; a change to a final window
+within retention is emitted as a correction (``is_correction``); a change to a window
+beyond retention is not applied and becomes a ``LateEvent``. Every emitted row carries the
+window's version, which only grows. State lives in two mappings the caller supplies (plain
+dicts in tests, Faust tables in the worker); the watermark is the caller's ``Watermarks``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from tables.orders import OrderRow, to_cents
+from tables.windows import Watermarks, Window, is_beyond_retention, is_final, tumbling_window
+
+ZERO = Decimal("0.00")
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """What one order currently adds; ``amount`` None: it adds nothing (kept for the LSN)."""
+
+    window_start: datetime | None
+    currency: str | None
+    amount: Decimal | None
+    lsn: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowTotals:
+    window_start: datetime
+    window_end: datetime
+    currency: str
+    revenue: Decimal
+    order_count: int
+    version: int
+    is_final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyRevenueRow:
+    """One versioned upsert of ``hourly-revenue`` / ``gold.hourly_revenue``."""
+
+    window_start: datetime
+    window_end: datetime
+    currency: str
+    revenue: Decimal
+    order_count: int
+    avg_order_value: Decimal | None
+    is_final: bool
+    version: int
+    is_correction: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LateEvent:
+    """A change to a window beyond retention: not applied, published to ``late-events``."""
+
+    order_id: int
+    window_start: datetime
+    window_end: datetime
+    currency: str
+    watermark: datetime
+    lsn: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueChange:
+    rows: tuple[HourlyRevenueRow, ...] = ()
+    late: tuple[LateEvent, ...] = ()
+
+
+def window_key(start: datetime, currency: str) -> str:
+    """The state and topic key of one window: ``<start ISO>|<currency>``."""
+    return f"{start.isoformat()}|{currency}"
+
+
+def row_of(totals: WindowTotals, *, correction: bool = False) -> HourlyRevenueRow:
+    average = to_cents(totals.revenue / totals.order_count) if totals.order_count else None
+    return HourlyRevenueRow(
+        totals.window_start,
+        totals.window_end,
+        totals.currency,
+        totals.revenue,
+        totals.order_count,
+        average,
+        totals.is_final,
+        totals.version,
+        correction,
+    )
+
+
+class HourlyRevenue:
+    """Applies order changes to hourly windows; emits versioned rows and late events."""
+
+    def __init__(
+        self,
+        *,
+        size: timedelta,
+        grace: timedelta,
+        retention: timedelta,
+        watermarks: Watermarks,
+        contributions: MutableMapping[int, Contribution] | None = None,
+        windows: MutableMapping[str, WindowTotals] | None = None,
+    ) -> None:
+        self.size = size
+        self.grace = grace
+        self.retention = retention
+        self.watermarks = watermarks
+        self.contributions: MutableMapping[int, Contribution] = (
+            {} if contributions is None else contributions
+        )
+        self.windows: MutableMapping[str, WindowTotals] = {} if windows is None else windows
+
+    # -- changes ---------------------------------------------------------------------------
+    def apply(self, order_id: int, row: OrderRow | None, lsn: int | None = None) -> RevenueChange:
+        """The order is now ``row`` (None: hard-deleted). Returns the rows to emit."""
+        old = self.contributions.get(order_id)
+        if old is not None and lsn is not None and old.lsn is not None and lsn < old.lsn:
+            return RevenueChange()  # an older change replayed: the state already has newer
+        new = self._contribution(row, lsn)
+        watermark = self.watermarks.current()
+        touched = [c for c in (old, new) if c is not None and c.amount is not None]
+        if old is not None and _same(old, new):
+            self.contributions[order_id] = new
+            return RevenueChange()
+        late = tuple(
+            LateEvent(order_id, start, start + self.size, currency, watermark, lsn)
+            for start, currency in ((c.window_start, c.currency) for c in touched)
+            if start is not None
+            and currency is not None
+            and watermark is not None
+            and is_beyond_retention(self._window(start), watermark, self.retention)
+        )
+        if late:
+            return RevenueChange(late=late)
+        deltas: dict[str, tuple[Decimal, int]] = {}
+        if old is not None and old.amount is not None:
+            _add(deltas, old, -old.amount, -1)
+        if new.amount is not None:
+            _add(deltas, new, new.amount, 1)
+        self.contributions[order_id] = new
+        rows = []
+        for key, (amount, count) in deltas.items():
+            if amount == 0 and count == 0:
+                continue
+            rows.append(self._move(key, amount, count, watermark))
+        return RevenueChange(rows=tuple(rows))
+
+    def _contribution(self, row: OrderRow | None, lsn: int | None) -> Contribution:
+        if row is None:
+            return Contribution(None, None, None, lsn)
+        start = tumbling_window(row.created_at, self.size).start
+        amount = row.total_amount if row.revenue_bearing else None
+        return Contribution(start, row.currency, amount, lsn)
+
+    def _window(self, start: datetime) -> Window:
+        return Window(start, start + self.size)
+
+    def _move(
+        self, key: str, amount: Decimal, count: int, watermark: datetime | None
+    ) -> HourlyRevenueRow:
+        start_text, currency = key.rsplit("|", 1)
+        start = datetime.fromisoformat(start_text)
+        current = self.windows.get(key) or WindowTotals(
+            start, start + self.size, currency, ZERO, 0, 0
+        )
+        final = current.is_final or is_final(self._window(start), watermark, self.grace)
+        updated = replace(
+            current,
+            revenue=current.revenue + amount,
+            order_count=current.order_count + count,
+            version=current.version + 1,
+            is_final=final,
+        )
+        self.windows[key] = updated
+        return row_of(updated, correction=current.is_final)
+
+    # -- time ----------------------------------------------------------------------------------
+    def advance(self) -> RevenueChange:
+        """Mark windows final that the watermark has closed; forget those beyond retention."""
+        watermark = self.watermarks.current()
+        if watermark is None:
+            return RevenueChange()
+        rows = []
+        expired = []
+        for key, totals in list(self.windows.items()):
+            window = Window(totals.window_start, totals.window_end)
+            if is_beyond_retention(window, watermark, self.retention):
+                expired.append(key)
+            elif not totals.is_final and is_final(window, watermark, self.grace):
+                updated = replace(totals, is_final=True, version=totals.version + 1)
+                self.windows[key] = updated
+                rows.append(row_of(updated))
+        if expired:
+            self._forget(set(expired))
+        return RevenueChange(rows=tuple(rows))
+
+    def _forget(self, keys: set[str]) -> None:
+        for key in keys:
+            del self.windows[key]
+        for order_id, contribution in list(self.contributions.items()):
+            if (
+                contribution.window_start is not None
+                and contribution.currency is not None
+                and window_key(contribution.window_start, contribution.currency) in keys
+            ):
+                del self.contributions[order_id]
+
+    def snapshot(self) -> list[HourlyRevenueRow]:
+        """Every window's current row (re-published on start: the sinks are idempotent)."""
+        return [row_of(totals) for totals in self.windows.values()]
+
+
+def _same(old: Contribution, new: Contribution) -> bool:
+    return (old.window_start, old.currency, old.amount) == (
+        new.window_start,
+        new.currency,
+        new.amount,
+    )
+
+
+def _add(deltas: dict[str, tuple[Decimal, int]], c: Contribution, amount: Decimal, n: int) -> None:
+    if c.window_start is None or c.currency is None:  # only a hard delete has no window
+        return
+    key = window_key(c.window_start, c.currency)
+    total, count = deltas.get(key, (ZERO, 0))
+    deltas[key] = (total + amount, count + n)

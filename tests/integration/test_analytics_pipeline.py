@@ -1,0 +1,208 @@
+"""I4 and I5 for the real-time analytics against the real stack and the load generator.
+
+An isolated pipeline (own database, connector, topic prefix, group, Redis key prefix) gets
+a seeded workload over 40 days with cancellations, amount edits, soft and hard deletes,
+price and category changes. After quiescence and one final tick at ``as_of``:
+``gold.hourly_revenue`` equals the SQL oracle to the cent for every window within retention,
+``gold.customer_features`` equals it as of ``as_of``, and Redis equals PostgreSQL (I5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agents.analytics import AnalyticsRunner, analytics_topics
+from config.settings import Settings
+from oltp.loadgen import LoadgenConfig, run_loadgen
+from sinks.postgres.connection import connect
+from sinks.redis.feature_store import RedisFeatureStore, feature_fields
+from tables.features import CustomerFeatures, FeatureValues
+from tests.integration.analytics_oracle import (
+    FEATURE_COLUMNS,
+    expected_features,
+    expected_hourly,
+)
+from tests.integration.sink_env import SinkEnv, high_watermarks, sink_environment
+
+TRANSACTIONS = 12500  # ~5k orders over 40 days: ~25 s of loading on the shared 2-core box
+
+
+@pytest.fixture(scope="module")
+def env(settings: Settings) -> Iterator[SinkEnv]:
+    with sink_environment(settings) as pipeline:
+        run = pipeline.run_id
+        topics = pipeline.settings.topics
+        prefix = topics.cdc_prefix
+        derived = pipeline.settings.model_copy(
+            update={
+                "topics": topics.model_copy(
+                    update={
+                        "hourly_revenue": f"{prefix}.hourly-revenue",
+                        "customer_features": f"{prefix}.customer-features",
+                        "late_events": f"{prefix}.late-events",
+                    }
+                ),
+                "features": pipeline.settings.features.model_copy(
+                    update={
+                        "redis_prefix": f"bv:test:{run}:features:customer:",
+                        "idle_partition_after": timedelta(seconds=1),
+                    }
+                ),
+            }
+        )
+        yield SinkEnv(derived, run)
+
+
+async def _quiescent(runner: AnalyticsRunner, env: SinkEnv, timeout_s: float) -> None:
+    """Until every analytics topic is read to its high watermark twice in a row, 1 s apart."""
+    wanted = set(analytics_topics(env.settings))
+    deadline = time.monotonic() + timeout_s
+    previous: dict[tuple[str, int], int] | None = None
+    while time.monotonic() < deadline:
+        marks = {k: v for k, v in high_watermarks(env).items() if k[0] in wanted and v > 0}
+        done = (
+            bool(marks)
+            and not runner.recovering
+            and all(runner.positions.get(k, 0) >= v for k, v in marks.items())
+        )
+        if done and marks == previous:
+            return
+        previous = marks if done else None
+        await asyncio.sleep(1.0)
+    raise AssertionError(f"analytics did not catch up: {runner.positions} vs {marks}")
+
+
+async def _gold(settings: Settings) -> tuple[list[tuple], list[tuple]]:
+    connection = await connect(settings.postgres)
+    try:
+        hourly = await connection.fetch(
+            "SELECT window_start, currency, revenue, order_count, avg_order_value, is_final,"
+            " version FROM gold.hourly_revenue ORDER BY 1, 2"
+        )
+        features = await connection.fetch(
+            "SELECT * FROM gold.customer_features ORDER BY customer_id"
+        )
+        return [tuple(r) for r in hourly], [tuple(r) for r in features]
+    finally:
+        await connection.close()
+
+
+async def test_gold_and_redis_equal_a_sql_recomputation(env: SinkEnv) -> None:
+    settings = env.settings
+    started = time.monotonic()
+    result = await run_loadgen(
+        settings, LoadgenConfig(seed=6, customers=60, transactions=TRANSACTIONS, days_back=40)
+    )
+    loaded_s = time.monotonic() - started
+    frozen: list[datetime] = []  # once set, the runner's clock stands still at as_of
+    runner = AnalyticsRunner(
+        settings,
+        group_id=f"bv-analytics-{secrets.token_hex(3)}",
+        clock=lambda: frozen[0] if frozen else datetime.now(UTC),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        await _quiescent(runner, env, timeout_s=120)
+        as_of = datetime.now(UTC)
+        frozen.append(as_of)
+        await runner.flush_now(as_of)
+        caught_up_s = time.monotonic() - started - loaded_s
+        assert runner.core is not None
+        watermark = runner.core.watermarks.current()
+        assert watermark is not None
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+    first_gold = await _gold(settings)
+
+    # Kill (cancel, no clean stop) and restart with no local state: the replay rebuilds it.
+    restarted = AnalyticsRunner(
+        settings, group_id=f"bv-analytics-{secrets.token_hex(3)}", clock=lambda: as_of
+    )
+    second = asyncio.create_task(restarted.run(asyncio.Event()))
+    try:
+        await _quiescent(restarted, env, timeout_s=120)
+        await restarted.flush_now(as_of)
+    finally:
+        second.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await second
+    assert restarted.recovered_after_s is not None
+    # Outputs unchanged, versions included, for every window within retention (older ones
+    # depend on when the watermark formed, in either run, and are late events by definition).
+    oldest = watermark - settings.windows.retention - settings.windows.hourly_revenue_size
+    again = await _gold(settings)
+    assert [r for r in again[0] if r[0] > oldest] == [r for r in first_gold[0] if r[0] > oldest]
+    assert again[1] == first_gold[1]
+    print(
+        f"\nrecovery: {restarted.stats.changes} changes replayed, state rebuilt in"
+        f" {restarted.recovered_after_s:.1f}s; re-emitted {restarted.stats.hourly_rows}"
+        f" windows, {restarted.stats.feature_rows} customers"
+    )
+    print(
+        f"\nloadgen {result.transactions} tx ({result.actions}) in {loaded_s:.1f}s;"
+        f" analytics caught up {caught_up_s:.1f}s later; {runner.stats}"
+    )
+
+    connection = await connect(settings.postgres)
+    try:
+        retention = settings.windows.retention
+        size = settings.windows.hourly_revenue_size
+        in_retention = {
+            k: v
+            for k, v in (await expected_hourly(connection)).items()
+            if k[0] + size + retention > watermark
+        }
+        gold = {
+            (r["window_start"], r["currency"]): (
+                r["revenue"],
+                r["order_count"],
+                r["avg_order_value"],
+            )
+            for r in await connection.fetch("SELECT * FROM gold.hourly_revenue")
+            if r["window_start"] + size + retention > watermark
+        }
+        assert len(in_retention) > 100
+        nonzero = {k: v for k, v in gold.items() if v[1] > 0}
+        assert nonzero == in_retention  # I4, to the cent
+        assert all(v[0] == 0 for k, v in gold.items() if k not in in_retention)
+        late = runner.stats.late_events + runner.stats.late_events_replayed
+        assert late > 0  # the workload reaches 40 days back, retention is 35
+
+        expected = await expected_features(connection, as_of)
+        rows = await connection.fetch("SELECT * FROM gold.customer_features")
+        stored = {r["customer_id"]: tuple(r[c] for c in FEATURE_COLUMNS) for r in rows}
+        assert len(expected) > 20
+        assert {k: v for k, v in stored.items() if k in expected} == expected  # I4
+        assert all(stored[k][4] == 0 for k in stored.keys() - expected.keys())
+
+        async with RedisFeatureStore(
+            settings.redis, prefix=settings.features.redis_prefix
+        ) as store:
+            for row in rows:  # I5: Redis holds exactly what PostgreSQL holds
+                values = FeatureValues(*(row[c] for c in FEATURE_COLUMNS))
+                features = CustomerFeatures(
+                    row["customer_id"],
+                    values,
+                    row["features_updated_at"],
+                    row["feature_version"],
+                    row["as_of"],
+                )
+                cached = await store.read(row["customer_id"])
+                assert cached.pop("_version") == str(row["feature_version"])
+                assert cached.pop("_ts") == str(int(row["as_of"].timestamp() * 1000))
+                assert cached == feature_fields(features)
+            client, _ = store._require()
+            keys = [k async for k in client.scan_iter(match=f"{settings.features.redis_prefix}*")]
+            assert len(keys) == len(rows)
+            await client.delete(*keys)
+    finally:
+        await connection.close()

@@ -1,0 +1,167 @@
+"""Customer features as of an injectable clock: hand-computed cases (DESIGN.md section 8)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from config.settings import FeatureSettings
+from tables.features import CurrencyRates, CustomerFeatureState, UnknownCurrencyRateError
+from tables.orders import ItemRow, OrderRow, ProductRow
+
+NOW = datetime(2026, 3, 31, 12, tzinfo=UTC)
+RATES = CurrencyRates(
+    [
+        ("USD", date(2020, 1, 1), Decimal(1)),
+        ("EUR", date(2020, 1, 1), Decimal("1.08")),
+        ("EUR", date(2026, 3, 20), Decimal("1.10")),
+    ]
+)
+
+
+def state() -> CustomerFeatureState:
+    settings = FeatureSettings()
+    features = CustomerFeatureState(
+        RATES,
+        lookback=timedelta(days=30),
+        segments=settings.segments,
+        fallback_segment=settings.fallback_segment,
+    )
+    features.apply_category(1, "Books")
+    features.apply_category(2, "Games")
+    features.apply_product(10, ProductRow(10, 1))
+    features.apply_product(20, ProductRow(20, 2))
+    return features
+
+
+def order(order_id: int, amount: str, days_ago: float, currency: str = "USD") -> OrderRow:
+    created = NOW - timedelta(days=days_ago)
+    return OrderRow(order_id, 5, "DELIVERED", currency, Decimal(amount), created)
+
+
+def test_rates_take_the_latest_valid_from_and_round_half_up() -> None:
+    assert RATES.rate("EUR", date(2026, 3, 19)) == Decimal("1.08")
+    assert RATES.rate("EUR", date(2026, 3, 20)) == Decimal("1.10")
+    assert RATES.to_usd(Decimal("10.05"), "EUR", date(2026, 1, 1)) == Decimal("10.85")  # 10.854
+    with pytest.raises(UnknownCurrencyRateError):
+        RATES.rate("JPY", date(2026, 1, 1))
+
+
+def test_features_over_thirty_days_and_lifetime_in_usd() -> None:
+    features = state()
+    features.apply_order(1, order(1, "100.00", days_ago=2, currency="EUR"))  # 110.00 USD
+    features.apply_order(2, order(2, "50.00", days_ago=40))  # lifetime only
+    pending = OrderRow(3, 5, "PENDING", "USD", Decimal("999.00"), NOW)
+    features.apply_order(3, pending)
+    (row,) = features.emit(NOW)
+    values = row.values
+    assert values.order_count_last_30_days == 1
+    assert values.total_spent_last_30_days == Decimal("110.00")
+    assert values.avg_order_value == Decimal("110.00")
+    assert (values.lifetime_order_count, values.lifetime_value) == (2, Decimal("160.00"))
+    assert values.lifetime_segment == "NEW"
+    assert (row.feature_version, row.as_of, row.features_updated_at) == (1, NOW, NOW)
+
+
+def test_features_change_when_an_order_ages_past_thirty_days_without_an_event() -> None:
+    features = state()
+    features.apply_order(1, order(1, "30.00", days_ago=29))
+    features.apply_order(2, order(2, "10.00", days_ago=1))
+    (first,) = features.emit(NOW)
+    assert first.values.order_count_last_30_days == 2
+    later = NOW + timedelta(days=1, seconds=1)
+    features.sweep(NOW + timedelta(hours=1))
+    assert features.emit(NOW + timedelta(hours=1)) == []  # nothing aged out yet
+    features.sweep(later)
+    (second,) = features.emit(later)
+    assert second.values.order_count_last_30_days == 1
+    assert second.values.total_spent_last_30_days == Decimal("10.00")
+    assert second.values.lifetime_order_count == 2
+    assert second.feature_version == 2
+    assert second.as_of == later
+
+
+def test_no_recent_orders_gives_null_average_and_no_category() -> None:
+    features = state()
+    features.apply_order(1, order(1, "30.00", days_ago=31))
+    (row,) = features.emit(NOW)
+    assert row.values.avg_order_value is None
+    assert row.values.preferred_category is None
+    assert row.values.total_spent_last_30_days == Decimal("0.00")
+
+
+def item(item_id: int, order_id: int, product: int, quantity: int, price: str) -> ItemRow:
+    return ItemRow(item_id, order_id, product, quantity, Decimal(price))
+
+
+def test_preferred_category_is_highest_spend_then_item_count_then_name() -> None:
+    features = state()
+    features.apply_order(1, order(1, "40.00", days_ago=1))
+    features.apply_item(1, item(1, 1, 10, 1, "20.00"), None)  # Books: 20.00, 1 item
+    features.apply_item(2, item(2, 1, 20, 2, "10.00"), None)  # Games: 20.00, 2 items
+    assert features.emit(NOW)[0].values.preferred_category == "Games"
+    features.apply_item(2, item(2, 1, 20, 1, "20.00"), None)  # Games: 20.00, 1 item
+    assert features.emit(NOW)[0].values.preferred_category == "Books"  # name breaks the tie
+    features.apply_item(3, item(3, 1, 20, 1, "0.01"), None)
+    assert features.emit(NOW)[0].values.preferred_category == "Games"  # spend wins
+
+
+def test_category_move_of_a_product_is_reflected() -> None:
+    features = state()
+    features.apply_order(1, order(1, "20.00", days_ago=1))
+    features.apply_item(1, item(1, 1, 10, 1, "20.00"), None)
+    assert features.emit(NOW)[0].values.preferred_category == "Books"
+    features.apply_product(10, ProductRow(10, 2))
+    assert features.emit(NOW)[0].values.preferred_category == "Games"
+
+
+def test_cancel_and_duplicates_and_segments() -> None:
+    features = state()
+    for number in range(1, 4):
+        features.apply_order(number, order(number, "10.00", days_ago=number))
+    (row,) = features.emit(NOW)
+    assert row.values.lifetime_segment == "REGULAR"
+    features.apply_order(3, order(3, "10.00", days_ago=3))  # duplicate
+    assert features.emit(NOW) == []
+    cancelled = OrderRow(3, 5, "CANCELLED", "USD", Decimal("10.00"), NOW - timedelta(days=3))
+    features.apply_order(3, cancelled)
+    (after,) = features.emit(NOW)
+    assert (after.values.lifetime_order_count, after.values.lifetime_segment) == (2, "NEW")
+    features.apply_order(1, None)
+    features.apply_order(2, None)
+    (gone,) = features.emit(NOW)
+    assert (gone.values.lifetime_order_count, gone.values.lifetime_segment) == (0, "NONE")
+    assert gone.feature_version == 3
+
+
+def test_vip_needs_both_order_count_and_value() -> None:
+    features = state()
+    for number in range(1, 21):
+        features.apply_order(number, order(number, "250.00", days_ago=40 + number))
+    (row,) = features.emit(NOW)
+    assert (row.values.lifetime_value, row.values.lifetime_segment) == (Decimal("5000.00"), "VIP")
+
+
+def test_recovery_marks_every_customer_for_recomputation() -> None:
+    features = state()
+    features.apply_order(1, order(1, "30.00", days_ago=29.5))
+    features.emit(NOW)
+    rebuilt = CustomerFeatureState(
+        RATES,
+        lookback=timedelta(days=30),
+        segments=FeatureSettings().segments,
+        fallback_segment="NONE",
+        orders=features.orders,
+        customer_orders=features.customer_orders,
+        items=features.items,
+        products=features.products,
+        categories=features.categories,
+        features=features.features,
+    )
+    rebuilt.recover()
+    assert rebuilt.emit(NOW) == []  # same values: nothing re-published
+    rebuilt.sweep(NOW + timedelta(days=1))
+    (aged,) = rebuilt.emit(NOW + timedelta(days=1))
+    assert aged.values.order_count_last_30_days == 0

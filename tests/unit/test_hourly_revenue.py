@@ -1,0 +1,133 @@
+"""Hourly revenue with retractions: hand-computed cases (DESIGN.md section 8)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from tables.orders import OrderRow
+from tables.revenue import HourlyRevenue, window_key
+from tables.windows import Watermarks
+
+H10 = datetime(2026, 3, 1, 10, tzinfo=UTC)
+
+
+def order(order_id: int, amount: str, status: str = "CONFIRMED", minute: int = 15) -> OrderRow:
+    return OrderRow(order_id, 7, status, "EUR", Decimal(amount), H10 + timedelta(minutes=minute))
+
+
+def engine() -> tuple[HourlyRevenue, Watermarks]:
+    marks = Watermarks()
+    marks.assign(0)
+    revenue = HourlyRevenue(
+        size=timedelta(hours=1),
+        grace=timedelta(minutes=5),
+        retention=timedelta(days=35),
+        watermarks=marks,
+    )
+    return revenue, marks
+
+
+def totals(revenue: HourlyRevenue) -> tuple[Decimal, int]:
+    window = revenue.windows[window_key(H10, "EUR")]
+    return window.revenue, window.order_count
+
+
+def test_revenue_sums_bearing_orders_and_averages_to_the_cent() -> None:
+    revenue, _ = engine()
+    revenue.apply(1, order(1, "10.00"), lsn=1)
+    revenue.apply(2, order(2, "20.01"), lsn=2)
+    change = revenue.apply(3, order(3, "5.00", status="PENDING"), lsn=3)
+    assert change.rows == ()
+    row = revenue.snapshot()[0]
+    assert (row.revenue, row.order_count, row.avg_order_value) == (
+        Decimal("30.01"),
+        2,
+        Decimal("15.01"),  # 15.005 rounds half up
+    )
+    assert row.version == 2
+
+
+def test_duplicate_and_resnapshot_events_change_nothing() -> None:
+    revenue, _ = engine()
+    revenue.apply(1, order(1, "10.00"), lsn=5)
+    assert revenue.apply(1, order(1, "10.00"), lsn=5).rows == ()  # duplicate delivery
+    assert revenue.apply(1, order(1, "10.00"), lsn=9).rows == ()  # re-snapshot, same row
+    assert revenue.apply(1, order(1, "99.00"), lsn=3).rows == ()  # older change replayed
+    assert totals(revenue) == (Decimal("10.00"), 1)
+
+
+def test_amount_edit_and_delete_move_the_contribution() -> None:
+    revenue, _ = engine()
+    revenue.apply(1, order(1, "10.00"), lsn=1)
+    revenue.apply(2, order(2, "4.00"), lsn=2)
+    revenue.apply(1, order(1, "12.50"), lsn=3)
+    assert totals(revenue) == (Decimal("16.50"), 2)
+    deleted = OrderRow(2, 7, "CONFIRMED", "EUR", Decimal("4.00"), H10, deleted=True)
+    revenue.apply(2, deleted, lsn=4)
+    assert totals(revenue) == (Decimal("12.50"), 1)
+    revenue.apply(1, None, lsn=5)  # hard delete
+    assert totals(revenue) == (Decimal("0.00"), 0)
+    assert revenue.snapshot()[0].avg_order_value is None
+
+
+def test_out_of_order_within_grace_is_exact_and_not_a_correction() -> None:
+    revenue, marks = engine()
+    marks.observe(0, H10 + timedelta(minutes=50))
+    revenue.apply(1, order(1, "10.00"), lsn=1)
+    marks.observe(0, H10 + timedelta(hours=1, minutes=4))  # past the end, within grace
+    change = revenue.apply(2, order(2, "5.00", minute=5), lsn=2)
+    assert [(r.revenue, r.is_final, r.is_correction) for r in change.rows] == [
+        (Decimal("15.00"), False, False)
+    ]
+    marks.observe(0, H10 + timedelta(hours=1, minutes=5))
+    final = revenue.advance().rows
+    assert [(r.revenue, r.order_count, r.is_final, r.version) for r in final] == [
+        (Decimal("15.00"), 2, True, 3)
+    ]
+    assert revenue.advance().rows == ()  # final is emitted once
+
+
+def test_cancellation_after_window_close_produces_a_correction() -> None:
+    revenue, marks = engine()
+    revenue.apply(1, order(1, "10.00"), lsn=1)
+    revenue.apply(2, order(2, "30.00"), lsn=2)
+    marks.observe(0, H10 + timedelta(hours=3))
+    (final,) = revenue.advance().rows
+    assert (final.revenue, final.is_final, final.version) == (Decimal("40.00"), True, 3)
+    (correction,) = revenue.apply(2, order(2, "30.00", status="CANCELLED"), lsn=3).rows
+    assert correction.is_correction
+    assert correction.is_final
+    assert (correction.revenue, correction.order_count, correction.version) == (
+        Decimal("10.00"),
+        1,
+        4,
+    )
+
+
+def test_change_beyond_retention_goes_to_late_events_and_is_not_applied() -> None:
+    revenue, marks = engine()
+    revenue.apply(1, order(1, "10.00"), lsn=1)
+    marks.observe(0, H10 + timedelta(days=35, hours=1))  # window end + 35 days
+    change = revenue.apply(1, order(1, "10.00", status="CANCELLED"), lsn=2)
+    assert change.rows == ()
+    (late,) = change.late
+    assert (late.order_id, late.window_start, late.currency) == (1, H10, "EUR")
+    assert totals(revenue) == (Decimal("10.00"), 1)
+    new = revenue.apply(9, order(9, "1.00"), lsn=3)  # a first sight of a too-old order
+    assert new.rows == ()
+    assert len(new.late) == 1
+    revenue.advance()
+    assert revenue.windows == {}
+    assert revenue.contributions == {}
+
+
+def test_currencies_have_separate_windows() -> None:
+    revenue, _ = engine()
+    revenue.apply(1, order(1, "10.00"), lsn=1)
+    usd = OrderRow(2, 7, "SHIPPED", "USD", Decimal("3.00"), H10)
+    revenue.apply(2, usd, lsn=2)
+    assert sorted((r.currency, r.revenue) for r in revenue.snapshot()) == [
+        ("EUR", Decimal("10.00")),
+        ("USD", Decimal("3.00")),
+    ]
