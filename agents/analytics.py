@@ -6,7 +6,7 @@ idempotent versioned upsert, so a batch written twice is harmless.
 
 ``AnalyticsRunner`` drives the core from a confluent-kafka consumer (one thread for
 consume + decode, the event loop for the sinks), the same consumer family the medallion
-sink uses (docs/decisions/0006-analytics-state-and-consumer.md). Its state is the
+sink uses (docs/decisions/0007-analytics-state-and-consumer.md). Its state is the
 ``AnalyticsState`` it is given: plain dicts rebuilt by replaying the CDC topics from the
 beginning (own group, nothing committed), or the Faust tables of ``agents.analytics_faust``.
 Every ``flush_interval`` it ticks the clock (windows close, orders age out) and flushes.

@@ -11,7 +11,7 @@ customer and re-publishes every window (version-guarded, so unchanged rows are r
 
 Faust's consumer acks records an agent raised on and commits on its own schedule; this
 is acceptable here only because every state update is idempotent by order id and every
-output a versioned upsert (docs/decisions/0006-analytics-state-and-consumer.md).
+output a versioned upsert (docs/decisions/0007-analytics-state-and-consumer.md).
 """
 
 from __future__ import annotations
