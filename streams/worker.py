@@ -15,7 +15,9 @@ import signal
 import socket
 from collections.abc import Sequence
 
+from agents.analytics import AnalyticsRunner
 from agents.medallion import MedallionSink, SinkStats
+from cache.service import run_cache_service
 from config.errors import ConfigurationError
 from config.settings import Settings
 from observability.logging import configure_logging
@@ -26,7 +28,7 @@ from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
 
 log = logging.getLogger("bitvelocity.worker")
-AGENTS = ("medallion",)
+AGENTS = ("medallion", "analytics", "cache")
 
 
 def default_worker_id() -> str:
@@ -62,11 +64,25 @@ async def run_worker(
     try:
         with RegistryClient(settings.registry) as registry:  # our own output schemas
             await asyncio.to_thread(register_all, settings, registry)
-        sink = MedallionSink(settings, RulesQualityGate(settings), worker_id=identity)
         log.info("worker %s running agents %s", identity, ", ".join(agents))
-        stats = await sink.run(stop)
-        log.info("worker %s stopped after %d batches", identity, stats.batches)
-        return {"medallion": stats}
+        results: dict[str, SinkStats] = {}
+        # One task per agent; if one fails the others are cancelled and the process exits
+        # non-zero (nothing uncommitted is lost: every agent resumes from its offsets).
+        async with asyncio.TaskGroup() as group:
+            if "medallion" in agents:
+                sink = MedallionSink(settings, RulesQualityGate(settings), worker_id=identity)
+                medallion = group.create_task(sink.run(stop))
+            if "analytics" in agents:
+                runner = AnalyticsRunner(
+                    settings, group_id=f"{settings.kafka.consumer_group}-analytics"
+                )
+                group.create_task(runner.run(stop))
+            if "cache" in agents:
+                group.create_task(run_cache_service(settings, stop))
+        if "medallion" in agents:
+            results["medallion"] = medallion.result()
+            log.info("worker %s stopped after %d batches", identity, results["medallion"].batches)
+        return results
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -52,6 +52,8 @@ def start_worker(env: SinkEnv, log: Path, worker_id: str) -> subprocess.Popen[by
                 "streams.cli",
                 "worker",
                 "--no-metrics",
+                "--agents",
+                "medallion",
                 "--worker-id",
                 worker_id,
             ],
