@@ -12,7 +12,13 @@ from pathlib import Path
 
 import yaml
 
-from config.settings import PROJECT_ROOT, Settings, StackSettings
+from config.settings import (
+    PROJECT_ROOT,
+    MonitoringSettings,
+    Settings,
+    StackSettings,
+    WebSettings,
+)
 from stack.base import StackContext
 from stack.prometheus_service import PrometheusService
 from stack.tools import prometheus_binary
@@ -81,7 +87,10 @@ def test_compose_prometheus_config_is_valid_and_loads_the_rules() -> None:
 
 
 def test_stack_prometheus_config_is_valid(tmp_path: Path) -> None:
-    settings = Settings(stack=StackSettings(state_dir=tmp_path))
+    # Declared defaults for the scrape target, whatever BV_* variables this run has set.
+    settings = Settings(
+        stack=StackSettings(state_dir=tmp_path), web=WebSettings(), monitoring=MonitoringSettings()
+    )
     service = PrometheusService(StackContext(settings))
     service.prepare(lambda _message: None)
     result = promtool("check", "config", service.config_path, cwd=tmp_path)

@@ -22,7 +22,11 @@ from stack.prometheus_service import PrometheusService
 
 
 def settings_in(tmp_path: Path, **sections: object) -> Settings:
-    return Settings(stack=StackSettings(state_dir=tmp_path), **sections)  # type: ignore[arg-type]
+    """Declared defaults (not this run's BV_* variables) plus ``sections``."""
+    defaults: dict[str, object] = {"web": WebSettings(), "monitoring": MonitoringSettings()}
+    return Settings(  # type: ignore[arg-type]
+        stack=StackSettings(state_dir=tmp_path), **{**defaults, **sections}
+    )
 
 
 def test_default_stack_has_no_prometheus(tmp_path: Path) -> None:
