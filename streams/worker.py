@@ -15,14 +15,13 @@ import signal
 import socket
 from collections.abc import Sequence
 
-from quality.gate import RulesQualityGate
-
 from agents.medallion import MedallionSink, SinkStats
 from config.errors import ConfigurationError
 from config.settings import Settings
 from observability.logging import configure_logging
 from observability.metrics import default_metrics
 from observability.server import MetricsServer
+from quality.gate import RulesQualityGate
 
 log = logging.getLogger("bitvelocity.worker")
 AGENTS = ("medallion",)
