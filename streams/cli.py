@@ -19,6 +19,7 @@ from config.settings import PROJECT_ROOT, load_settings
 from oltp.loadgen import LoadgenConfig
 from stack import process
 from stack.manager import MONITORING_NAMES, SERVICE_NAMES, Stack
+from streams.bench_cli import bench
 from streams.console import (
     ProgressLog,
     change_table,
@@ -61,6 +62,7 @@ app.command("status")(status)
 app.add_typer(quality_app, name="quality")
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
+app.command("bench")(guarded(bench))
 
 ServiceNames = Annotated[
     list[str] | None,
