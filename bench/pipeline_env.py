@@ -38,10 +38,13 @@ class PipelineNames:
     database: str  # e.g. "bv_sink_" -> database bv_sink_<run id>
     topic_prefix: str  # e.g. "bvsink" -> topics bvsink<run id>.public.<table>
     group: str  # e.g. "bv-test-" -> consumer group bv-test-<run id>-medallion
+    connector: (
+        str  # e.g. "bv-sink-" -> connector bv-sink-<run id>; its slot is named like the database
+    )
 
 
-SINK_TEST_NAMES = PipelineNames("bv_sink_", "bvsink", "bv-test-")
-BENCH_NAMES = PipelineNames("bv_bench_", "bvbench", "bv-bench-")
+SINK_TEST_NAMES = PipelineNames("bv_sink_", "bvsink", "bv-test-", "bv-sink-")
+BENCH_NAMES = PipelineNames("bv_bench_", "bvbench", "bv-bench-", "bv-bench-")
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,9 @@ def pipeline_environment(
     run_id = secrets.token_hex(3)
     settings = derive(base, run_id, batch_max_records, names)
     env = SinkEnv(settings, run_id)
-    spec = oltp_connector_spec(settings, name=f"bv-sink-{run_id}", slot=f"bv_sink_{run_id}")
+    spec = oltp_connector_spec(
+        settings, name=f"{names.connector}{run_id}", slot=f"{names.database}{run_id}"
+    )
     try:
         asyncio.run(migrate_oltp(settings))
         asyncio.run(migrate_warehouse(settings))
