@@ -20,15 +20,19 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from config.errors import RegistryError
 from config.settings import Settings
 from oltp.loadgen import LoadgenResult
 from oltp.schema import CAPTURED_TABLES, migrate_oltp
+from serdes.registry import RegistryClient
 from sinks.postgres.connection import connect
 from sinks.postgres.warehouse import migrate_warehouse
 from streams.capture_admin import delete_topics_with_prefix, drop_slot_when_released
 from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
 
 log = logging.getLogger("bitvelocity.pipeline_env")
+#: Debezium's heartbeat topic is ``__debezium-heartbeat.<topic prefix>``, outside the prefix.
+HEARTBEAT_TOPIC_PREFIX = "__debezium-heartbeat."
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,10 @@ def pipeline_environment(
         with ConnectClient(settings) as client:
             client.delete(spec.name)
         asyncio.run(_drop(settings, spec.slot))
-        delete_topics_with_prefix(settings.kafka.bootstrap_servers, settings.topics.cdc_prefix)
+        prefix = settings.topics.cdc_prefix
+        delete_topics_with_prefix(settings.kafka.bootstrap_servers, prefix)
+        _delete_topics(settings.kafka.bootstrap_servers, [f"{HEARTBEAT_TOPIC_PREFIX}{prefix}"])
+        _delete_subjects(settings, [*env.topics, f"{prefix}.transaction"])
 
 
 async def _drop(settings: Settings, slot: str) -> None:
@@ -124,6 +131,25 @@ async def _drop(settings: Settings, slot: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{settings.postgres.database}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+def _delete_topics(bootstrap: str, topics: list[str]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = [t for t in topics if t in admin.list_topics(timeout=5).topics]
+    if existing:
+        for future in admin.delete_topics(existing, operation_timeout=10).values():
+            future.result(timeout=15)
+
+
+def _delete_subjects(settings: Settings, topics: Iterable[str]) -> None:
+    """Remove the key and value subjects Debezium registered for ``topics`` (when present)."""
+    with RegistryClient(settings.registry) as registry:
+        for topic in topics:
+            for side in ("key", "value"):
+                try:
+                    registry.delete_subject(f"{topic}-{side}")
+                except RegistryError as exc:  # never registered; or a leftover, not a failure
+                    log.debug("subject %s-%s not deleted: %s", topic, side, exc)
 
 
 def delete_consumer_groups(bootstrap: str, groups: Iterable[str]) -> list[str]:
