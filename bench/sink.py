@@ -634,6 +634,7 @@ async def measure(env: SinkEnv, options: BenchOptions, warehouses: Warehouses) -
     latencies = latencies_ms(latency_run.commits, stamps)
     first = min(s[0] for s in stamps.values())
     last = max(s[-1] for s in stamps.values())
+    half = len(latencies) // 2  # commit order: the earlier half of the records, the later half
     return _report(
         expected,
         load_s,
@@ -653,6 +654,10 @@ async def measure(env: SinkEnv, options: BenchOptions, warehouses: Warehouses) -
             "p90_ms": round(percentile(latencies, 0.90), 1),
             "p99_ms": round(percentile(latencies, 0.99), 1),
             "max_ms": round(max(latencies), 1),
+            # Rising from the first to the second half: the sink fell behind the offered rate.
+            "p99_first_half_ms": round(percentile(latencies[:half], 0.99), 1),
+            "p99_second_half_ms": round(percentile(latencies[half:], 0.99), 1),
+            "sink_rate_per_s": round(len(latencies) / (latency_run.commits[-1][0] - first / 1000)),
             "cpu_s_per_1k_records": round(latency_run.cpu_s_per_1k, 4),
         },
     )
@@ -791,6 +796,13 @@ def render(result: dict[str, Any]) -> Table:
     )
     row("", f"p99 {lat['p99_ms']:,.0f}", "ms", f"{ratio['p99_over_500ms']:.3f}", "500 ms target")
     row("", f"max {lat['max_ms']:,.0f}", "ms")
+    row(
+        "  p99 first half / second half",
+        f"{lat['p99_first_half_ms']:,.0f} / {lat['p99_second_half_ms']:,.0f}",
+        "ms",
+        "",
+        f"sink committed {lat['sink_rate_per_s']:,} records/s over the phase",
+    )
     return table
 
 
