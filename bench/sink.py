@@ -96,6 +96,7 @@ class BenchOptions:
     sweep: tuple[int, ...] = (500, 2_000)
     repeats: int = 2  # runs at batch_max_records; the best counts, as for the baselines
     latency_fraction: float = 0.5
+    latency_rate: float | None = None  # records/s; fixed, to compare two builds at one rate
     latency_min_s: float = 10.0
     seed: int = 42
     phase_timeout_s: float = 180.0
@@ -127,6 +128,7 @@ class SinkRun:
     rss_before_mb: float  # this process when the sink started (holds the benchmark's input)
     peak_rss_mb: float  # the peak while the sink ran
     batches: int
+    quality_sweep_s: float
     commits: list[tuple[float, str, int, int]] = field(default_factory=list, repr=False)
 
     @property
@@ -163,12 +165,18 @@ class _TimedSink(MedallionSink):
         self.finished_at: tuple[float, float] | None = None
         self.commits: list[tuple[float, str, int, int]] = []  # wall time, topic, part, next
         self.done = asyncio.Event()
+        self.sweep_s = 0.0  # wall time in the periodic quality sweep (not in any batch)
         self._remaining = {key for key, high in expected.items() if high > 0}
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         super()._on_assign(consumer, partitions)
         if partitions and self.assigned_at is None:
             self.assigned_at = (time.perf_counter(), time.process_time())
+
+    async def _sweep_quality(self) -> None:
+        started = time.perf_counter()
+        await super()._sweep_quality()
+        self.sweep_s += time.perf_counter() - started
 
     def _committed(self, outcome: BatchOutcome) -> None:
         claim = outcome.claim
@@ -450,6 +458,7 @@ async def run_sink(
         rss_before_mb=round(rss_before, 1),
         peak_rss_mb=round(_rss_mb("VmHWM"), 1),
         batches=sink.stats.batches,
+        quality_sweep_s=round(sink.sweep_s, 3),
         commits=sink.commits,
     )
 
@@ -596,7 +605,7 @@ async def measure(env: SinkEnv, options: BenchOptions, warehouses: Warehouses) -
     repeats = runs[: max(1, options.repeats)]
     main = max(repeats, key=lambda r: r.records_per_s)
 
-    rate = main.records_per_s * options.latency_fraction
+    rate = options.latency_rate or main.records_per_s * options.latency_fraction
     passes = max(1, math.ceil(options.latency_min_s * rate / total))
     say(f"latency: replaying {passes} x {total:,} records at {rate:,.0f}/s into fresh topics")
     replay_prefix = f"{settings.topics.cdc_prefix}replay"
@@ -659,6 +668,8 @@ async def measure(env: SinkEnv, options: BenchOptions, warehouses: Warehouses) -
             "p99_second_half_ms": round(percentile(latencies[half:], 0.99), 1),
             "sink_rate_per_s": round(len(latencies) / (latency_run.commits[-1][0] - first / 1000)),
             "cpu_s_per_1k_records": round(latency_run.cpu_s_per_1k, 4),
+            "quality_sweep_s": latency_run.quality_sweep_s,
+            "phase_s": round(latency_run.seconds, 2),
         },
     )
 
@@ -858,6 +869,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--repeats", type=int, default=BenchOptions.repeats)
     parser.add_argument("--latency-fraction", type=float, default=BenchOptions.latency_fraction)
+    parser.add_argument(
+        "--latency-rate", type=float, default=None, help="records/s (default: a fraction of max)"
+    )
     parser.add_argument("--latency-min-s", type=float, default=BenchOptions.latency_min_s)
     args = parser.parse_args(argv)
     options = BenchOptions(
@@ -866,6 +880,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sweep=args.sweep,
         repeats=args.repeats,
         latency_fraction=args.latency_fraction,
+        latency_rate=args.latency_rate,
         latency_min_s=args.latency_min_s,
         json_path=args.json_path,
     )
