@@ -727,7 +727,7 @@ def _report(
         },
         "environment": {
             "python": platform.python_version(),
-            "confluent_kafka": confluent_kafka.version()[0],
+            "confluent_kafka": confluent_kafka.__version__,
             "librdkafka": confluent_kafka.libversion()[0],
             "asyncpg": asyncpg.__version__,
             "fastavro": fastavro.__version__,
