@@ -106,6 +106,7 @@ class MedallionSink:
         self.quality = quality
         self.writer = MedallionWriter(self.offsets, quality)
         self._last_sweep = 0.0
+        self._batch_opened = time.monotonic()
         self._sweep_interval_s = 2.0
         self._last_refresh = time.monotonic()
         self._last_lag = 0.0
@@ -240,9 +241,13 @@ class MedallionSink:
     def _poll(self, decoder: DebeziumAvroDecoder) -> dict[tuple[str, int], list[ConsumedRecord]]:
         assert self._consumer is not None
         sink = self.settings.sink
+        # The batch window opened when the previous batch was taken: records that queued up
+        # while it was being written have waited already, so take them without a second wait.
+        wait_s = self._batch_opened + sink.batch_max_ms / 1000 - time.monotonic()
         messages = self._consumer.consume(
-            num_messages=sink.batch_max_records, timeout=sink.batch_max_ms / 1000
+            num_messages=sink.batch_max_records, timeout=max(0.0, wait_s)
         )
+        self._batch_opened = time.monotonic()
         batches: dict[tuple[str, int], list[ConsumedRecord]] = defaultdict(list)
         deadline = time.monotonic() + 30
         for message in messages:

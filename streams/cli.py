@@ -19,6 +19,7 @@ from config.settings import PROJECT_ROOT, load_settings
 from oltp.loadgen import LoadgenConfig
 from stack import process
 from stack.manager import MONITORING_NAMES, SERVICE_NAMES, Stack
+from streams.bench_cli import bench
 from streams.cache_cli import cache_app
 from streams.console import (
     ProgressLog,
@@ -65,6 +66,7 @@ app.add_typer(partitions_app, name="partitions")
 app.add_typer(cache_app, name="cache")
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
+app.command("bench")(guarded(bench))
 
 ServiceNames = Annotated[
     list[str] | None,

@@ -28,6 +28,7 @@ class TableSpec:
     key: tuple[str, ...]  # silver names
     columns: tuple[str, ...]  # silver names, key first, audit columns last
     renames: Mapping[str, str] = field(default_factory=dict)  # source name -> silver name
+    _source_pairs: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
 
     @property
     def bronze_table(self) -> str:
@@ -37,6 +38,11 @@ class TableSpec:
     def silver_table(self) -> str:
         return f"silver.{self.name}"
 
+    def __post_init__(self) -> None:
+        # Resolved once: silver_row runs for every record of every batch.
+        pairs = tuple((column, self.source_name(column)) for column in self.columns)
+        object.__setattr__(self, "_source_pairs", pairs)
+
     def source_name(self, silver_column: str) -> str:
         for source, silver in self.renames.items():
             if silver == silver_column:
@@ -45,7 +51,8 @@ class TableSpec:
 
     def silver_row(self, source_row: Mapping[str, object]) -> dict[str, object]:
         """The silver columns of a decoded source row (missing columns are None)."""
-        return {column: source_row.get(self.source_name(column)) for column in self.columns}
+        get = source_row.get
+        return {column: get(source) for column, source in self._source_pairs}
 
     def key_of(self, silver_row: Mapping[str, object]) -> tuple[object, ...]:
         return tuple(silver_row[column] for column in self.key)

@@ -1,5 +1,6 @@
 """An isolated medallion pipeline for one test: its own database, connector, topics, group.
 
+The pipeline itself is built by ``bench.pipeline_env`` (the sink benchmark uses it too).
 Also the oracle the sink tests judge by, written independently of the sink: Kafka read
 back with confluent-kafka, OLTP rows read with plain SQL.
 """
@@ -8,94 +9,45 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from agents.medallion import MedallionSink
+from bench.pipeline_env import (
+    SinkEnv,
+    eventually,
+    expected_records,
+    high_watermarks,
+    pipeline_environment,
+)
 from config.settings import Settings
 from observability.metrics import Metrics
-from oltp.loadgen import LoadgenResult
-from oltp.schema import CAPTURED_TABLES, migrate_oltp
 from quality.gate import RulesQualityGate
 from sinks.postgres.connection import connect
 from sinks.postgres.tables import TABLES
-from sinks.postgres.warehouse import migrate_warehouse
-from streams.capture_admin import delete_topics_with_prefix, drop_slot_when_released, read_topics
-from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
+from streams.capture_admin import read_topics
 
-
-@dataclass(frozen=True)
-class SinkEnv:
-    settings: Settings
-    run_id: str
-
-    @property
-    def database(self) -> str:
-        return self.settings.postgres.database
-
-    @property
-    def topics(self) -> list[str]:
-        return [self.settings.topics.cdc_topic(t) for t in CAPTURED_TABLES]
-
-    @property
-    def group(self) -> str:
-        return f"{self.settings.kafka.consumer_group}-medallion"
-
-    def worker_env(self) -> dict[str, str]:
-        """Environment for a `bitvelocity worker` subprocess on this pipeline."""
-        return {
-            "BV_POSTGRES__DATABASE": self.database,
-            "BV_TOPICS__CDC_PREFIX": self.settings.topics.cdc_prefix,
-            "BV_KAFKA__CONSUMER_GROUP": self.settings.kafka.consumer_group,
-            "BV_SINK__BATCH_MAX_RECORDS": str(self.settings.sink.batch_max_records),
-        }
-
-
-def derive(base: Settings, run_id: str, batch_max_records: int) -> Settings:
-    return base.model_copy(
-        update={
-            "postgres": base.postgres.model_copy(update={"database": f"bv_sink_{run_id}"}),
-            "topics": base.topics.model_copy(update={"cdc_prefix": f"bvsink{run_id}"}),
-            "kafka": base.kafka.model_copy(update={"consumer_group": f"bv-test-{run_id}"}),
-            "sink": base.sink.model_copy(update={"batch_max_records": batch_max_records}),
-        }
-    )
+__all__ = [
+    "SinkEnv",
+    "assert_exactly_once",
+    "eventually",
+    "expected_records",
+    "high_watermarks",
+    "kafka_records",
+    "running_sink",
+    "sink_environment",
+    "stored_offsets",
+    "wait_until_caught_up",
+]
 
 
 @contextlib.contextmanager
 def sink_environment(base: Settings, *, batch_max_records: int = 200) -> Iterator[SinkEnv]:
-    run_id = secrets.token_hex(3)
-    settings = derive(base, run_id, batch_max_records)
-    env = SinkEnv(settings, run_id)
-    spec = oltp_connector_spec(settings, name=f"bv-sink-{run_id}", slot=f"bv_sink_{run_id}")
-    asyncio.run(migrate_oltp(settings))
-    asyncio.run(migrate_warehouse(settings))
-    try:
-        with ConnectClient(settings) as client:
-            client.put(spec.name, debezium_postgres_config(settings, spec))
-            client.wait_running(spec.name)
+    with pipeline_environment(base, batch_max_records=batch_max_records) as env:
         yield env
-    finally:
-        with ConnectClient(settings) as client:
-            client.delete(spec.name)
-        asyncio.run(_drop(settings, spec.slot))
-        delete_topics_with_prefix(settings.kafka.bootstrap_servers, settings.topics.cdc_prefix)
-
-
-async def _drop(settings: Settings, slot: str) -> None:
-    admin = await connect(settings.postgres, "postgres")
-    try:
-        await drop_slot_when_released(admin, slot)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{settings.postgres.database}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 @contextlib.asynccontextmanager
@@ -126,22 +78,6 @@ async def running_sink(
 
 
 # -- the oracle ------------------------------------------------------------------------------
-def high_watermarks(env: SinkEnv) -> dict[tuple[str, int], int]:
-    bootstrap = env.settings.kafka.bootstrap_servers
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"oracle-{env.run_id}"})
-    try:
-        metadata = admin.list_topics(timeout=5).topics
-        return {
-            (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
-            for topic in env.topics
-            if topic in metadata
-            for p in metadata[topic].partitions
-        }
-    finally:
-        consumer.close()
-
-
 def kafka_records(env: SinkEnv) -> dict[tuple[str, int, int], bool]:
     """Every record on the pipeline's topics -> whether it is a tombstone."""
     marks = high_watermarks(env)
@@ -167,24 +103,6 @@ async def stored_offsets(env: SinkEnv) -> dict[tuple[str, int], int]:
         return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
     finally:
         await connection.close()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, timeout_s: float, what: str) -> None:
-    """Poll ``check`` until it is true; fail after ``timeout_s`` naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if await check():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        await asyncio.sleep(0.5)
-
-
-def expected_records(*results: LoadgenResult) -> int:
-    """Kafka records the workloads produce: one per row change, plus a tombstone per delete."""
-    return sum(
-        c.inserts + c.updates + 2 * c.deletes for result in results for c in result.tables.values()
-    )
 
 
 async def wait_until_caught_up(env: SinkEnv, expect: int, timeout_s: float = 120) -> None:
