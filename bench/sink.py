@@ -36,6 +36,7 @@ import math
 import multiprocessing
 import platform
 import resource
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -49,6 +50,7 @@ import confluent_kafka
 import fastavro
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.table import Table
 
@@ -63,6 +65,7 @@ from bench.pipeline_env import (
     pipeline_environment,
 )
 from config.settings import Settings, load_settings
+from observability.metrics import Metrics, NullMetrics
 from oltp.loadgen import LoadgenConfig, LoadgenResult, run_loadgen
 from quality.gate import RulesQualityGate
 from serdes.avro import AvroCodec
@@ -98,6 +101,7 @@ class BenchOptions:
     latency_fraction: float = 0.5
     latency_rate: float | None = None  # records/s; fixed, to compare two builds at one rate
     latency_min_s: float = 10.0
+    metrics_pairs: int = 2  # alternating runs with metrics on and off (DESIGN: overhead < 5 %)
     seed: int = 42
     phase_timeout_s: float = 180.0
     json_path: Path = RESULTS
@@ -412,6 +416,7 @@ async def run_sink(
     expected: dict[tuple[str, int], int],
     timeout_s: float,
     on_assigned: Callable[[], None] | None = None,
+    metrics: Metrics | None = None,
 ) -> SinkRun:
     """Run a fresh sink until it committed every record below ``expected``'s offsets."""
     sink = _TimedSink(
@@ -421,6 +426,7 @@ async def run_sink(
         topics=topics,
         group_id=group,
         database=database,
+        metrics=metrics,
     )
     stop = asyncio.Event()
     _reset_peak_rss()
@@ -605,6 +611,8 @@ async def measure(env: SinkEnv, options: BenchOptions, warehouses: Warehouses) -
     repeats = runs[: max(1, options.repeats)]
     main = max(repeats, key=lambda r: r.records_per_s)
 
+    overhead = await _metrics_overhead(env, options, warehouses, marks, total, data_records)
+
     rate = options.latency_rate or main.records_per_s * options.latency_fraction
     passes = max(1, math.ceil(options.latency_min_s * rate / total))
     say(f"latency: replaying {passes} x {total:,} records at {rate:,.0f}/s into fresh topics")
@@ -644,7 +652,7 @@ async def measure(env: SinkEnv, options: BenchOptions, warehouses: Warehouses) -
     first = min(s[0] for s in stamps.values())
     last = max(s[-1] for s in stamps.values())
     half = len(latencies) // 2  # commit order: the earlier half of the records, the later half
-    return _report(
+    result = _report(
         expected,
         load_s,
         (b0, b1, b2, decode_rate),
@@ -672,6 +680,43 @@ async def measure(env: SinkEnv, options: BenchOptions, warehouses: Warehouses) -
             "phase_s": round(latency_run.seconds, 2),
         },
     )
+    result["metrics_overhead"] = overhead
+    return result
+
+
+async def _metrics_overhead(
+    env: SinkEnv,
+    options: BenchOptions,
+    warehouses: Warehouses,
+    marks: dict[tuple[str, int], int],
+    total: int,
+    data_records: int,
+) -> dict[str, Any]:
+    """Throughput with metrics on and off, alternating, on the same records."""
+    settings = env.settings
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    for number in range(max(1, options.metrics_pairs)):
+        for arm in ("on", "off"):
+            console.log(f"metrics {arm}: run {number + 1}")
+            database = await warehouses.fresh(f"m{arm}{number}")
+            run = await run_sink(
+                settings,
+                database=database,
+                topics=env.topics,
+                group=f"{settings.kafka.consumer_group}-m{arm}{number}",
+                expected=marks,
+                timeout_s=options.phase_timeout_s,
+                metrics=Metrics(CollectorRegistry()) if arm == "on" else NullMetrics(),
+            )
+            await check_exactly_once(settings, database, total, data_records)
+            rates[arm].append(run.records_per_s)
+    on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+    return {
+        "records_per_s_on": [round(r) for r in rates["on"]],
+        "records_per_s_off": [round(r) for r in rates["off"]],
+        "overhead_fraction": round(1 - on / off, 4),
+        "target_fraction": 0.05,
+    }
 
 
 def _with_batch(settings: Settings, batch: int) -> Settings:
@@ -825,6 +870,7 @@ def _cleanup_groups(settings: Settings, runs: int) -> Iterator[None]:
         group = settings.kafka.consumer_group
         names = [f"{group}-r{n}" for n in range(runs)] + [f"{group}-latency", f"{group}-b0"]
         names.append(f"{group}-capture")
+        names += [f"{group}-m{arm}{n}" for arm in ("on", "off") for n in range(runs)]
         delete_consumer_groups(settings.kafka.bootstrap_servers, names)
 
 
@@ -837,7 +883,8 @@ def run(options: BenchOptions, settings: Settings | None = None) -> dict[str, An
         warehouses = Warehouses(env.settings)
         replay_prefix = f"{env.settings.topics.cdc_prefix}replay"
         try:
-            with _cleanup_groups(env.settings, max(1, options.repeats) + len(options.sweep)):
+            runs = max(1, options.repeats) + len(options.sweep) + options.metrics_pairs
+            with _cleanup_groups(env.settings, runs):
                 result = asyncio.run(_measure_then_drop(env, options, warehouses))
         finally:
             delete_topics_with_prefix(env.settings.kafka.bootstrap_servers, replay_prefix)
@@ -873,6 +920,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--latency-rate", type=float, default=None, help="records/s (default: a fraction of max)"
     )
     parser.add_argument("--latency-min-s", type=float, default=BenchOptions.latency_min_s)
+    parser.add_argument(
+        "--metrics-pairs",
+        type=int,
+        default=BenchOptions.metrics_pairs,
+        help="alternating runs with metrics on and off",
+    )
     args = parser.parse_args(argv)
     options = BenchOptions(
         changes=args.changes,
@@ -882,10 +935,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         latency_fraction=args.latency_fraction,
         latency_rate=args.latency_rate,
         latency_min_s=args.latency_min_s,
+        metrics_pairs=args.metrics_pairs,
         json_path=args.json_path,
     )
     result = run(options)
     console.print(render(result))
+    overhead = result["metrics_overhead"]
+    console.print(
+        f"metrics overhead: {overhead['overhead_fraction']:+.1%} (on {overhead['records_per_s_on']}"
+        f" vs off {overhead['records_per_s_off']} records/s; target < 5 %)"
+    )
     console.print(f"written {options.json_path}")
 
 

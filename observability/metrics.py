@@ -238,3 +238,15 @@ def default_metrics() -> Metrics:
         if _default is None:
             _default = Metrics(REGISTRY)
         return _default
+
+
+class NullMetrics(Metrics):
+    """Records nothing: the "metrics off" arm of the overhead benchmark (bench/sink.py)."""
+
+
+def _record_nothing(*_args: object, **_kwargs: object) -> None:
+    return None
+
+
+for _name in [n for n in vars(Metrics) if n.startswith(("record_", "set_"))]:
+    setattr(NullMetrics, _name, _record_nothing)

@@ -49,7 +49,13 @@ def test_sink_benchmark_writes_every_figure_and_cleans_up(
     before = bench_leftovers(settings)
     path = tmp_path / "sink.json"
     options = BenchOptions(
-        changes=300, sweep=(), repeats=1, latency_min_s=0.5, phase_timeout_s=90, json_path=path
+        changes=300,
+        sweep=(),
+        repeats=1,
+        latency_min_s=0.5,
+        phase_timeout_s=90,
+        json_path=path,
+        metrics_pairs=1,
     )
     result = run(options, settings)
 
@@ -66,4 +72,7 @@ def test_sink_benchmark_writes_every_figure_and_cleans_up(
     assert {"p50_ms", "p99_ms", "records"} <= set(result["latency"])
     assert result["latency"]["records"] == result["input"]["records"] * result["latency"]["passes"]
     assert {"ours_over_b0", "ours_over_target_20k", "p99_over_500ms"} <= set(result["ratios"])
+    overhead = result["metrics_overhead"]
+    assert len(overhead["records_per_s_on"]) == len(overhead["records_per_s_off"]) == 1
+    assert "overhead_fraction" in overhead
     assert bench_leftovers(settings) <= before
