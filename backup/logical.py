@@ -71,12 +71,17 @@ def backup_name(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
-def dump_arguments(part: Part, database: str, output: Path, compression: int) -> list[str]:
-    """The pg_dump command line of one part (no password: it travels in PGPASSFILE)."""
+def dump_arguments(
+    part: Part, database: str, output: Path, compression: int, schemas: tuple[str, ...]
+) -> list[str]:
+    """The pg_dump command line of one part (no password: it travels in PGPASSFILE).
+
+    ``schemas``: the warehouse schemas the database has (pg_dump fails on a missing one).
+    """
     command = [binary("pg_dump"), "--format=custom", f"--compress={compression}"]
     command += [f"--file={output}", f"--dbname={database}"]
     flag = "--schema" if part == "warehouse" else "--exclude-schema"
-    command += [f"{flag}={schema}" for schema in WAREHOUSE_SCHEMAS]
+    command += [f"{flag}={schema}" for schema in schemas]
     return command
 
 
@@ -88,10 +93,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-async def _row_counts(pg: PostgresSettings, database: str) -> tuple[str, dict[str, int]]:
+async def _inspect(
+    pg: PostgresSettings, database: str
+) -> tuple[str, tuple[str, ...], dict[str, int]]:
+    """Server version, the warehouse schemas present, and row counts of every table."""
     connection = await connect(pg, database)
     try:
         server = str(await connection.fetchval("SHOW server_version"))
+        present = await connection.fetch(
+            "SELECT nspname FROM pg_namespace WHERE nspname = ANY($1::text[]) ORDER BY 1",
+            list(WAREHOUSE_SCHEMAS),
+        )
         tables = await connection.fetch(
             "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name "
             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -104,7 +116,7 @@ async def _row_counts(pg: PostgresSettings, database: str) -> tuple[str, dict[st
             row["name"]: int(await connection.fetchval(f"SELECT count(*) FROM {row['name']}"))  # noqa: S608
             for row in tables
         }
-        return server, counts
+        return server, tuple(r["nspname"] for r in present), counts
     finally:
         await connection.close()
 
@@ -115,12 +127,15 @@ def create_backup(settings: Settings, *, now: datetime | None = None) -> Manifes
     target = backup_target(settings)
     name = backup_name(now or datetime.now(UTC))
     staging = target.staging(name)
-    server, counts = asyncio.run(_row_counts(pg, pg.database))
+    server, schemas, counts = asyncio.run(_inspect(pg, pg.database))
     dumps: list[DumpFile] = []
     with client_env(pg) as env:
         for part in PARTS:
+            if part == "warehouse" and not schemas:
+                continue  # no warehouse in this database: `bitvelocity migrate` makes one
             output = staging / f"{pg.database}.{part}.dump"
-            command = dump_arguments(part, pg.database, output, settings.backup.compression)
+            compression = settings.backup.compression
+            command = dump_arguments(part, pg.database, output, compression, schemas)
             run_tool(command, what=f"pg_dump of {part} ({pg.database})", env=env)
             output.chmod(0o600)
             dumps.append(DumpFile(part, output.name, _sha256(output), output.stat().st_size))
@@ -216,6 +231,9 @@ def restore_backup(
     manifest = verify_backup(settings, name)
     folder = backup_target(settings).fetch(name)
     files = {d.part: folder / d.file for d in manifest.dumps}
+    missing = [part for part in parts if part not in files]
+    if missing:
+        raise BackupError(f"backup {name} has no {', '.join(missing)} dump; choose another --part")
     asyncio.run(_prepare_target(pg, target_db, parts, list(WAREHOUSE_SCHEMAS)))
     with client_env(pg) as env:
         for part in PARTS:
