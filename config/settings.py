@@ -309,6 +309,33 @@ class MonitoringSettings(_Section):
     freshness_slo_s: float = Field(default=60.0, gt=0)
 
 
+class BackupSettings(_Section):
+    """Backups and disaster recovery (``bitvelocity backup`` and ``bitvelocity dr``)."""
+
+    #: Where logical backups are kept by the local target; default ``<state_dir>/backups``.
+    archive_dir: Path | None = None
+    #: Where PostgreSQL archives WAL (``archive_command``); the OS user ``postgres`` must be
+    #: able to write it. Default: ``wal-archive`` next to the stack's cluster.
+    wal_archive_dir: Path | None = None
+    #: Write ``archive_mode``/``archive_command`` into the stack's generated server config.
+    wal_archiving: bool = True
+    #: Logical backups kept; ``backup create`` removes the oldest beyond this.
+    retention: int = Field(default=7, ge=1)
+    #: Where backups are uploaded: only a local folder ships (object storage plugs in here).
+    target: Literal["local"] = "local"
+    #: pg_dump compression level of the custom format.
+    compression: int = Field(default=6, ge=0, le=9)
+    #: The streaming replica of ``bitvelocity dr replica``.
+    replica_port: Port = 55433
+    replica_dir: Path | None = None
+    replication_user: str = "bv_replicator"
+    replication_password: SecretStr = SecretStr("")
+
+    def backups_root(self, state_dir: Path) -> Path:
+        """The local folder holding logical backups."""
+        return (self.archive_dir or state_dir / "backups").expanduser().resolve()
+
+
 class StackSettings(_Section):
     """Where the local stack keeps its downloads, data, logs and pids."""
 
@@ -353,6 +380,7 @@ class Settings(BaseSettings):
     partitions: PartitionSettings = PartitionSettings()
     web: WebSettings = WebSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    backup: BackupSettings = BackupSettings()
     stack: StackSettings = StackSettings()
 
     @property

@@ -16,6 +16,7 @@ import shutil
 import stat
 from pathlib import Path
 
+from backup.wal import archive_settings
 from config.errors import ServiceStartError
 from observability.slow_queries import ensure_extension
 from sinks.postgres.connection import connect, ensure_database
@@ -51,6 +52,11 @@ class PostgresService(Service):
     @property
     def pid_path(self) -> Path:
         return self.data_dir / "postmaster.pid"
+
+    @property
+    def wal_archive_dir(self) -> Path:
+        """Where the server archives WAL for point-in-time recovery (``bitvelocity backup``)."""
+        return self.settings.backup.wal_archive_dir or self.home / "wal-archive"
 
     @property
     def marker(self) -> str:
@@ -155,6 +161,10 @@ class PostgresService(Service):
     def server_conf(self, socket_dir: Path) -> str:
         """The settings file included by postgresql.conf, from our settings."""
         pg = self.settings.postgres
+        # WAL archiving applies at the server's next start (archive_mode needs a restart).
+        archiving = (
+            archive_settings(self.wal_archive_dir) if self.settings.backup.wal_archiving else []
+        )
         return "\n".join(
             [
                 "# Written by `bitvelocity stack up` on every start; edit the settings instead.",
@@ -171,6 +181,7 @@ class PostgresService(Service):
                 # Slow-query report (`bitvelocity db slow-queries`); loaded at server start only.
                 "shared_preload_libraries = 'pg_stat_statements'",
                 "pg_stat_statements.track = top",
+                *archiving,
                 "",
             ]
         )
@@ -179,6 +190,9 @@ class PostgresService(Service):
         socket_dir = self.home / "socket"
         socket_dir.mkdir(exist_ok=True)
         self._chown(socket_dir)
+        if self.settings.backup.wal_archiving:
+            self.wal_archive_dir.mkdir(parents=True, exist_ok=True)
+            self._chown(self.wal_archive_dir)
         conf = self.server_conf(socket_dir)
         include = self.data_dir / _CONF_INCLUDE
         include.write_text(conf, encoding="utf-8")

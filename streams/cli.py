@@ -19,6 +19,7 @@ from config.settings import PROJECT_ROOT, load_settings
 from oltp.loadgen import LoadgenConfig
 from stack import process
 from stack.manager import MONITORING_NAMES, SERVICE_NAMES, Stack
+from streams.backup_cli import backup_app, dr_app
 from streams.bench_cli import bench
 from streams.cache_cli import cache_app
 from streams.console import (
@@ -64,6 +65,8 @@ app.command("status")(status)
 app.add_typer(quality_app, name="quality")
 app.add_typer(partitions_app, name="partitions")
 app.add_typer(cache_app, name="cache")
+app.add_typer(backup_app, name="backup")
+app.add_typer(dr_app, name="dr")
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
 app.command("bench")(guarded(bench))

@@ -23,7 +23,7 @@ from bench.pipeline_env import (
     high_watermarks,
     pipeline_environment,
 )
-from config.settings import Settings
+from config.settings import PostgresSettings, Settings
 from observability.metrics import Metrics
 from quality.gate import RulesQualityGate
 from sinks.postgres.connection import connect
@@ -126,10 +126,13 @@ async def wait_until_caught_up(env: SinkEnv, expect: int, timeout_s: float = 120
     raise AssertionError(f"sink did not catch up: stored {stored} vs high {marks}")
 
 
-async def assert_exactly_once(env: SinkEnv, dead_lettered: int = 0) -> dict[str, Any]:
+async def assert_exactly_once(
+    env: SinkEnv, dead_lettered: int = 0, *, source: PostgresSettings | None = None
+) -> dict[str, Any]:
     """I1, I2, I3 and I6 against the oracle; returns the counts for reporting.
 
     ``dead_lettered``: how many records the test made undecodable on purpose.
+    ``source``: the cluster holding the OLTP tables when the warehouse lives elsewhere.
     """
     records = kafka_records(env)
     marks = high_watermarks(env)
@@ -162,19 +165,28 @@ async def assert_exactly_once(env: SinkEnv, dead_lettered: int = 0) -> dict[str,
         assert totals[2] == dead_lettered
         assert totals[1] + totals[2] + totals[3] == totals[0]
         # I3: silver equals the OLTP source, row for row.
-        for spec in TABLES.values():
-            await _assert_silver_matches_source(connection, spec.name)
+        oltp = connection if source is None else await connect(source, env.database)
+        try:
+            for spec in TABLES.values():
+                await _assert_silver_matches_source(connection, spec.name, oltp)
+        finally:
+            if oltp is not connection:
+                await oltp.close()
         return {"records": len(records), "bronze": len(bronze)}
     finally:
         await connection.close()
 
 
-async def _assert_silver_matches_source(connection: asyncpg.Connection, table: str) -> None:
+async def _assert_silver_matches_source(
+    connection: asyncpg.Connection, table: str, oltp: asyncpg.Connection | None = None
+) -> None:
     spec = TABLES[table]
     source_columns = [spec.source_name(c) for c in spec.columns]
     source = {
         tuple(r[spec.source_name(k)] for k in spec.key): dict(r)
-        for r in await connection.fetch(f"SELECT {', '.join(source_columns)} FROM public.{table}")
+        for r in await (oltp or connection).fetch(
+            f"SELECT {', '.join(source_columns)} FROM public.{table}"
+        )
     }
     silver = {
         tuple(r[k] for k in spec.key): dict(r)

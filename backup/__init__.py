@@ -1,0 +1,1 @@
+"""Backups and disaster recovery: logical dumps, WAL archive and PITR, streaming replicas."""
