@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -468,6 +468,9 @@ class MedallionSink:
         stats.outcomes.append(outcome)
         self.metrics.record_batch(PIPELINE, plan.consumed, seconds, "ok")
         self.metrics.record_sink_commit(outcome.bronze_rows + outcome.silver_rows, seconds)
+        # Dead letters count as errors of their class; the DLQ counter is the publisher's.
+        for reason, count in Counter(letter.reason for letter in plan.dead_letters).items():
+            self.metrics.record_errors(PIPELINE, reason, count)
         newest = max(
             (r.decoded.committed_at for r in records if isinstance(r.decoded, ChangeEvent)),
             default=None,

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 from confluent_kafka import Producer
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from config.errors import FramingError
 from config.settings import Settings
@@ -40,6 +40,17 @@ from tests.integration.sink_env import (
 def env(settings: Settings) -> Iterator[SinkEnv]:
     with sink_environment(settings, batch_max_records=100) as environment:
         yield environment
+
+
+def dlq_total(topic: str) -> float:
+    """All dead letters of ``topic`` counted in the process-wide registry, any reason."""
+    return sum(
+        sample.value
+        for family in REGISTRY.collect()
+        if family.name == "bv_dlq_records"
+        for sample in family.samples
+        if sample.name == "bv_dlq_records_total" and sample.labels.get("topic") == topic
+    )
 
 
 async def daily_sales_matches_oltp(env: SinkEnv) -> None:
@@ -170,7 +181,9 @@ async def test_poison_records_are_dead_lettered_and_the_pipeline_goes_on(env: Si
     assert producer.flush(10) == 0
     assert failures == []
     two = await run_loadgen(env.settings, LoadgenConfig(seed=15, transactions=60))
-    async with running_sink(env) as sink:
+    metrics = Metrics(CollectorRegistry())
+    dlq_before = dlq_total(topic)
+    async with running_sink(env, metrics=metrics) as sink:
         await wait_until_caught_up(env, expected_records(one, two) + 2)
     assert sink.stats.dead_letters == 2
     letters = read_topics(
@@ -189,6 +202,18 @@ async def test_poison_records_are_dead_lettered_and_the_pipeline_goes_on(env: Si
         assert headers["bv.error.class"]
         assert "bv.origin.offset" in headers
     await assert_exactly_once(env, dead_lettered=2)
+    # Metrics: the DLQ counter (process-wide, published by the dead-letter producer) and the
+    # pipeline's error counter, both labelled by error class.
+    reasons = {dict(letter.headers() or [])["bv.error.class"].decode() for letter in letters}
+    assert dlq_total(topic) - dlq_before == 2
+    errors = sum(
+        metrics.registry.get_sample_value(
+            "bv_data_processing_errors_total", {"pipeline": "medallion", "error_type": r}
+        )
+        or 0
+        for r in reasons
+    )
+    assert errors == 2
     await asyncio.sleep(0)
 
 
