@@ -7,6 +7,7 @@ import io
 import logging
 from collections.abc import Iterator
 
+import httpx
 import orjson
 import pytest
 from confluent_kafka import Producer
@@ -16,6 +17,7 @@ from config.errors import FramingError
 from config.settings import Settings
 from observability.logging import configure_logging
 from observability.metrics import Metrics
+from observability.server import MetricsServer
 from oltp.loadgen import LoadgenConfig, run_loadgen
 from quality.gate import RulesQualityGate
 from serdes.dead_letters import RecordOrigin, dead_letter
@@ -109,6 +111,11 @@ async def test_a_20k_change_load_lands_exactly_once_with_metrics_to_match(env: S
         "bv_data_records_processed_total", {"pipeline": "medallion"}
     )
     assert processed == sink.stats.consumed == expected_records(written)
+    # The same figure as a scraper sees it at /metrics.
+    with MetricsServer(registry, host="127.0.0.1", port=0) as server:
+        async with httpx.AsyncClient() as client:
+            scraped = (await client.get(server.url, timeout=5)).text
+    assert f'bv_data_records_processed_total{{pipeline="medallion"}} {float(processed)}' in scraped
     lags = [
         sample.value
         for family in registry.collect()
