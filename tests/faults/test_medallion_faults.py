@@ -31,6 +31,7 @@ from tests.integration.sink_env import (
     assert_exactly_once,
     eventually,
     expected_records,
+    high_watermarks,
     running_sink,
     sink_environment,
     wait_until_caught_up,
@@ -43,9 +44,32 @@ def env(settings: Settings) -> Iterator[SinkEnv]:
         yield environment
 
 
+_workers: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_orphan_workers() -> Iterator[None]:
+    """A failing test must not leave a worker running into the next test."""
+    yield
+    while _workers:
+        worker = _workers.pop()
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+
+
+async def topics_exist(env: SinkEnv) -> None:
+    """Start workers once Debezium created the topics, as an operator would."""
+
+    async def published() -> bool:
+        return sum(high_watermarks(env).values()) > 0
+
+    await eventually(published, timeout_s=60, what="the first CDC records")
+
+
 def start_worker(env: SinkEnv, log: Path, worker_id: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
+        worker = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -61,6 +85,8 @@ def start_worker(env: SinkEnv, log: Path, worker_id: str) -> subprocess.Popen[by
             stdout=handle,
             stderr=subprocess.STDOUT,
         )
+    _workers.append(worker)
+    return worker
 
 
 async def committed_batches(env: SinkEnv) -> int:
@@ -75,7 +101,7 @@ async def committed_batches(env: SinkEnv) -> int:
         await connection.close()
 
 
-async def wait_for_progress(env: SinkEnv, beyond: int, timeout_s: float = 60) -> int:
+async def wait_for_progress(env: SinkEnv, beyond: int, timeout_s: float = 120) -> int:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         count = await committed_batches(env)
@@ -93,6 +119,7 @@ async def test_sigkill_mid_batch_five_times_loses_and_duplicates_nothing(
     load = asyncio.create_task(
         run_loadgen(env.settings, LoadgenConfig(seed=21, transactions=1500, rate=150))
     )
+    await topics_exist(env)
     progress = 0
     for kill in range(5):
         worker = start_worker(env, tmp_path / "worker.log", f"killed-{kill}")
@@ -113,6 +140,7 @@ async def test_sigterm_during_load_exits_within_ten_seconds_and_resumes(
     load = asyncio.create_task(
         run_loadgen(env.settings, LoadgenConfig(seed=22, transactions=600, rate=200))
     )
+    await topics_exist(env)
     worker = start_worker(env, tmp_path / "worker.log", "terminated")
     await wait_for_progress(env, 0)
     started = time.monotonic()
@@ -131,6 +159,7 @@ async def test_a_second_worker_joining_and_leaving_shares_without_loss(env: Sink
     load = asyncio.create_task(
         run_loadgen(env.settings, LoadgenConfig(seed=23, transactions=2000, rate=100))
     )
+    await topics_exist(env)
     async with running_sink(env, "first") as first:
         await wait_for_progress(env, 0)
         async with running_sink(env, "second") as second:
