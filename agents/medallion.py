@@ -110,6 +110,8 @@ class MedallionSink:
         self._sweep_interval_s = 2.0
         self._last_refresh = time.monotonic()
         self._last_lag = 0.0
+        self._subscribed_at = 0.0
+        self._assigned_once = False
         self._lineage: LineagePublisher | None = None
         self.metrics = metrics or default_metrics()
         self.on_committed = on_committed
@@ -141,13 +143,9 @@ class MedallionSink:
             )
         self._consumer = Consumer(self._consumer_config())
         try:
-            await self._in_kafka_thread(
-                self._consumer.subscribe,
-                self.topics,
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-            )
+            await self._subscribe()
             while not stop.is_set():
+                await self._resubscribe_if_never_assigned()
                 try:
                     batches = await self._in_kafka_thread(self._poll, decoder)
                 except TransientError as exc:  # registry down beyond the decode deadline
@@ -193,8 +191,32 @@ class MedallionSink:
         return await loop.run_in_executor(self._executor, lambda: function(*args, **kwargs))
 
     # -- assignment: the seek happens before the first fetch ---------------------------------
+    async def _subscribe(self) -> None:
+        assert self._consumer is not None
+        self._subscribed_at = time.monotonic()
+        await self._in_kafka_thread(
+            self._consumer.subscribe,
+            self.topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+        )
+
+    async def _resubscribe_if_never_assigned(self) -> None:
+        """Subscribe again if no assignment ever arrived: seen with librdkafka when the worker
+        subscribed before Debezium had created any of the topics (the group was never joined)."""
+        if self._assigned_once or time.monotonic() - self._subscribed_at < 30:
+            return
+        log.warning(
+            "no partition assigned 30 s after subscribing to %s; subscribing again",
+            ", ".join(self.topics),
+        )
+        assert self._consumer is not None
+        await self._in_kafka_thread(self._consumer.unsubscribe)
+        await self._subscribe()
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._loop is not None
+        self._assigned_once = True
         future = asyncio.run_coroutine_threadsafe(self._claim_all(partitions), self._loop)
         claims = future.result()
         for partition in partitions:
