@@ -23,11 +23,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from agents.kafka_batches import origin_of
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
 from lineage.openlineage import Dataset, LineagePublisher, batch_events
@@ -288,19 +289,7 @@ class MedallionSink:
     def _decode(
         self, decoder: DebeziumAvroDecoder, message: Message, deadline: float
     ) -> ConsumedRecord:
-        consumed_headers = cast(list[tuple[str, bytes | str | None]], message.headers() or [])
-        headers = tuple(
-            (name, value if isinstance(value, bytes) else (value or "").encode())
-            for name, value in consumed_headers
-        )
-        origin = RecordOrigin(
-            message.topic() or "",
-            message.partition() or 0,
-            message.offset() or 0,
-            message.key(),
-            message.value(),
-            headers,
-        )
+        origin = origin_of(message)
         decoded = decode_with_retry(
             decoder.decode, origin, backoff=self._backoff, deadline=deadline
         )
@@ -311,7 +300,7 @@ class MedallionSink:
             origin.partition,
             origin.offset,
             decoded,
-            trace_id_from_headers(list(headers)) or _row_correlation_id(decoded),
+            trace_id_from_headers(list(origin.headers)) or _row_correlation_id(decoded),
         )
 
     # -- one partition's batch ------------------------------------------------------------------

@@ -175,14 +175,10 @@ def _events_expected(result: LoadgenResult, table: str) -> int:
 
 
 def _end_offsets(consumer: Consumer, admin: AdminClient, topics: list[str]) -> dict[str, int]:
-    metadata = admin.list_topics(timeout=5).topics
-    ends: dict[str, int] = {}
-    for topic in topics:
-        partitions = metadata[topic].partitions if topic in metadata else {}
-        ends[topic] = sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
-            for p in partitions
-        )
+    """End offset per topic: the sum over its partitions."""
+    ends = dict.fromkeys(topics, 0)
+    for (topic, _partition), end in _partition_ends(consumer, admin, topics).items():
+        ends[topic] += end
     return ends
 
 
