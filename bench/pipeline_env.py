@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from config.errors import RegistryError
@@ -169,21 +169,46 @@ def delete_consumer_groups(bootstrap: str, groups: Iterable[str]) -> list[str]:
 
 
 # -- watching the capture ------------------------------------------------------------------
+#: Answers of a partition whose leadership is still being set up right after creation.
+_SETTLING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+
+
 def high_watermarks(
     env: SinkEnv, topics: Iterable[str] | None = None
 ) -> dict[tuple[str, int], int]:
-    """``(topic, partition) -> high watermark`` of the pipeline's CDC topics (or ``topics``)."""
+    """``(topic, partition) -> high watermark`` of the pipeline's CDC topics (or ``topics``).
+
+    A topic Debezium has just created may briefly answer "not leader for partition": such
+    retriable answers are asked again for a few seconds before they count as failures.
+    """
     bootstrap = env.settings.kafka.bootstrap_servers
     admin = AdminClient({"bootstrap.servers": bootstrap})
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"oracle-{env.run_id}"})
+    deadline = time.monotonic() + 10
     try:
-        metadata = admin.list_topics(timeout=5).topics
-        return {
-            (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
-            for topic in (env.topics if topics is None else topics)
-            if topic in metadata
-            for p in metadata[topic].partitions
-        }
+        while True:
+            try:
+                metadata = admin.list_topics(timeout=5).topics
+                return {
+                    (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[
+                        1
+                    ]
+                    for topic in (env.topics if topics is None else topics)
+                    if topic in metadata
+                    for p in metadata[topic].partitions
+                }
+            except KafkaException as exc:
+                error = exc.args[0]
+                settling = error.retriable() or error.code() in _SETTLING
+                if not settling or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     finally:
         consumer.close()
 
