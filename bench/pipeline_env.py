@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from config.errors import RegistryError
@@ -27,7 +27,11 @@ from oltp.schema import CAPTURED_TABLES, migrate_oltp
 from serdes.registry import RegistryClient
 from sinks.postgres.connection import connect
 from sinks.postgres.warehouse import migrate_warehouse
-from streams.capture_admin import delete_topics_with_prefix, drop_slot_when_released
+from streams.capture_admin import (
+    delete_topics_with_prefix,
+    drop_slot_when_released,
+    partition_high_watermarks,
+)
 from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
 
 log = logging.getLogger("bitvelocity.pipeline_env")
@@ -169,46 +173,15 @@ def delete_consumer_groups(bootstrap: str, groups: Iterable[str]) -> list[str]:
 
 
 # -- watching the capture ------------------------------------------------------------------
-#: Answers of a partition whose leadership is still being set up right after creation.
-_SETTLING = frozenset(
-    {
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-    }
-)
-
-
 def high_watermarks(
     env: SinkEnv, topics: Iterable[str] | None = None
 ) -> dict[tuple[str, int], int]:
-    """``(topic, partition) -> high watermark`` of the pipeline's CDC topics (or ``topics``).
-
-    A topic Debezium has just created may briefly answer "not leader for partition": such
-    retriable answers are asked again for a few seconds before they count as failures.
-    """
+    """``(topic, partition) -> high watermark`` of the pipeline's CDC topics (or ``topics``)."""
     bootstrap = env.settings.kafka.bootstrap_servers
     admin = AdminClient({"bootstrap.servers": bootstrap})
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"oracle-{env.run_id}"})
-    deadline = time.monotonic() + 10
     try:
-        while True:
-            try:
-                metadata = admin.list_topics(timeout=5).topics
-                return {
-                    (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[
-                        1
-                    ]
-                    for topic in (env.topics if topics is None else topics)
-                    if topic in metadata
-                    for p in metadata[topic].partitions
-                }
-            except KafkaException as exc:
-                error = exc.args[0]
-                settling = error.retriable() or error.code() in _SETTLING
-                if not settling or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        return partition_high_watermarks(consumer, admin, env.topics if topics is None else topics)
     finally:
         consumer.close()
 

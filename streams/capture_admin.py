@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 
 import asyncpg
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from config.errors import ServiceStartError, TransientError
@@ -88,3 +88,40 @@ def read_topics(
     finally:
         consumer.close()
     return messages
+
+
+#: Answers of a partition whose leadership is still being set up right after creation.
+_SETTLING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+
+
+def partition_high_watermarks(
+    consumer: Consumer, admin: AdminClient, topics: Iterable[str], *, settle_s: float = 10.0
+) -> dict[tuple[str, int], int]:
+    """``(topic, partition) -> high watermark`` of the existing ones among ``topics``.
+
+    A topic Debezium has just created may briefly answer "not leader for partition": such
+    answers are asked again for up to ``settle_s`` before they count as failures.
+    """
+    wanted = list(topics)
+    deadline = time.monotonic() + settle_s
+    while True:
+        try:
+            metadata = admin.list_topics(timeout=5).topics
+            return {
+                (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+                for topic in wanted
+                if topic in metadata
+                for p in metadata[topic].partitions
+            }
+        except KafkaException as exc:
+            error = exc.args[0]
+            settling = error.retriable() or error.code() in _SETTLING
+            if not settling or time.monotonic() > deadline:
+                raise TransientError(f"watermarks of {', '.join(wanted)}: {error}") from exc
+            time.sleep(0.2)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from agents.medallion import MedallionSink
@@ -25,6 +25,7 @@ from oltp.schema import CAPTURED_TABLES, migrate_oltp
 from quality.gate import RulesQualityGate
 from sinks.postgres.connection import connect
 from sinks.postgres.warehouse import migrate_warehouse
+from streams.capture_admin import partition_high_watermarks
 from streams.connectors import register_oltp_connector
 
 Progress = Callable[[str], None]
@@ -148,13 +149,7 @@ async def _sink_until_caught_up(settings: Settings, topics: list[str], timeout_s
 def _partition_ends(
     consumer: Consumer, admin: AdminClient, topics: list[str]
 ) -> dict[tuple[str, int], int]:
-    metadata = admin.list_topics(timeout=5).topics
-    return {
-        (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
-        for topic in topics
-        if topic in metadata
-        for p in metadata[topic].partitions
-    }
+    return partition_high_watermarks(consumer, admin, topics)
 
 
 async def _stored_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
