@@ -272,12 +272,18 @@ class AnalyticsRunner:
 
     async def _commit_state(self, store: AnalyticsStateStore, core: AnalyticsCore) -> None:
         """After the outputs: changed state and positions, one transaction, with retries."""
+        started = time.monotonic()
         records = store.changes(self.positions, core.progress())
         backoff = self.settings.sink.retry_initial_backoff_s
         loop = asyncio.get_running_loop()
         while True:
             try:
                 await loop.run_in_executor(self._executor, store.commit, records)
+                log.debug(
+                    "analytics state: %d changelog records in %.3f s",
+                    len(records),
+                    time.monotonic() - started,
+                )
                 return
             except TransientError as exc:
                 log.warning("analytics state commit failed, retrying in %.1f s: %s", backoff, exc)
@@ -297,6 +303,11 @@ class AnalyticsRunner:
         return {
             "bootstrap.servers": self.settings.kafka.bootstrap_servers,
             "group.id": self.group_id,
+            # One worker owns every partition (docs/decisions/0007): a static member takes
+            # its partitions back at once after a crash, instead of waiting for the dead
+            # member's session to expire (45 s); the changelog's transactional id fences
+            # the zombie's writes.
+            "group.instance.id": f"{self.group_id}-owner",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 100,

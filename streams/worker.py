@@ -44,6 +44,7 @@ def analytics_health(runner: AnalyticsRunner) -> dict[str, Any]:
     return {
         "recovered_after_s": runner.recovered_after_s,
         "restore": None if restore is None else restore.__dict__,
+        "state_commits": None if runner.store is None else runner.store.commits,
         "positions": [
             {"topic": topic, "partition": partition, "next_offset": offset}
             for (topic, partition), offset in sorted(runner.positions.items())
