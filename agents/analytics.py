@@ -249,7 +249,11 @@ class AnalyticsRunner:
         features = await read_gold_features(self.sinks.connection)
         core.reconcile(windows, features)
         self.recovered_after_s = time.monotonic() - self._started
-        log.info("analytics state rebuilt by replay in %.1f s", self.recovered_after_s)
+        log.info(
+            "analytics state %s and replayed to the topics' ends in %.1f s",
+            "restored from its changelog" if self.store is not None else "rebuilt",
+            self.recovered_after_s,
+        )
         self.recovering = False
         await self.flush_now()
 
