@@ -20,6 +20,7 @@ Why not Faust tables: docs/decisions/0009-analytics-state-changelog.md.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -273,7 +274,9 @@ class AnalyticsStateStore:
             producer.commit_transaction(self.timeout_s)
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
-            if isinstance(error, KafkaError) and error.txn_requires_abort():
+            if isinstance(error, KafkaError) and error.fatal():  # e.g. fenced by a newer worker
+                raise PermanentError(f"changelog {self.topic} producer is fenced: {exc}") from exc
+            with contextlib.suppress(KafkaException):  # a new transaction on the retry
                 producer.abort_transaction(self.timeout_s)
             raise TransientError(f"changelog transaction on {self.topic} failed: {exc}") from exc
         if failures:

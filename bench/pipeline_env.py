@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -95,6 +96,34 @@ def derive(
             "sink": base.sink.model_copy(update={"batch_max_records": batch_max_records}),
         }
     )
+
+
+def with_analytics_outputs(env: SinkEnv) -> SinkEnv:
+    """``env`` with the analytics outputs (topics, changelog, Redis prefix) named after the run.
+
+    The derived topics share the CDC prefix, so ``pipeline_environment`` removes them too.
+    """
+    topics = env.settings.topics
+    prefix = topics.cdc_prefix
+    settings = env.settings.model_copy(
+        update={
+            "topics": topics.model_copy(
+                update={
+                    "hourly_revenue": f"{prefix}.hourly-revenue",
+                    "customer_features": f"{prefix}.customer-features",
+                    "late_events": f"{prefix}.late-events",
+                    "analytics_state": f"{prefix}.analytics-state",
+                }
+            ),
+            "features": env.settings.features.model_copy(
+                update={
+                    "redis_prefix": f"bv:{prefix}:features:customer:",
+                    "idle_partition_after": timedelta(seconds=1),
+                }
+            ),
+        }
+    )
+    return SinkEnv(settings, env.run_id)
 
 
 @contextlib.contextmanager

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
+from bench.pipeline_env import with_analytics_outputs
 from config.settings import Settings
 from sinks.postgres.connection import connect
 from sinks.redis.feature_store import RedisFeatureStore, feature_fields
@@ -29,39 +30,19 @@ from tests.integration.sink_env import SinkEnv, sink_environment
 @contextlib.contextmanager
 def analytics_environment(settings: Settings) -> Iterator[SinkEnv]:
     with sink_environment(settings) as pipeline:
-        topics = pipeline.settings.topics
-        prefix = topics.cdc_prefix
-        derived = pipeline.settings.model_copy(
-            update={
-                "topics": topics.model_copy(
-                    update={
-                        "hourly_revenue": f"{prefix}.hourly-revenue",
-                        "customer_features": f"{prefix}.customer-features",
-                        "late_events": f"{prefix}.late-events",
-                        "analytics_state": f"{prefix}.analytics-state",
-                    }
-                ),
-                "features": pipeline.settings.features.model_copy(
-                    update={
-                        "redis_prefix": f"bv:test:{pipeline.run_id}:features:customer:",
-                        "idle_partition_after": timedelta(seconds=1),
-                    }
-                ),
-            }
-        )
-        env = SinkEnv(derived, pipeline.run_id)
+        env = with_analytics_outputs(pipeline)
         try:
             yield env
         finally:
             with contextlib.suppress(Exception):  # best effort: never hide the test's result
-                asyncio.run(delete_feature_keys(derived))
+                asyncio.run(delete_feature_keys(env.settings))
 
 
 def analytics_worker_env(env: SinkEnv, *, state_dir: Path, port: int, token: str) -> dict[str, str]:
     """Environment of a `bitvelocity worker --agents analytics` subprocess on ``env``."""
     topics = env.settings.topics
     return {
-        **env.worker_env(),
+        **env.worker_env(),  # and the names with_analytics_outputs gave:
         "BV_TOPICS__HOURLY_REVENUE": topics.hourly_revenue,
         "BV_TOPICS__CUSTOMER_FEATURES": topics.customer_features,
         "BV_TOPICS__LATE_EVENTS": topics.late_events,
@@ -171,9 +152,5 @@ async def redis_differences(settings: Settings) -> list[str]:
 
 
 async def delete_feature_keys(settings: Settings) -> None:
-    prefix = settings.features.redis_prefix
-    async with RedisFeatureStore(settings.redis, prefix=prefix) as store:
-        client, _ = store._require()
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
+    async with RedisFeatureStore(settings.redis, prefix=settings.features.redis_prefix) as store:
+        await store.delete_all()
