@@ -24,7 +24,9 @@ def bench(
             " revenue + customer features (issue 6)."
         ),
     ] = Scenario.SINK,
-    changes: Annotated[int, typer.Option(help="CDC records to generate and sink.")] = 20_000,
+    changes: Annotated[
+        int, typer.Option(help="CDC records to generate (and sink, or run through the analytics).")
+    ] = 20_000,
     summary_json: Annotated[
         Path | None, typer.Option("--json", help="Where to write the figures (JSON).")
     ] = None,
