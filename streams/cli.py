@@ -19,6 +19,7 @@ from config.settings import PROJECT_ROOT, load_settings
 from oltp.loadgen import LoadgenConfig
 from stack import process
 from stack.manager import MONITORING_NAMES, SCALEOUT_NAMES, SERVICE_NAMES, Stack
+from streams.alerts_cli import alerts_app
 from streams.backup_cli import backup_app, dr_app
 from streams.bench_cli import bench
 from streams.cache_cli import cache_app
@@ -67,6 +68,7 @@ app.add_typer(partitions_app, name="partitions")
 app.add_typer(cache_app, name="cache")
 app.add_typer(backup_app, name="backup")
 app.add_typer(dr_app, name="dr")
+app.add_typer(alerts_app, name="alerts")
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
 app.command("bench")(guarded(bench))
