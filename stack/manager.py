@@ -35,7 +35,8 @@ SERVICE_NAMES = tuple(cls.name for wave in _WAVES for cls in wave)
 #: Optional services, only part of the stack with ``--with-monitoring``; started last.
 _MONITORING_WAVE: tuple[type[Service], ...] = (PrometheusService,)
 MONITORING_NAMES = tuple(cls.name for cls in _MONITORING_WAVE)
-#: Optional scale-out services, only part of the stack with ``--with-scaleout``.
+#: Optional scale-out services, only part of the stack with ``--with-scaleout``; they need
+#: nothing else, so they start (and boot, RabbitMQ takes a while) alongside the first wave.
 _SCALEOUT_WAVE: tuple[type[Service], ...] = (NatsService, RabbitMQService)
 SCALEOUT_NAMES = tuple(cls.name for cls in _SCALEOUT_WAVE)
 
@@ -65,8 +66,8 @@ class Stack:
         self.settings = settings
         context = StackContext(settings)
         waves = (*_WAVES, _MONITORING_WAVE) if with_monitoring else _WAVES
-        if with_scaleout:
-            waves = (*waves, _SCALEOUT_WAVE)
+        if with_scaleout:  # independent of the rest: they start with the first wave
+            waves = ((*waves[0], *_SCALEOUT_WAVE), *waves[1:])
         self.waves = [[cls(context) for cls in wave] for wave in waves]
         self.names = tuple(service.name for service in self.services)
 

@@ -22,11 +22,13 @@ from cache.nats_invalidation import NatsInvalidationPublisher, SourceRange, evic
 from config.settings import Settings
 from observability.metrics import Metrics
 from tests.faults.tcp_proxy import FlakyProxy
+from tests.integration.scaleout_env import require_scaleout
 
 
 async def test_evictions_submitted_while_nats_is_down_arrive_after_it_returns(
     settings: Settings,
 ) -> None:
+    require_scaleout(settings)
     subject = f"cache.invalidate.test.{secrets.token_hex(4)}"
     proxy = FlakyProxy(settings.nats.host, settings.nats.port)
     proxy.outage(3600)

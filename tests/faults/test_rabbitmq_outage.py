@@ -27,6 +27,7 @@ from serdes.dead_letters import DeadLetterPublisher, RecordOrigin, dead_letter
 from stack.base import Service
 from stack.manager import Stack
 from tests.integration.rabbitmq_queue import drain_queue
+from tests.integration.scaleout_env import require_scaleout
 
 LETTERS = 20
 
@@ -47,6 +48,7 @@ def start_and_wait(service: Service, timeout_s: float = 120) -> None:
 
 @pytest.fixture
 def rabbitmq(settings: Settings) -> Iterator[Service]:
+    require_scaleout(settings)
     service = Stack(settings, with_scaleout=True).service("rabbitmq")
     try:
         yield service

@@ -24,10 +24,12 @@ from config.settings import Settings
 from serdes.registry import RegistryClient
 from sinks.postgres.connection import connect
 from tests.integration.cache_env import isolated, seed_products, set_price
+from tests.integration.scaleout_env import require_scaleout
 from tests.integration.sink_env import sink_environment
 
 
 def test_product_update_eviction_reaches_a_nats_subscriber(settings: Settings) -> None:
+    require_scaleout(settings)
     with sink_environment(settings) as pipeline:
         env = isolated(pipeline.settings)
         topic = f"{env.topics.cdc_prefix}.product-updates"

@@ -25,11 +25,13 @@ from quality.gate import RulesQualityGate
 from serdes.dead_letters import dlq_topic
 from sinks.postgres.connection import connect
 from tests.integration.rabbitmq_queue import drain_queue
+from tests.integration.scaleout_env import require_scaleout
 from tests.integration.sink_env import SinkEnv, eventually, sink_environment
 
 
 @pytest.fixture
 def env(settings: Settings) -> Iterator[SinkEnv]:
+    require_scaleout(settings)
     with sink_environment(settings, batch_max_records=100) as environment:
         yield environment
 

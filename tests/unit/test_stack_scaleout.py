@@ -31,10 +31,12 @@ def test_default_stack_has_no_scaleout_services(tmp_path: Path) -> None:
         stack.select(["rabbitmq"])
 
 
-def test_with_scaleout_nats_and_rabbitmq_come_last(tmp_path: Path) -> None:
+def test_with_scaleout_nats_and_rabbitmq_start_with_the_first_wave(tmp_path: Path) -> None:
     stack = Stack(settings_in(tmp_path), with_scaleout=True)
-    assert stack.names == (*SERVICE_NAMES, *SCALEOUT_NAMES)
-    assert {s.name for s in stack.waves[-1]} == {"nats", "rabbitmq"}
+    assert set(stack.names) == {*SERVICE_NAMES, *SCALEOUT_NAMES}
+    assert {"nats", "rabbitmq", "postgres"} <= {s.name for s in stack.waves[0]}
+    # stopping goes in reverse start order: the stack's own services are unaffected
+    assert stack.names[: len(stack.waves[0])][-2:] == SCALEOUT_NAMES
 
 
 def test_every_scaleout_endpoint_is_loopback(tmp_path: Path) -> None:
