@@ -93,8 +93,8 @@ class CacheInvalidationAgent:
                 if not messages:
                     continue
                 updates = await batches.in_thread(self._decode, messages, codec, dead_letters)
-                await self._evict(layer, updates, backoff, stop)
-                self._fan_out(updates, messages)
+                keys = await self._evict(layer, updates, backoff, stop)
+                self._fan_out(keys, updates, messages)
                 await batches.commit()
         finally:
             await batches.stop()
@@ -124,9 +124,10 @@ class CacheInvalidationAgent:
             dead_letters.flush()
         return updates
 
-    def _fan_out(self, updates: list[ProductUpdate], messages: list[Message]) -> None:
+    def _fan_out(
+        self, keys: list[CacheKey], updates: list[ProductUpdate], messages: list[Message]
+    ) -> None:
         """Hand the batch's evictions to NATS (queued; Redis already has them)."""
-        keys = eviction_keys(updates)
         if self.nats is None or not keys:
             return
         source = source_ranges(
@@ -141,10 +142,11 @@ class CacheInvalidationAgent:
         updates: list[ProductUpdate],
         backoff: Backoff,
         stop: asyncio.Event,
-    ) -> None:
+    ) -> list[CacheKey]:
+        """Evict the batch's keys from Redis (retried until it works); returns them."""
         keys = eviction_keys(updates)
         if not keys:
-            return
+            return keys
         attempt = 0
         started = time.monotonic()
         while True:
@@ -168,3 +170,4 @@ class CacheInvalidationAgent:
             self.metrics.record_committed_event_time(PIPELINE, newest)
         if self.on_evicted is not None:
             self.on_evicted(EvictedBatch(tuple(updates), tuple(keys), evicted_at))
+        return keys
