@@ -139,7 +139,10 @@ class RabbitMQService(Service):
         pid = self.pid()
         if pid is None:
             return False
-        pgid = os.getpgid(pid)
+        try:
+            pgid = os.getpgid(pid)  # the launcher's group holds the Erlang VM too
+        except ProcessLookupError:
+            pgid = pid
         process.terminate(pid)
         deadline = time.monotonic() + 30
         while (members := _group_members(pgid)) and time.monotonic() < deadline:
