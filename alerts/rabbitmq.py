@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 from types import TracebackType
 
@@ -31,13 +32,15 @@ _BROKER_ERRORS = (
     ConnectionError,
 )
 
+log = logging.getLogger("bitvelocity.alerts")
+
 
 class BrokerUnavailableError(TransientError):
     """RabbitMQ did not confirm a batch: send it again later."""
 
 
 class ConfirmedPublisher:
-    """One connection and confirm-mode channel, made on first use; ``start()``/``stop()``."""
+    """One connection and confirm-mode channel, remade after a failure; ``start()``/``stop()``."""
 
     def __init__(self, settings: RabbitMQSettings, queue: str | None = None) -> None:
         self._settings = settings
@@ -46,8 +49,14 @@ class ConfirmedPublisher:
         self._channel: AbstractChannel | None = None
 
     async def start(self) -> None:
-        """Nothing to do: the connection is made by the first publish (and remade after a
-        failure), so a broker that is down at start only delays delivery."""
+        """Connect and declare the queue now if the broker answers (consumers can bind at
+        once); if it does not, the first publish tries again, so a broker that is down at
+        start only delays delivery."""
+        try:
+            await self._open()
+        except _BROKER_ERRORS as exc:
+            await self._disconnect()
+            log.warning("RabbitMQ not reachable yet (%s); alerts wait for it", exc)
 
     async def stop(self) -> None:
         await self._disconnect()
