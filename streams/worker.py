@@ -15,6 +15,7 @@ import signal
 import socket
 from collections.abc import Sequence
 
+from agents.alert_relay import AlertRelay
 from agents.analytics import AnalyticsRunner
 from agents.medallion import MedallionSink, SinkStats
 from cache.service import run_cache_service
@@ -23,7 +24,7 @@ from config.settings import Settings
 from observability.logging import configure_logging
 from observability.metrics import default_metrics
 from observability.server import MetricsServer
-from quality.gate import RulesQualityGate
+from quality.alerting import quality_gate
 from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
 
@@ -70,8 +71,10 @@ async def run_worker(
         # non-zero (nothing uncommitted is lost: every agent resumes from its offsets).
         async with asyncio.TaskGroup() as group:
             if "medallion" in agents:
-                sink = MedallionSink(settings, RulesQualityGate(settings), worker_id=identity)
+                sink = MedallionSink(settings, quality_gate(settings), worker_id=identity)
                 medallion = group.create_task(sink.run(stop))
+                if settings.rabbitmq.alerts_enabled:  # quality alerts and DLQ -> RabbitMQ
+                    group.create_task(AlertRelay(settings).run(stop))
             if "analytics" in agents:
                 runner = AnalyticsRunner(
                     settings, group_id=f"{settings.kafka.consumer_group}-analytics"
