@@ -4,6 +4,8 @@ Per batch: decode the ProductUpdates, compute the keys (``cache.product_updates`
 them all in one Redis MULTI that also broadcasts them on the invalidation channel
 (``RedisLayer.evict``), then commit the offsets. Redis down: the batch is retried with
 backoff and nothing is committed, so no eviction is lost; replays are harmless.
+With ``BV_NATS__INVALIDATION_ENABLED`` every applied eviction is also handed to NATS
+(``cache.nats_invalidation``), after Redis and without waiting for it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from confluent_kafka import Message
 from agents.kafka_batches import KafkaBatches, origin_of
 from cache.keys import CacheKey
 from cache.l2 import CacheUnavailableError, RedisLayer
+from cache.nats_invalidation import NatsInvalidationPublisher, eviction_message, source_ranges
 from cache.product_updates import ProductUpdate, eviction_keys, from_avro
 from config.errors import PermanentError
 from config.settings import Settings
@@ -61,6 +64,7 @@ class CacheInvalidationAgent:
         self.on_evicted = on_evicted
         self.evicted_keys = 0
         self.batches = 0
+        self.nats: NatsInvalidationPublisher | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
@@ -70,6 +74,9 @@ class CacheInvalidationAgent:
         dead_letters.start()
         layer = RedisLayer(settings.redis, settings.cache)
         await layer.start()
+        if settings.nats.invalidation_enabled:
+            self.nats = NatsInvalidationPublisher(settings.nats, self.metrics)
+            await self.nats.start()
         batches = KafkaBatches(
             settings.kafka.bootstrap_servers,
             self.group_id,
@@ -86,10 +93,13 @@ class CacheInvalidationAgent:
                 if not messages:
                     continue
                 updates = await batches.in_thread(self._decode, messages, codec, dead_letters)
-                await self._evict(layer, updates, backoff, stop)
+                keys = await self._evict(layer, updates, backoff, stop)
+                self._fan_out(keys, updates, messages)
                 await batches.commit()
         finally:
             await batches.stop()
+            if self.nats is not None:
+                await self.nats.stop()
             await layer.stop()
             dead_letters.stop()
             registry.close()
@@ -114,16 +124,29 @@ class CacheInvalidationAgent:
             dead_letters.flush()
         return updates
 
+    def _fan_out(
+        self, keys: list[CacheKey], updates: list[ProductUpdate], messages: list[Message]
+    ) -> None:
+        """Hand the batch's evictions to NATS (queued; Redis already has them)."""
+        if self.nats is None or not keys:
+            return
+        source = source_ranges(
+            (m.topic() or "", m.partition() or 0, m.offset() or 0) for m in messages
+        )
+        newest = max((u.changed_at for u in updates), default=None)
+        self.nats.submit(eviction_message(keys, source, newest, datetime.now(UTC)))
+
     async def _evict(
         self,
         layer: RedisLayer,
         updates: list[ProductUpdate],
         backoff: Backoff,
         stop: asyncio.Event,
-    ) -> None:
+    ) -> list[CacheKey]:
+        """Evict the batch's keys from Redis (retried until it works); returns them."""
         keys = eviction_keys(updates)
         if not keys:
-            return
+            return keys
         attempt = 0
         started = time.monotonic()
         while True:
@@ -147,3 +170,4 @@ class CacheInvalidationAgent:
             self.metrics.record_committed_event_time(PIPELINE, newest)
         if self.on_evicted is not None:
             self.on_evicted(EvictedBatch(tuple(updates), tuple(keys), evicted_at))
+        return keys

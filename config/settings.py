@@ -16,6 +16,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -159,6 +160,8 @@ class TopicSettings(_Section):
     #: Compacted changelog of the analytics state (docs/decisions/0009).
     analytics_state: str = "analytics-state"
     openlineage: str = "openlineage"
+    #: Quality ERROR alerts (JSON) on their way to RabbitMQ (``BV_RABBITMQ__ALERTS_ENABLED``).
+    quality_alerts: str = "quality-alerts"
     partitions: int = Field(default=3, ge=1)
 
     def cdc_topic(self, table: str, schema: str = "public") -> str:
@@ -341,6 +344,56 @@ class BackupSettings(_Section):
         return (self.archive_dir or state_dir / "backups").expanduser().resolve()
 
 
+class NatsSettings(_Section):
+    """NATS (``stack up --with-scaleout``): cache evictions fanned out to non-Python services."""
+
+    host: str = LOOPBACK
+    port: Port = 54222
+    #: Client token the server requires (generated into credentials.env on first ``stack up``).
+    token: SecretStr = SecretStr("")
+    #: Publish every cache eviction on ``invalidation_subject`` too (besides Redis pub/sub).
+    invalidation_enabled: bool = False
+    invalidation_subject: str = "cache.invalidate"
+    #: Evictions waiting for NATS; beyond this the oldest are dropped (and counted).
+    max_pending: int = Field(default=10_000, ge=1)
+    timeout_s: float = Field(default=2.0, gt=0)
+    retry_initial_backoff_s: float = Field(default=0.2, gt=0)
+    retry_max_backoff_s: float = Field(default=5.0, gt=0)
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+
+class RabbitMQSettings(_Section):
+    """RabbitMQ (``stack up --with-scaleout``): quality ERROR alerts and DLQ notifications."""
+
+    host: str = LOOPBACK
+    port: Port = 55672
+    #: Erlang distribution port and the port of its epmd (both loopback only).
+    dist_port: Port = 55673
+    epmd_port: Port = 54369
+    user: str = "bv"
+    password: SecretStr = SecretStr("")
+    vhost: str = "/"
+    #: The sink writes quality ERROR alerts to ``topics.quality_alerts`` and ``bitvelocity
+    #: alerts relay`` forwards them and DLQ notifications to RabbitMQ.
+    alerts_enabled: bool = False
+    #: Durable queue the relay publishes to (default exchange, publisher confirms).
+    alerts_queue: str = "bv.alerts"
+    #: Dead-letter topics the relay notifies about (a regular expression, librdkafka style).
+    dlq_pattern: str = r"^.*\.dlq$"
+    confirm_timeout_s: float = Field(default=5.0, gt=0)
+    retry_initial_backoff_s: float = Field(default=0.2, gt=0)
+    retry_max_backoff_s: float = Field(default=5.0, gt=0)
+
+    def url(self) -> str:
+        """An AMQP URL with the password; keep it out of logs."""
+        password = quote(self.password.get_secret_value(), safe="")
+        vhost = quote(self.vhost, safe="")
+        return f"amqp://{quote(self.user, safe='')}:{password}@{self.host}:{self.port}/{vhost}"
+
+
 class StackSettings(_Section):
     """Where the local stack keeps its downloads, data, logs and pids."""
 
@@ -386,6 +439,8 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     backup: BackupSettings = BackupSettings()
+    nats: NatsSettings = NatsSettings()
+    rabbitmq: RabbitMQSettings = RabbitMQSettings()
     stack: StackSettings = StackSettings()
 
     @property

@@ -44,6 +44,8 @@ METRIC_FAMILIES = (
     "bv_cache_evictions",
     "bv_cache_warm_duration_seconds",
     "bv_quality_failures",
+    "bv_messages_published",
+    "bv_message_publish_failures",
 )
 
 Clock = Callable[[], float]
@@ -138,6 +140,18 @@ class Metrics:
             ["rule", "severity"],
             registry=r,
         )
+        self.messages_published = Counter(
+            "bv_messages_published",
+            "Messages a broker acknowledged (NATS flush, RabbitMQ confirm), by destination.",
+            ["broker", "destination"],
+            registry=r,
+        )
+        self.message_publish_failures = Counter(
+            "bv_message_publish_failures",
+            "Failed publish attempts (retried with backoff) or dropped messages, by destination.",
+            ["broker", "destination", "outcome"],
+            registry=r,
+        )
 
     # -- per-batch recording -------------------------------------------------------------
     def record_batch(
@@ -182,6 +196,16 @@ class Metrics:
     def record_quality_failures(self, rule: str, severity: str, count: int) -> None:
         if count:
             self.quality_failures.labels(rule, severity).inc(count)
+
+    def record_published(self, broker: str, destination: str, count: int = 1) -> None:
+        if count:
+            self.messages_published.labels(broker, destination).inc(count)
+
+    def record_publish_failure(
+        self, broker: str, destination: str, outcome: Literal["retried", "dropped"], count: int = 1
+    ) -> None:
+        if count:
+            self.message_publish_failures.labels(broker, destination, outcome).inc(count)
 
     # -- lag and freshness -----------------------------------------------------------------
     def set_lag(self, lags: Iterable[PartitionLag]) -> None:

@@ -19,8 +19,10 @@ from stack.base import Progress, Service, StackContext
 from stack.connect_service import ConnectService
 from stack.credentials import ensure_credentials
 from stack.kafka_service import KafkaService
+from stack.nats_service import NatsService
 from stack.postgres_service import PostgresService
 from stack.prometheus_service import PrometheusService
+from stack.rabbitmq_service import RabbitMQService
 from stack.redis_service import RedisService
 from stack.registry_service import RegistryService
 
@@ -33,6 +35,10 @@ SERVICE_NAMES = tuple(cls.name for wave in _WAVES for cls in wave)
 #: Optional services, only part of the stack with ``--with-monitoring``; started last.
 _MONITORING_WAVE: tuple[type[Service], ...] = (PrometheusService,)
 MONITORING_NAMES = tuple(cls.name for cls in _MONITORING_WAVE)
+#: Optional scale-out services, only part of the stack with ``--with-scaleout``; they need
+#: nothing else, so they start (and boot, RabbitMQ takes a while) alongside the first wave.
+_SCALEOUT_WAVE: tuple[type[Service], ...] = (NatsService, RabbitMQService)
+SCALEOUT_NAMES = tuple(cls.name for cls in _SCALEOUT_WAVE)
 
 
 @dataclass(frozen=True)
@@ -54,21 +60,29 @@ class ServiceStatus:
 class Stack:
     """The set of local services described by one ``Settings``."""
 
-    def __init__(self, settings: Settings, *, with_monitoring: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, *, with_monitoring: bool = False, with_scaleout: bool = False
+    ) -> None:
         self.settings = settings
         context = StackContext(settings)
         waves = (*_WAVES, _MONITORING_WAVE) if with_monitoring else _WAVES
+        if with_scaleout:  # independent of the rest: they start with the first wave
+            waves = ((*waves[0], *_SCALEOUT_WAVE), *waves[1:])
         self.waves = [[cls(context) for cls in wave] for wave in waves]
         self.names = tuple(service.name for service in self.services)
 
     @classmethod
     def from_environment(
-        cls, *, create_credentials: bool = False, with_monitoring: bool = False
+        cls,
+        *,
+        create_credentials: bool = False,
+        with_monitoring: bool = False,
+        with_scaleout: bool = False,
     ) -> Stack:
         """Settings from the environment (generating local credentials first if asked)."""
         if create_credentials:
             ensure_credentials(load_settings().stack.state_dir)
-        return cls(load_settings(), with_monitoring=with_monitoring)
+        return cls(load_settings(), with_monitoring=with_monitoring, with_scaleout=with_scaleout)
 
     @property
     def services(self) -> list[Service]:
@@ -82,6 +96,8 @@ class Stack:
             hint = (
                 " (add --with-monitoring for prometheus)" if unknown & set(MONITORING_NAMES) else ""
             )
+            if unknown & set(SCALEOUT_NAMES):
+                hint += f" (add --with-scaleout for {', '.join(SCALEOUT_NAMES)})"
             raise ConfigurationError(
                 f"unknown service(s) {', '.join(sorted(unknown))}; "
                 f"choose from {', '.join(self.names)}{hint}"

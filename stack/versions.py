@@ -15,6 +15,9 @@ APICURIO_REGISTRY_VERSION = "3.3.3"
 APICURIO_CONVERTER_VERSION = "2.6.13.Final"
 MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 POSTGRES_MAJOR = 15
+#: Debian bookworm's packages, run by ``stack up --with-scaleout``.
+NATS_VERSION = "2.9.10"
+RABBITMQ_VERSION = "3.10.8"
 
 #: Minimum Java feature release per JVM service.
 KAFKA_MIN_JAVA = 17

@@ -16,6 +16,7 @@ import socket
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
+from agents.alert_relay import AlertRelay
 from agents.analytics import AnalyticsRunner
 from agents.analytics_state import state_store
 from agents.medallion import MedallionSink, SinkStats
@@ -25,7 +26,7 @@ from config.settings import Settings
 from observability.logging import configure_logging
 from observability.metrics import default_metrics
 from observability.server import MetricsServer
-from quality.gate import RulesQualityGate
+from quality.alerting import quality_gate
 from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
 from streams.analytics_views import AnalyticsWebServer, analytics_web_app
@@ -99,8 +100,10 @@ async def run_worker(
         # non-zero (nothing uncommitted is lost: every agent resumes from its offsets).
         async with asyncio.TaskGroup() as group:
             if "medallion" in agents:
-                sink = MedallionSink(settings, RulesQualityGate(settings), worker_id=identity)
+                sink = MedallionSink(settings, quality_gate(settings), worker_id=identity)
                 medallion = group.create_task(sink.run(stop))
+                if settings.rabbitmq.alerts_enabled:  # quality alerts and DLQ -> RabbitMQ
+                    group.create_task(AlertRelay(settings).run(stop))
             if "analytics" in agents:
                 runner, views = analytics_service(settings)
                 await views.start()

@@ -39,6 +39,8 @@ def test_services_are_the_stack_plus_monitoring(compose: dict[str, Any]) -> None
         "connect",
         "prometheus",
         "grafana",
+        "nats",
+        "rabbitmq",
     }
 
 
@@ -54,6 +56,16 @@ def test_host_ports_equal_the_settings_defaults(compose: dict[str, Any]) -> None
     assert url_host_port(settings.registry.url)[1] in published(services["registry"])
     assert settings.registry.management_port in published(services["registry"])
     assert url_host_port(settings.connect.url)[1] in published(services["connect"])
+    assert settings.nats.port in published(services["nats"])
+    assert settings.rabbitmq.port in published(services["rabbitmq"])
+
+
+def test_scaleout_services_are_optional_and_pinned(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["nats"]["profiles"] == services["rabbitmq"]["profiles"] == ["scaleout"]
+    assert services["nats"]["image"].endswith(f":{versions.NATS_VERSION}")
+    assert services["rabbitmq"]["image"].endswith(f":{versions.RABBITMQ_VERSION}")
+    assert services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"].startswith("${")
 
 
 def test_every_published_port_is_loopback_only(compose: dict[str, Any]) -> None:
