@@ -28,4 +28,5 @@ def test_analytics_benchmark_reports_rates_and_redis_round_trips(
     assert live["events"] > 0
     # Batched: one pipeline per flush, so never more round trips than flushes (+ script load).
     assert live["redis_round_trips"] <= live["flushes"] + 1
-    assert render(result).row_count == 8
+    assert render(result).row_count == 9
+    assert result["recovery"]["state_entries"] == ours["state_entries"]
