@@ -54,6 +54,16 @@ def env(settings: Settings) -> Iterator[SinkEnv]:
         yield environment
 
 
+@pytest.fixture
+def analytics_worker(env: SinkEnv, tmp_path: Path) -> Iterator[Worker]:
+    """The worker of the test; a failing test must not leave its process running."""
+    worker = Worker(env, tmp_path)
+    yield worker
+    if worker.process is not None and worker.process.poll() is None:
+        worker.process.kill()
+        worker.process.wait(10)
+
+
 class Worker:
     """The analytics worker subprocess and its HTTP views."""
 
@@ -173,9 +183,9 @@ async def customers_ageing_between(env: SinkEnv, since: datetime, until: datetim
 
 @pytest.mark.timeout(900)
 async def test_killed_worker_rebuilds_state_from_changelog_and_serves_views(
-    env: SinkEnv, tmp_path: Path
+    env: SinkEnv, analytics_worker: Worker
 ) -> None:
-    worker = Worker(env, tmp_path)
+    worker = analytics_worker
     load = asyncio.create_task(
         run_loadgen(
             env.settings,
