@@ -45,15 +45,14 @@ from agents.analytics_state import AnalyticsStateStore
 from bench.pipeline_env import (
     PipelineNames,
     SinkEnv,
+    analytics_outputs,
     delete_consumer_groups,
     eventually,
     high_watermarks,
     pipeline_environment,
-    with_analytics_outputs,
 )
 from bench.sink import BenchOptions, b0_raw_consumer, generate_load
 from config.settings import Settings, load_settings
-from sinks.redis.feature_store import RedisFeatureStore
 
 RESULTS = Path(__file__).resolve().parent / "results" / "analytics.json"
 NAMES = PipelineNames("bv_abench_", "bvabench", "bv-abench-", "bv-abench-")
@@ -203,8 +202,7 @@ def run_analytics_bench(
     Synchronous: it runs its own event loops (call it outside ``asyncio.run``).
     """
     base = settings or load_settings()
-    with pipeline_environment(base, names=NAMES) as pipeline:
-        env = with_analytics_outputs(pipeline)
+    with pipeline_environment(base, names=NAMES) as pipeline, analytics_outputs(pipeline) as env:
         group = env.settings.kafka.consumer_group
         try:
             with tempfile.TemporaryDirectory(prefix="bv-abench-") as folder:
@@ -215,7 +213,6 @@ def run_analytics_bench(
             delete_consumer_groups(
                 env.settings.kafka.bootstrap_servers, [f"{group}-b0", f"{group}-analytics"]
             )
-            asyncio.run(_delete_features(env.settings))
     result = {
         "benchmark": "analytics",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -230,11 +227,6 @@ def run_analytics_bench(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2) + "\n")
     return result
-
-
-async def _delete_features(settings: Settings) -> None:
-    async with RedisFeatureStore(settings.redis, prefix=settings.features.redis_prefix) as store:
-        await store.delete_all()
 
 
 def render(result: dict[str, Any]) -> Table:

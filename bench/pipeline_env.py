@@ -28,6 +28,7 @@ from oltp.schema import CAPTURED_TABLES, migrate_oltp
 from serdes.registry import RegistryClient
 from sinks.postgres.connection import connect
 from sinks.postgres.warehouse import migrate_warehouse
+from sinks.redis.feature_store import RedisFeatureStore
 from streams.capture_admin import (
     delete_topics_with_prefix,
     drop_slot_when_released,
@@ -127,6 +128,26 @@ def with_analytics_outputs(env: SinkEnv) -> SinkEnv:
 
 
 @contextlib.contextmanager
+def analytics_outputs(env: SinkEnv) -> Iterator[SinkEnv]:
+    """``with_analytics_outputs(env)``; afterwards removes its registry subjects and Redis keys.
+
+    Synchronous (it runs an event loop on exit): enter it outside ``asyncio.run``.
+    """
+    derived = with_analytics_outputs(env)
+    try:
+        yield derived
+    finally:
+        topics = derived.settings.topics
+        delete_subjects(derived.settings, [topics.hourly_revenue, topics.customer_features])
+        asyncio.run(_delete_feature_keys(derived.settings))
+
+
+async def _delete_feature_keys(settings: Settings) -> None:
+    async with RedisFeatureStore(settings.redis, prefix=settings.features.redis_prefix) as store:
+        await store.delete_all()
+
+
+@contextlib.contextmanager
 def pipeline_environment(
     base: Settings, *, batch_max_records: int = 200, names: PipelineNames = SINK_TEST_NAMES
 ) -> Iterator[SinkEnv]:
@@ -154,7 +175,7 @@ def pipeline_environment(
         prefix = settings.topics.cdc_prefix
         delete_topics_with_prefix(settings.kafka.bootstrap_servers, prefix)
         _delete_topics(settings.kafka.bootstrap_servers, [f"{HEARTBEAT_TOPIC_PREFIX}{prefix}"])
-        _delete_subjects(settings, [*env.topics, f"{prefix}.transaction"])
+        delete_subjects(settings, [*env.topics, f"{prefix}.transaction"])
 
 
 async def _drop(settings: Settings, slot: str) -> None:
@@ -174,7 +195,7 @@ def _delete_topics(bootstrap: str, topics: list[str]) -> None:
             future.result(timeout=15)
 
 
-def _delete_subjects(settings: Settings, topics: Iterable[str]) -> None:
+def delete_subjects(settings: Settings, topics: Iterable[str]) -> None:
     """Remove the key and value subjects Debezium registered for ``topics`` (when present)."""
     with RegistryClient(settings.registry) as registry:
         for topic in topics:

@@ -8,13 +8,12 @@ PostgreSQL; they read plain SQL and Redis, never the pipeline's own code paths.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from bench.pipeline_env import with_analytics_outputs
+from bench.pipeline_env import analytics_outputs
 from config.settings import Settings
 from sinks.postgres.connection import connect
 from sinks.redis.feature_store import RedisFeatureStore, feature_fields
@@ -29,13 +28,8 @@ from tests.integration.sink_env import SinkEnv, sink_environment
 
 @contextlib.contextmanager
 def analytics_environment(settings: Settings) -> Iterator[SinkEnv]:
-    with sink_environment(settings) as pipeline:
-        env = with_analytics_outputs(pipeline)
-        try:
-            yield env
-        finally:
-            with contextlib.suppress(Exception):  # best effort: never hide the test's result
-                asyncio.run(delete_feature_keys(env.settings))
+    with sink_environment(settings) as pipeline, analytics_outputs(pipeline) as env:
+        yield env
 
 
 def analytics_worker_env(env: SinkEnv, *, state_dir: Path, port: int, token: str) -> dict[str, str]:
@@ -149,8 +143,3 @@ async def redis_differences(settings: Settings) -> list[str]:
         if len(keys) != len(rows):
             problems.append(f"{len(keys)} Redis hashes for {len(rows)} gold rows")
     return problems
-
-
-async def delete_feature_keys(settings: Settings) -> None:
-    async with RedisFeatureStore(settings.redis, prefix=settings.features.redis_prefix) as store:
-        await store.delete_all()
