@@ -6,10 +6,13 @@ idempotent versioned upsert, so a batch written twice is harmless.
 
 ``AnalyticsRunner`` drives the core from a confluent-kafka consumer (one thread for
 consume + decode, the event loop for the sinks), the same consumer family the medallion
-sink uses (docs/decisions/0007-analytics-state-and-consumer.md). Its state is the
-``AnalyticsState`` it is given: plain dicts rebuilt by replaying the CDC topics from the
-beginning (own group, nothing committed), or the Faust tables of ``agents.analytics_faust``.
-Every ``flush_interval`` it ticks the clock (windows close, orders age out) and flushes.
+sink uses (docs/decisions/0007-analytics-state-and-consumer.md). Its state is either plain
+dicts rebuilt by replaying the CDC topics from the beginning (no ``store``), or an
+``AnalyticsStateStore``: restored from its changelog topic and local folder, resuming every
+partition at the position stored with the state (docs/decisions/0009). Either way it
+replays to the topics' ends as they were at start, reconciles with gold, then every
+``flush_interval`` ticks the clock (windows close, orders age out) and flushes: outputs,
+then the changed state and positions in one changelog transaction.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from typing import Any
 import asyncpg
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from config.errors import PermanentError
+from agents.analytics_state import AnalyticsStateStore, RestoreStats
+from config.errors import PermanentError, TransientError
 from config.settings import Settings
 from serdes.avro import AvroCodec
 from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
@@ -147,12 +151,15 @@ class AnalyticsRunner:
         *,
         group_id: str,
         state: AnalyticsState | None = None,
+        store: AnalyticsStateStore | None = None,
         clock: Clock = utc_now,
         redis_db: int | None = None,
     ) -> None:
         self.settings = settings
         self.group_id = group_id
-        self.state = state
+        self.store = store
+        self.state = store.state if store is not None else state
+        self.restore: RestoreStats | None = None
         self.clock = clock
         self.redis_db = redis_db
         self.stats = RunnerStats()
@@ -178,7 +185,13 @@ class AnalyticsRunner:
             if sinks.connection is None:
                 raise PermanentError("analytics sinks did not connect")
             rates = await load_currency_rates(sinks.connection)
+            store = self.store
+            if store is not None:
+                self.restore = await loop.run_in_executor(self._executor, store.open)
+                self.positions.update(store.positions)
             core = AnalyticsCore(self.settings, rates, self.state)
+            if store is not None:
+                core.restore_progress(store.progress)
             self.core = core
             registry = RegistryClient(self.settings.registry)
             codec = AvroCodec(registry)
@@ -191,9 +204,12 @@ class AnalyticsRunner:
             last_flush = time.monotonic()
             try:
                 while not stop.is_set():
-                    events = await loop.run_in_executor(self._executor, self._poll, decoder, codec)
+                    events, positions = await loop.run_in_executor(
+                        self._executor, self._poll, decoder, codec
+                    )
                     for partition, topic, event in events:
                         self._apply(core, partition, topic, event)
+                    self.positions.update(positions)  # applied: may now be stored
                     if self.recovering:
                         # Superseded by reconcile(); late events seen in a replay were
                         # published by the run that first saw them (or are counted here).
@@ -207,6 +223,8 @@ class AnalyticsRunner:
                 await self.flush_now()
             finally:
                 await loop.run_in_executor(self._executor, self._consumer.close)
+                if store is not None:
+                    await loop.run_in_executor(self._executor, store.close)
                 registry.close()
                 self._executor.shutdown(wait=True)
         return self.stats
@@ -231,7 +249,11 @@ class AnalyticsRunner:
         features = await read_gold_features(self.sinks.connection)
         core.reconcile(windows, features)
         self.recovered_after_s = time.monotonic() - self._started
-        log.info("analytics state rebuilt by replay in %.1f s", self.recovered_after_s)
+        log.info(
+            "analytics state %s and replayed to the topics' ends in %.1f s",
+            "restored from its changelog" if self.store is not None else "rebuilt",
+            self.recovered_after_s,
+        )
         self.recovering = False
         await self.flush_now()
 
@@ -243,12 +265,34 @@ class AnalyticsRunner:
             self.core.tick(now or self.clock())
             outputs = self.core.drain()
             await self.sinks.flush(outputs)
+            if self.store is not None:
+                await self._commit_state(self.store, self.core)
         stats = self.stats
         stats.flushes += 1
         stats.hourly_rows += len(outputs.hourly)
         stats.feature_rows += len(outputs.features)
         stats.late_events += len(outputs.late)
         return outputs
+
+    async def _commit_state(self, store: AnalyticsStateStore, core: AnalyticsCore) -> None:
+        """After the outputs: changed state and positions, one transaction, with retries."""
+        started = time.monotonic()
+        records = store.changes(self.positions, core.progress())
+        backoff = self.settings.sink.retry_initial_backoff_s
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(self._executor, store.commit, records)
+                log.debug(
+                    "analytics state: %d changelog records in %.3f s",
+                    len(records),
+                    time.monotonic() - started,
+                )
+                return
+            except TransientError as exc:
+                log.warning("analytics state commit failed, retrying in %.1f s: %s", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.sink.retry_max_backoff_s)
 
     def _apply(self, core: AnalyticsCore, partition: int, topic: str, event: Any) -> None:
         if topic == self._heartbeats:
@@ -263,6 +307,11 @@ class AnalyticsRunner:
         return {
             "bootstrap.servers": self.settings.kafka.bootstrap_servers,
             "group.id": self.group_id,
+            # One worker owns every partition (docs/decisions/0007): a static member takes
+            # its partitions back at once after a crash, instead of waiting for the dead
+            # member's session to expire (45 s); the changelog's transactional id fences
+            # the zombie's writes.
+            "group.instance.id": f"{self.group_id}-owner",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 100,
@@ -278,9 +327,10 @@ class AnalyticsRunner:
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Always from the beginning: the state is rebuilt by replay (see module docstring).
+        # Where the stored state ends, else from the beginning (see module docstring).
+        stored = self.store.positions if self.store is not None else {}
         for partition in partitions:
-            partition.offset = -2  # OFFSET_BEGINNING
+            partition.offset = stored.get((partition.topic, partition.partition), -2)
         consumer.assign(partitions)
         if self.core is not None:
             self.core.assign([p.partition for p in partitions if p.topic == self._orders_topic])
@@ -290,10 +340,14 @@ class AnalyticsRunner:
             self.core.revoke([p.partition for p in partitions if p.topic == self._orders_topic])
         consumer.unassign()
 
-    def _poll(self, decoder: DebeziumAvroDecoder, codec: AvroCodec) -> list[tuple[int, str, Any]]:
+    def _poll(
+        self, decoder: DebeziumAvroDecoder, codec: AvroCodec
+    ) -> tuple[list[tuple[int, str, Any]], dict[tuple[str, int], int]]:
+        """Decoded events and the positions after them (stored once they are applied)."""
         assert self._consumer is not None
         messages = self._consumer.consume(num_messages=5000, timeout=0.2)
         decoded: list[tuple[int, str, Any]] = []
+        positions: dict[tuple[str, int], int] = {}
         for message in messages:
             error = message.error()
             if error is not None:
@@ -303,7 +357,7 @@ class AnalyticsRunner:
                 continue
             topic, partition = message.topic() or "", message.partition() or 0
             self.stats.consumed += 1
-            self.positions[(topic, partition)] = (message.offset() or 0) + 1
+            positions[(topic, partition)] = (message.offset() or 0) + 1
             try:
                 if topic == self._heartbeats:
                     decoded.append((partition, topic, _heartbeat_time(codec, message.value())))
@@ -315,7 +369,7 @@ class AnalyticsRunner:
                 log.warning(
                     "analytics skipped %s[%d]@%s: %s", topic, partition, message.offset(), exc
                 )
-        return decoded
+        return decoded, positions
 
 
 def _heartbeat_time(codec: AvroCodec, value: bytes | None) -> datetime:

@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -27,6 +28,7 @@ from oltp.schema import CAPTURED_TABLES, migrate_oltp
 from serdes.registry import RegistryClient
 from sinks.postgres.connection import connect
 from sinks.postgres.warehouse import migrate_warehouse
+from sinks.redis.feature_store import RedisFeatureStore
 from streams.capture_admin import (
     delete_topics_with_prefix,
     drop_slot_when_released,
@@ -97,6 +99,54 @@ def derive(
     )
 
 
+def with_analytics_outputs(env: SinkEnv) -> SinkEnv:
+    """``env`` with the analytics outputs (topics, changelog, Redis prefix) named after the run.
+
+    The derived topics share the CDC prefix, so ``pipeline_environment`` removes them too.
+    """
+    topics = env.settings.topics
+    prefix = topics.cdc_prefix
+    settings = env.settings.model_copy(
+        update={
+            "topics": topics.model_copy(
+                update={
+                    "hourly_revenue": f"{prefix}.hourly-revenue",
+                    "customer_features": f"{prefix}.customer-features",
+                    "late_events": f"{prefix}.late-events",
+                    "analytics_state": f"{prefix}.analytics-state",
+                }
+            ),
+            "features": env.settings.features.model_copy(
+                update={
+                    "redis_prefix": f"bv:{prefix}:features:customer:",
+                    "idle_partition_after": timedelta(seconds=1),
+                }
+            ),
+        }
+    )
+    return SinkEnv(settings, env.run_id)
+
+
+@contextlib.contextmanager
+def analytics_outputs(env: SinkEnv) -> Iterator[SinkEnv]:
+    """``with_analytics_outputs(env)``; afterwards removes its registry subjects and Redis keys.
+
+    Synchronous (it runs an event loop on exit): enter it outside ``asyncio.run``.
+    """
+    derived = with_analytics_outputs(env)
+    try:
+        yield derived
+    finally:
+        topics = derived.settings.topics
+        delete_subjects(derived.settings, [topics.hourly_revenue, topics.customer_features])
+        asyncio.run(_delete_feature_keys(derived.settings))
+
+
+async def _delete_feature_keys(settings: Settings) -> None:
+    async with RedisFeatureStore(settings.redis, prefix=settings.features.redis_prefix) as store:
+        await store.delete_all()
+
+
 @contextlib.contextmanager
 def pipeline_environment(
     base: Settings, *, batch_max_records: int = 200, names: PipelineNames = SINK_TEST_NAMES
@@ -125,7 +175,7 @@ def pipeline_environment(
         prefix = settings.topics.cdc_prefix
         delete_topics_with_prefix(settings.kafka.bootstrap_servers, prefix)
         _delete_topics(settings.kafka.bootstrap_servers, [f"{HEARTBEAT_TOPIC_PREFIX}{prefix}"])
-        _delete_subjects(settings, [*env.topics, f"{prefix}.transaction"])
+        delete_subjects(settings, [*env.topics, f"{prefix}.transaction"])
 
 
 async def _drop(settings: Settings, slot: str) -> None:
@@ -145,7 +195,7 @@ def _delete_topics(bootstrap: str, topics: list[str]) -> None:
             future.result(timeout=15)
 
 
-def _delete_subjects(settings: Settings, topics: Iterable[str]) -> None:
+def delete_subjects(settings: Settings, topics: Iterable[str]) -> None:
     """Remove the key and value subjects Debezium registered for ``topics`` (when present)."""
     with RegistryClient(settings.registry) as registry:
         for topic in topics:

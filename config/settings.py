@@ -157,6 +157,8 @@ class TopicSettings(_Section):
     customer_features: str = "customer-features"
     product_updates: str = "product-updates"
     late_events: str = "late-events"
+    #: Compacted changelog of the analytics state (docs/decisions/0009).
+    analytics_state: str = "analytics-state"
     openlineage: str = "openlineage"
     #: Quality ERROR alerts (JSON) on their way to RabbitMQ (``BV_RABBITMQ__ALERTS_ENABLED``).
     quality_alerts: str = "quality-alerts"
@@ -221,6 +223,9 @@ class FeatureSettings(_Section):
     idle_partition_after: timedelta = timedelta(seconds=10)
     #: How often the analytics agent flushes emitted rows to PostgreSQL, Redis and Kafka.
     flush_interval: timedelta = timedelta(milliseconds=500)
+    #: The analytics worker's local state folder (a cache of its changelog; safe to
+    #: delete). Default: ``<stack.state_dir>/analytics-state``.
+    state_dir: Path | None = None
 
 
 class QualitySettings(_Section):

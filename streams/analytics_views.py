@@ -1,23 +1,24 @@
-"""Faust web views over the analytics state: hourly revenue, customer features, health.
+"""HTTP views over the analytics state: hourly revenue, customer features, health.
 
 ``GET /revenue/hourly?from=&to=&currency=``, ``GET /features/customers/{id}``, ``GET /health``.
 Every answer carries ``as_of`` (when it was computed) and ``watermark`` (event time up to
 which windows are complete, null until every partition has spoken). Money is a decimal
 string. With ``BV_WEB__TOKEN`` set, a request without ``Authorization: Bearer <token>``
-gets 401 (constant-time comparison). The web server binds to ``settings.web.host``
-(loopback by default, see ``streams.app``). The answers are pure functions of the core.
+gets 401 (constant-time comparison). The server binds to ``BV_WEB__HOST``:``BV_WEB__PORT``
+(loopback by default). It runs on the analytics worker's event loop, which owns all the
+state (one worker owns every partition, docs/decisions/0007), so no request is forwarded.
+The answers are pure functions of the core; aiohttp only carries them.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import faust
-from faust.web import Request, Response, View
+from aiohttp import web
 from pydantic import SecretStr
 
 from agents.analytics import Clock, utc_now
@@ -109,8 +110,15 @@ def customer_features_answer(
     }
 
 
-def health_answer(core: AnalyticsCore, now: datetime) -> dict[str, Any]:
-    return {**_stamp(core, now), "status": "ok", "windows": len(core.state.windows)}
+def health_answer(
+    core: AnalyticsCore, now: datetime, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        **_stamp(core, now),
+        "status": "ok",
+        "windows": len(core.state.windows),
+        **(extra or {}),
+    }
 
 
 def authorized(header: str | None, token: SecretStr | None) -> bool:
@@ -120,42 +128,76 @@ def authorized(header: str | None, token: SecretStr | None) -> bool:
     return header is not None and hmac.compare_digest(header.encode(), expected.encode())
 
 
-def register_views(
-    app: faust.App, core: AnalyticsCore, *, token: SecretStr | None, clock: Clock = utc_now
-) -> dict[str, type[View]]:
-    """Add the three views to ``app``; returns them by path."""
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
 
-    class Guarded(View):
-        async def dispatch(self, request: Any) -> Any:
-            if not authorized(request.headers.get("Authorization"), token):
-                return self.error(401, "missing or wrong bearer token")
-            try:
-                return await super().dispatch(request)
-            except BadQueryError as exc:
-                return self.error(400, str(exc))
 
-    @app.page("/revenue/hourly", base=Guarded, name="analytics-revenue-hourly")
-    class HourlyRevenueView(Guarded):
-        async def get(self, request: Request) -> Response:
-            return self.json(hourly_revenue_answer(core, request.query, clock()))
+def analytics_web_app(
+    core_of: Callable[[], AnalyticsCore | None],
+    *,
+    token: SecretStr | None,
+    clock: Clock = utc_now,
+    health: Callable[[], Mapping[str, Any]] | None = None,
+) -> web.Application:
+    """The three views; ``core_of`` gives the running core (None: still starting, 503)."""
 
-    @app.page("/features/customers/{customer_id}", base=Guarded, name="analytics-features")
-    class CustomerFeaturesView(Guarded):
-        async def get(self, request: Request, customer_id: str) -> Response:
-            if not customer_id.isdigit():
-                return self.error(400, f"customer id {customer_id!r} is not a number")
-            answer = customer_features_answer(core, int(customer_id), clock())
-            if answer is None:
-                return self.error(404, f"no features for customer {customer_id}")
-            return self.json(answer)
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        if not authorized(request.headers.get("Authorization"), token):
+            return _error(401, "missing or wrong bearer token")
+        if core_of() is None:
+            return _error(503, "analytics starting: state not restored yet")
+        try:
+            response: web.StreamResponse = await handler(request)
+        except BadQueryError as exc:
+            return _error(400, str(exc))
+        return response
 
-    @app.page("/health", base=Guarded, name="analytics-health")
-    class HealthView(Guarded):
-        async def get(self, request: Request) -> Response:
-            return self.json(health_answer(core, clock()))
+    def core() -> AnalyticsCore:
+        running = core_of()
+        assert running is not None  # the guard answered 503 otherwise
+        return running
 
-    return {
-        "/revenue/hourly": HourlyRevenueView,
-        "/features/customers/{customer_id}": CustomerFeaturesView,
-        "/health": HealthView,
-    }
+    async def hourly(request: web.Request) -> web.Response:
+        return web.json_response(hourly_revenue_answer(core(), request.query, clock()))
+
+    async def features(request: web.Request) -> web.Response:
+        customer_id = request.match_info["customer_id"]
+        if not customer_id.isdigit():
+            return _error(400, f"customer id {customer_id!r} is not a number")
+        answer = customer_features_answer(core(), int(customer_id), clock())
+        if answer is None:
+            return _error(404, f"no features for customer {customer_id}")
+        return web.json_response(answer)
+
+    async def healthy(_: web.Request) -> web.Response:
+        return web.json_response(health_answer(core(), clock(), health() if health else None))
+
+    app = web.Application(middlewares=[guard])
+    app.router.add_get("/revenue/hourly", hourly)
+    app.router.add_get("/features/customers/{customer_id}", features)
+    app.router.add_get("/health", healthy)
+    return app
+
+
+class AnalyticsWebServer:
+    """Serves ``app`` on ``host:port`` (port 0: an ephemeral one, see ``port`` after start)."""
+
+    def __init__(self, app: web.Application, *, host: str, port: int) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])  # the bound one, also when asked for 0
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -13,10 +13,12 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 from agents.alert_relay import AlertRelay
 from agents.analytics import AnalyticsRunner
+from agents.analytics_state import state_store
 from agents.medallion import MedallionSink, SinkStats
 from cache.service import run_cache_service
 from config.errors import ConfigurationError
@@ -27,6 +29,7 @@ from observability.server import MetricsServer
 from quality.alerting import quality_gate
 from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
+from streams.analytics_views import AnalyticsWebServer, analytics_web_app
 
 log = logging.getLogger("bitvelocity.worker")
 AGENTS = ("medallion", "analytics", "cache")
@@ -34,6 +37,32 @@ AGENTS = ("medallion", "analytics", "cache")
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def analytics_health(runner: AnalyticsRunner) -> dict[str, Any]:
+    """What ``GET /health`` adds: recovery figures and how far each partition was read."""
+    restore = runner.restore
+    return {
+        "recovered_after_s": runner.recovered_after_s,
+        "restore": None if restore is None else restore.__dict__,
+        "state_commits": None if runner.store is None else runner.store.commits,
+        "positions": [
+            {"topic": topic, "partition": partition, "next_offset": offset}
+            for (topic, partition), offset in sorted(runner.positions.items())
+        ],
+    }
+
+
+def analytics_service(settings: Settings) -> tuple[AnalyticsRunner, AnalyticsWebServer]:
+    """The analytics runner (changelog-backed state) and its web views (BV_WEB__*)."""
+    group_id = f"{settings.kafka.consumer_group}-analytics"
+    runner = AnalyticsRunner(settings, group_id=group_id, store=state_store(settings, group_id))
+    app = analytics_web_app(
+        lambda: None if runner.recovering else runner.core,
+        token=settings.web.token,
+        health=lambda: analytics_health(runner),
+    )
+    return runner, AnalyticsWebServer(app, host=settings.web.host, port=settings.web.port)
 
 
 async def run_worker(
@@ -76,10 +105,10 @@ async def run_worker(
                 if settings.rabbitmq.alerts_enabled:  # quality alerts and DLQ -> RabbitMQ
                     group.create_task(AlertRelay(settings).run(stop))
             if "analytics" in agents:
-                runner = AnalyticsRunner(
-                    settings, group_id=f"{settings.kafka.consumer_group}-analytics"
-                )
-                group.create_task(runner.run(stop))
+                runner, views = analytics_service(settings)
+                await views.start()
+                log.info("analytics views on http://%s:%d", views.host, views.port)
+                group.create_task(_serving(runner.run(stop), views))
             if "cache" in agents:
                 group.create_task(run_cache_service(settings, stop))
         if "medallion" in agents:
@@ -91,6 +120,13 @@ async def run_worker(
             loop.remove_signal_handler(sig)
         if metrics_server is not None:
             metrics_server.stop()
+
+
+async def _serving(run: Awaitable[object], views: AnalyticsWebServer) -> None:
+    try:
+        await run
+    finally:
+        await views.stop()
 
 
 def main_worker(

@@ -123,6 +123,25 @@ class AnalyticsCore:
             self.watermarks.revoke(partition)
             self._last_event.pop(partition, None)
 
+    def progress(self) -> dict[int, tuple[datetime | None, datetime | None]]:
+        """Per ``orders`` partition: newest event time and last commit time (for changelogs)."""
+        return {
+            partition: (self.watermarks.newest(partition), self._last_event.get(partition))
+            for partition in self.watermarks.partitions()
+            if isinstance(partition, int)
+        }
+
+    def restore_progress(
+        self, progress: Mapping[int, tuple[datetime | None, datetime | None]]
+    ) -> None:
+        """Take back what ``progress`` returned before a restart (watermarks never go back)."""
+        for partition, (newest, last_event) in progress.items():
+            self.watermarks.assign(partition)
+            if newest is not None:
+                self.watermarks.observe(partition, newest)
+            if last_event is not None:
+                self._last_event[partition] = last_event
+
     def recover(self) -> None:
         """After state came back from changelogs: recompute features, re-publish windows."""
         self.features.recover()

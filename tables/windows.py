@@ -79,6 +79,10 @@ class Watermarks:
     def partitions(self) -> list[Hashable]:
         return list(self._newest)
 
+    def newest(self, partition: Hashable) -> datetime | None:
+        """The newest event time seen on ``partition`` (None: nothing yet, or not assigned)."""
+        return self._newest.get(partition)
+
     def observe(self, partition: Hashable, event_time: datetime) -> None:
         """Record an event (or a heartbeat) on ``partition``; watermarks never move back."""
         _require_aware(event_time, "event time")

@@ -144,6 +144,14 @@ class RedisFeatureStore:
         raw = await client.hgetall(self.key(customer_id))
         return {_str(k): _str(v) for k, v in raw.items()}
 
+    async def delete_all(self) -> int:
+        """Remove every hash under this store's prefix (tests, benchmarks); returns how many."""
+        client, _ = self._require()
+        keys = [k async for k in client.scan_iter(match=f"{self.prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        return len(keys)
+
     def _require(self) -> tuple[redis_async.Redis, str]:
         if self._client is None or self._sha is None:
             raise FeatureStoreNotStartedError("RedisFeatureStore used before start(); call it")

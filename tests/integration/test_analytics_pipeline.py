@@ -14,7 +14,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -22,42 +22,21 @@ from agents.analytics import AnalyticsRunner, analytics_topics
 from config.settings import Settings
 from oltp.loadgen import LoadgenConfig, run_loadgen
 from sinks.postgres.connection import connect
-from sinks.redis.feature_store import RedisFeatureStore, feature_fields
-from tables.features import CustomerFeatures, FeatureValues
+from tests.integration.analytics_env import analytics_environment, gold_rows, redis_differences
 from tests.integration.analytics_oracle import (
     FEATURE_COLUMNS,
     expected_features,
     expected_hourly,
 )
-from tests.integration.sink_env import SinkEnv, high_watermarks, sink_environment
+from tests.integration.sink_env import SinkEnv, high_watermarks
 
 TRANSACTIONS = 12500  # ~5k orders over 40 days: ~25 s of loading on the shared 2-core box
 
 
 @pytest.fixture(scope="module")
 def env(settings: Settings) -> Iterator[SinkEnv]:
-    with sink_environment(settings) as pipeline:
-        run = pipeline.run_id
-        topics = pipeline.settings.topics
-        prefix = topics.cdc_prefix
-        derived = pipeline.settings.model_copy(
-            update={
-                "topics": topics.model_copy(
-                    update={
-                        "hourly_revenue": f"{prefix}.hourly-revenue",
-                        "customer_features": f"{prefix}.customer-features",
-                        "late_events": f"{prefix}.late-events",
-                    }
-                ),
-                "features": pipeline.settings.features.model_copy(
-                    update={
-                        "redis_prefix": f"bv:test:{run}:features:customer:",
-                        "idle_partition_after": timedelta(seconds=1),
-                    }
-                ),
-            }
-        )
-        yield SinkEnv(derived, run)
+    with analytics_environment(settings) as pipeline:
+        yield pipeline
 
 
 async def _quiescent(runner: AnalyticsRunner, env: SinkEnv, timeout_s: float) -> None:
@@ -77,21 +56,6 @@ async def _quiescent(runner: AnalyticsRunner, env: SinkEnv, timeout_s: float) ->
         previous = marks if done else None
         await asyncio.sleep(1.0)
     raise AssertionError(f"analytics did not catch up: {runner.positions} vs {marks}")
-
-
-async def _gold(settings: Settings) -> tuple[list[tuple], list[tuple]]:
-    connection = await connect(settings.postgres)
-    try:
-        hourly = await connection.fetch(
-            "SELECT window_start, currency, revenue, order_count, avg_order_value, is_final,"
-            " version FROM gold.hourly_revenue ORDER BY 1, 2"
-        )
-        features = await connection.fetch(
-            "SELECT * FROM gold.customer_features ORDER BY customer_id"
-        )
-        return [tuple(r) for r in hourly], [tuple(r) for r in features]
-    finally:
-        await connection.close()
 
 
 async def test_gold_and_redis_equal_a_sql_recomputation(env: SinkEnv) -> None:
@@ -121,7 +85,7 @@ async def test_gold_and_redis_equal_a_sql_recomputation(env: SinkEnv) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
-    first_gold = await _gold(settings)
+    first_gold = await gold_rows(settings)
 
     # Kill (cancel, no clean stop) and restart with no local state: the replay rebuilds it.
     restarted = AnalyticsRunner(
@@ -139,7 +103,7 @@ async def test_gold_and_redis_equal_a_sql_recomputation(env: SinkEnv) -> None:
     # Outputs unchanged, versions included, for every window within retention (older ones
     # depend on when the watermark formed, in either run, and are late events by definition).
     oldest = watermark - settings.windows.retention - settings.windows.hourly_revenue_size
-    again = await _gold(settings)
+    again = await gold_rows(settings)
     assert [r for r in again[0] if r[0] > oldest] == [r for r in first_gold[0] if r[0] > oldest]
     assert again[1] == first_gold[1]
     print(
@@ -184,25 +148,6 @@ async def test_gold_and_redis_equal_a_sql_recomputation(env: SinkEnv) -> None:
         assert {k: v for k, v in stored.items() if k in expected} == expected  # I4
         assert all(stored[k][4] == 0 for k in stored.keys() - expected.keys())
 
-        async with RedisFeatureStore(
-            settings.redis, prefix=settings.features.redis_prefix
-        ) as store:
-            for row in rows:  # I5: Redis holds exactly what PostgreSQL holds
-                values = FeatureValues(*(row[c] for c in FEATURE_COLUMNS))
-                features = CustomerFeatures(
-                    row["customer_id"],
-                    values,
-                    row["features_updated_at"],
-                    row["feature_version"],
-                    row["as_of"],
-                )
-                cached = await store.read(row["customer_id"])
-                assert cached.pop("_version") == str(row["feature_version"])
-                assert cached.pop("_ts") == str(int(row["as_of"].timestamp() * 1000))
-                assert cached == feature_fields(features)
-            client, _ = store._require()
-            keys = [k async for k in client.scan_iter(match=f"{settings.features.redis_prefix}*")]
-            assert len(keys) == len(rows)
-            await client.delete(*keys)
+        assert await redis_differences(settings) == []  # I5: Redis holds what PostgreSQL holds
     finally:
         await connection.close()

@@ -1,0 +1,334 @@
+"""The analytics state in a compacted Kafka changelog, cached in a local RocksDB folder.
+
+Every entry of ``AnalyticsState`` (contributions, windows, orders, ...), the consumed
+position of every source partition and the per-partition watermark progress are records
+of ONE compacted topic, keyed ``[table, key]`` (a delete is a tombstone). A flush writes
+the entries that changed since the last one, positions included, in ONE Kafka
+transaction: a restore never sees a state half-written, nor state without the positions it
+came from. After the transaction commits, the same entries and the changelog's end offset
+(the checkpoint) go to the local folder (rocksdict, one atomic write batch).
+
+``open()`` restores: it first fences and aborts a previous instance's open transaction
+(same ``transactional.id``), loads the local folder, then reads the changelog from the
+checkpoint (or from the beginning when the folder is gone) to its end. Deleting the folder
+costs only restore time. The runner then resumes every source partition at its restored
+position; records consumed after the last flush are applied again, which the pure core
+makes harmless (contributions replaced by order id, LSN-guarded; features recomputed).
+
+Why not Faust tables: docs/decisions/0009-analytics-state-changelog.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
+from rocksdict import Options, Rdict, WriteBatch
+
+from config.errors import PermanentError, TransientError
+from config.settings import Settings
+from tables.analytics import AnalyticsState
+from tables.state_codec import decode, encode, from_json, to_json
+from tables.tracked import Dirty, TrackedTable
+
+log = logging.getLogger("bitvelocity.analytics.state")
+TABLE_NAMES = tuple(f.name for f in fields(AnalyticsState))
+POSITION = "$position"  # "<topic>|<partition>" -> next offset to consume
+PROGRESS = "$progress"  # orders partition -> {"newest": event time, "last": commit time}
+CHECKPOINT = b"\x00checkpoint"  # local folder only: changelog offset it holds up to
+Positions = dict[tuple[str, int], int]
+Progress = dict[int, tuple[Any, Any]]
+
+
+def entry_key(table: str, key: Any) -> bytes:
+    return orjson.dumps([table, to_json(key)])
+
+
+def parse_key(data: bytes) -> tuple[str, Any]:
+    table, key = orjson.loads(data)
+    return str(table), from_json(key)
+
+
+@dataclass
+class RestoreStats:
+    """What ``open()`` did: the figures the recovery test reports."""
+
+    local_entries: int = 0
+    changelog_records: int = 0
+    changelog_bytes: int = 0
+    state_entries: int = 0
+    seconds: float = 0.0
+    from_scratch: bool = True
+
+
+class AnalyticsStateStore:
+    """``open()`` (restore), then ``commit()`` per flush; blocking calls, run them in a thread."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        topic: str,
+        folder: Path,
+        transactional_id: str,
+        timeout_s: float = 60.0,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.folder = folder
+        self.transactional_id = transactional_id
+        self.timeout_s = timeout_s
+        self.dirty: Dirty = set()
+        self.tables: dict[str, TrackedTable[Any, Any]] = {
+            name: TrackedTable(name, self.dirty) for name in TABLE_NAMES
+        }
+        self.state = AnalyticsState(**self.tables)
+        self.positions: Positions = {}
+        self.progress: Progress = {}
+        self.stats = RestoreStats()
+        self.commits = 0
+        self._producer: Producer | None = None
+        self._db: Rdict | None = None
+
+    # -- restore --------------------------------------------------------------------------------
+    def open(self) -> RestoreStats:
+        started = time.monotonic()
+        self._ensure_topic()
+        producer = Producer(
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                "transactional.id": self.transactional_id,
+                "linger.ms": 5,
+                "queue.buffering.max.messages": 1_000_000,
+            }
+        )
+        producer.init_transactions(self.timeout_s)  # fences a zombie, aborts its transaction
+        self._producer = producer
+        self.folder.mkdir(parents=True, exist_ok=True)
+        db = Rdict(str(self.folder), Options(raw_mode=True))
+        checkpoint_bytes = db.get(CHECKPOINT)
+        checkpoint = None if checkpoint_bytes is None else int(checkpoint_bytes)
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                "group.id": f"{self.transactional_id}-restore",  # never joins: assign only
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+            }
+        )
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(self.topic, 0), timeout=self.timeout_s
+            )
+            if checkpoint is not None and not low <= checkpoint <= high:
+                log.warning(
+                    "local analytics state is at changelog offset %d outside [%d, %d]:"
+                    " the changelog was replaced; restoring from scratch",
+                    checkpoint,
+                    low,
+                    high,
+                )
+                db.close()
+                shutil.rmtree(self.folder)
+                self.folder.mkdir(parents=True)
+                db = Rdict(str(self.folder), Options(raw_mode=True))
+                checkpoint = None
+            self._db = db
+            if checkpoint is not None:
+                self.stats.from_scratch = False
+                for key, value in db.items():
+                    if key != CHECKPOINT:  # raw_mode: keys and values are bytes
+                        self._apply(cast(bytes, key), cast(bytes, value))
+                        self.stats.local_entries += 1
+            end = self._read_changelog(consumer, checkpoint, high)
+        finally:
+            consumer.close()
+        self.stats.state_entries = sum(len(t) for t in self.tables.values())
+        self.stats.seconds = time.monotonic() - started
+        log.info(
+            "analytics state restored: %d entries (%d local, %d changelog records, %d bytes)"
+            " in %.2f s; changelog end %d",
+            self.stats.state_entries,
+            self.stats.local_entries,
+            self.stats.changelog_records,
+            self.stats.changelog_bytes,
+            self.stats.seconds,
+            end,
+        )
+        return self.stats
+
+    def _read_changelog(self, consumer: Consumer, checkpoint: int | None, high: int) -> int:
+        """Apply the changelog from ``checkpoint`` to its end; store that tail locally."""
+        start = OFFSET_BEGINNING if checkpoint is None else checkpoint
+        if checkpoint is not None and checkpoint >= high:
+            return high
+        tp = TopicPartition(self.topic, 0, start)
+        consumer.assign([tp])
+        deadline = time.monotonic() + self.timeout_s
+        batch = WriteBatch(raw_mode=True)
+        end = checkpoint or 0
+        while True:
+            if time.monotonic() > deadline:
+                raise TransientError(f"changelog {self.topic} not read to offset {high} in time")
+            reached = False
+            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        reached = (message.offset() or 0) >= high
+                        end = max(end, message.offset() or 0)
+                        continue
+                    raise TransientError(f"reading changelog {self.topic}: {error}")
+                key, value = message.key(), message.value()
+                if key is None:
+                    continue
+                self._apply(key, value)
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+                self.stats.changelog_records += 1
+                self.stats.changelog_bytes += len(key) + len(value or b"")
+                end = max(end, (message.offset() or 0) + 1)
+            if reached:
+                break
+        batch.put(CHECKPOINT, str(end).encode())
+        assert self._db is not None
+        self._db.write(batch)
+        return end
+
+    def _apply(self, key: bytes, value: bytes | None) -> None:
+        table, item = parse_key(key)
+        decoded = None if value is None else decode(value)
+        if table == POSITION:
+            topic, partition = str(item).rsplit("|", 1)
+            if decoded is None:
+                self.positions.pop((topic, int(partition)), None)
+            else:
+                self.positions[(topic, int(partition))] = int(decoded)
+        elif table == PROGRESS:
+            if decoded is None:
+                self.progress.pop(int(item), None)
+            else:
+                self.progress[int(item)] = (decoded.get("newest"), decoded.get("last"))
+        elif table in self.tables:
+            self.tables[table].load(item, decoded)
+        else:
+            raise PermanentError(f"unknown analytics state table {table!r} in {self.topic}")
+
+    # -- flush ----------------------------------------------------------------------------------
+    def changes(self, positions: Positions, progress: Progress) -> list[tuple[bytes, bytes | None]]:
+        """The records a commit writes; takes (and clears) the dirty set. Call on the loop."""
+        records: list[tuple[bytes, bytes | None]] = []
+        taken = list(self.dirty)
+        self.dirty.clear()
+        for table, key in taken:
+            value = self.tables[table].data.get(key)
+            records.append((entry_key(table, key), None if value is None else encode(value)))
+        for (topic, partition), offset in positions.items():
+            if self.positions.get((topic, partition)) != offset:
+                self.positions[(topic, partition)] = offset
+                records.append((entry_key(POSITION, f"{topic}|{partition}"), encode(offset)))
+        for partition, (newest, last) in progress.items():
+            if self.progress.get(partition) != (newest, last):
+                self.progress[partition] = (newest, last)
+                value = encode({"newest": newest, "last": last})
+                records.append((entry_key(PROGRESS, partition), value))
+        return records
+
+    def commit(self, records: list[tuple[bytes, bytes | None]]) -> None:
+        """Write ``records`` in one Kafka transaction, then to the local folder."""
+        if not records:
+            return
+        producer, db = self._require()
+        delivered: list[int] = []
+        failures: list[KafkaError] = []
+
+        def report(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                failures.append(error)
+            else:
+                delivered.append(message.offset() or 0)
+
+        try:
+            producer.begin_transaction()
+            for key, value in records:
+                self._produce(producer, key, value, report)
+            producer.commit_transaction(self.timeout_s)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.fatal():  # e.g. fenced by a newer worker
+                raise PermanentError(f"changelog {self.topic} producer is fenced: {exc}") from exc
+            with contextlib.suppress(KafkaException):  # a new transaction on the retry
+                producer.abort_transaction(self.timeout_s)
+            raise TransientError(f"changelog transaction on {self.topic} failed: {exc}") from exc
+        if failures:
+            raise TransientError(f"changelog records not delivered: {failures[0]}")
+        batch = WriteBatch(raw_mode=True)
+        for key, value in records:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(CHECKPOINT, str(max(delivered) + 1).encode())
+        db.write(batch)
+        self.commits += 1
+
+    def _produce(self, producer: Producer, key: bytes, value: bytes | None, report: Any) -> None:
+        while True:
+            try:
+                producer.produce(self.topic, value=value, key=key, partition=0, on_delivery=report)
+                return
+            except BufferError:  # local queue full: let deliveries drain it
+                producer.poll(0.1)
+
+    def _require(self) -> tuple[Producer, Rdict]:
+        if self._producer is None or self._db is None:
+            raise PermanentError("AnalyticsStateStore used before open(); call open()")
+        return self._producer, self._db
+
+    def _ensure_topic(self) -> None:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        topic = NewTopic(self.topic, 1, 1, config={"cleanup.policy": "compact"})
+        for future in admin.create_topics([topic], operation_timeout=10).values():
+            try:
+                future.result(timeout=self.timeout_s)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise TransientError(f"creating changelog {self.topic}: {exc}") from exc
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(self.timeout_s)
+            self._producer = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def state_store(settings: Settings, group_id: str) -> AnalyticsStateStore:
+    """The store of the analytics consumer group ``group_id`` under ``settings``."""
+    root = settings.features.state_dir or settings.stack.state_dir / "analytics-state"
+    return AnalyticsStateStore(
+        settings.kafka.bootstrap_servers,
+        topic=settings.topics.analytics_state,
+        folder=root / group_id,
+        transactional_id=f"{group_id}-state",
+    )

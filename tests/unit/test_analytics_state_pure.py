@@ -1,0 +1,60 @@
+"""The pure parts of the analytics changelog: change tracking and entry keys.
+
+The store's Kafka and RocksDB side is exercised for real by
+tests/faults/test_analytics_recovery.py.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from agents.analytics_state import POSITION, entry_key, parse_key
+from config.settings import Settings
+from streams.worker import analytics_service
+from tables.analytics import AnalyticsCore
+from tables.features import CurrencyRates
+from tables.tracked import Dirty, TrackedTable
+from tables.windows import Watermarks
+
+
+def test_tracked_table_records_changes_only() -> None:
+    dirty: Dirty = set()
+    table: TrackedTable[int, Decimal] = TrackedTable("windows", dirty)
+    table[1] = Decimal("1.00")
+    assert dirty == {("windows", 1)}
+    dirty.clear()
+    table[1] = Decimal("1.0")  # equal value: not a change, nothing to write
+    assert not dirty
+    table.pop(1)
+    assert dirty == {("windows", 1)}
+    assert table.get(1) is None
+    dirty.clear()
+    table.load(2, Decimal(2))  # restored from the changelog: not a change
+    table.load(3, None)
+    assert dict(table) == {2: Decimal(2)}
+    assert not dirty
+
+
+def test_entry_keys_round_trip_and_keep_tables_apart() -> None:
+    for table, key in (("orders", 7), ("windows", "2026-03-10T09:00:00+00:00|EUR")):
+        assert parse_key(entry_key(table, key)) == (table, key)
+    assert entry_key("orders", 7) != entry_key("features", 7)
+    assert parse_key(entry_key(POSITION, "t|0")) == (POSITION, "t|0")
+
+
+def test_watermark_progress_survives_a_restart() -> None:
+    moment = datetime(2026, 3, 10, 9, tzinfo=UTC)
+    core = AnalyticsCore(Settings(), CurrencyRates([]))
+    core.assign([0, 1])
+    core.watermarks.observe(0, moment)
+    restarted = AnalyticsCore(Settings(), CurrencyRates([]))
+    restarted.restore_progress(core.progress())
+    assert restarted.progress() == core.progress() == {0: (moment, None), 1: (None, None)}
+    assert restarted.watermarks.current() is None  # partition 1 still holds it back
+    assert Watermarks().newest(0) is None
+
+
+def test_analytics_views_bind_to_loopback_by_default() -> None:
+    _, views = analytics_service(Settings())
+    assert views.host == "127.0.0.1"
