@@ -167,6 +167,9 @@ class DeltaBronzeStore:
             retention_hours=int(retention.total_seconds() // 3600),
             dry_run=dry_run,
             enforce_retention_duration=not force,
+            # Without "full", delta-rs skips files the log never mentioned: exactly what a
+            # write that crashed between its Parquet files and its commit leaves behind.
+            full=True,
         )
         return MaintenanceResult(table, {"files": len(removed), "dry_run": dry_run})
 
