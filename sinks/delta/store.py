@@ -98,6 +98,7 @@ class DeltaBronzeStore:
     # -- writing --------------------------------------------------------------------------------
     def stage(self, table: str, rows: Sequence[tuple[Any, ...]]) -> list[StagedFile]:
         """Write ``rows`` (bronze tuples) as one Parquet file per ingestion date."""
+        self._require(table)  # the folder must exist before delta-rs's filesystem opens it
         staged = []
         filesystem = self._filesystem(table)
         for day, data in sorted(bronze_tables_by_day(rows).items()):
@@ -140,9 +141,7 @@ class DeltaBronzeStore:
         delta = self.table(table, create=False)
         if delta is None or not days:
             return BRONZE_SCHEMA.empty_table()
-        return delta.to_pyarrow_table(
-            partitions=[(PARTITION_COLUMN, "in", [day.isoformat() for day in days])]
-        )
+        return delta.to_pyarrow_table(filters=[(PARTITION_COLUMN, "in", list(days))])
 
     # -- maintenance -----------------------------------------------------------------------------
     def existing_tables(self, names: Sequence[str]) -> list[str]:
