@@ -65,11 +65,13 @@ class DeltaBronzeStore:
         return f"{self.root}/bronze/{table}"
 
     # -- reading the log ----------------------------------------------------------------------
-    def table(self, table: str, *, create: bool = True) -> DeltaTable | None:
-        """The table's latest snapshot (created empty on first use when ``create``)."""
+    def table(self, table: str, *, create: bool = True, refresh: bool = True) -> DeltaTable | None:
+        """The table (created empty on first use when ``create``), at its latest version
+        unless ``refresh`` is False (then at the version this store last read)."""
         cached = self._tables.get(table)
         if cached is not None:
-            cached.update_incremental()
+            if refresh:
+                cached.update_incremental()
             return cached
         uri = self.table_uri(table)
         try:
@@ -98,7 +100,7 @@ class DeltaBronzeStore:
     # -- writing --------------------------------------------------------------------------------
     def stage(self, table: str, rows: Sequence[tuple[Any, ...]]) -> list[StagedFile]:
         """Write ``rows`` (bronze tuples) as one Parquet file per ingestion date."""
-        self._require(table)  # the folder must exist before delta-rs's filesystem opens it
+        self._require(table, refresh=False)  # the folder must exist before the filesystem opens
         staged = []
         filesystem = self._filesystem(table)
         for day, data in sorted(bronze_tables_by_day(rows).items()):
@@ -112,9 +114,13 @@ class DeltaBronzeStore:
         transactions: Mapping[str, int],
         *,
         metadata: Mapping[str, Any] | None = None,
-    ) -> int:
-        """Add ``files`` and set each app id's version, in one Delta commit; the new version."""
-        delta = self._require(table)
+    ) -> None:
+        """Add ``files`` and set each app id's version, in one Delta commit.
+
+        Against the snapshot of the last ``positions`` read (no second log read): a commit
+        of the same app id by another writer since then fails delta-rs's conflict check.
+        """
+        delta = self._require(table, refresh=False)
         delta.create_write_transaction(
             [staged.add for staged in files],
             "append",
@@ -127,14 +133,14 @@ class DeltaBronzeStore:
                 ],
             ),
         )
-        delta.update_incremental()
-        return delta.version()
 
     def append(
         self, table: str, rows: Sequence[tuple[Any, ...]], metadata: Mapping[str, Any]
     ) -> int:
-        """Stage and commit ``rows`` without offsets (the archival of PostgreSQL partitions)."""
-        return self.commit(table, self.stage(table, rows), {}, metadata=metadata)
+        """Stage and commit ``rows`` without offsets (the archival of PostgreSQL partitions);
+        returns the table's version after the commit."""
+        self.commit(table, self.stage(table, rows), {}, metadata=metadata)
+        return self._require(table).version()
 
     def read_days(self, table: str, days: Sequence[date]) -> pa.Table:
         """Every row of the given ingestion dates (an empty table when there is none)."""
@@ -172,8 +178,8 @@ class DeltaBronzeStore:
         )
         return MaintenanceResult(table, {"files": len(removed), "dry_run": dry_run})
 
-    def _require(self, table: str, *, create: bool = True) -> DeltaTable:
-        delta = self.table(table, create=create)
+    def _require(self, table: str, *, create: bool = True, refresh: bool = True) -> DeltaTable:
+        delta = self.table(table, create=create, refresh=refresh)
         if delta is None:
             raise TableNotFoundError(f"no Delta table at {self.table_uri(table)}")
         return delta
