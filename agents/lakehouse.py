@@ -28,6 +28,7 @@ from deltalake.exceptions import DeltaError
 
 from agents.crash_points import CrashPoints
 from agents.medallion import decode_cdc_record, medallion_topics, publish_dead_letters
+from config.errors import TransientError
 from config.settings import Settings
 from observability.metrics import Metrics, default_metrics
 from serdes.avro import AvroCodec
@@ -127,7 +128,13 @@ class LakeSink:
         try:
             consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
             while not stop.is_set():
-                batches = self._poll(consumer, decoder)
+                try:
+                    batches = self._poll(consumer, decoder)
+                except TransientError as exc:  # registry down beyond the decode deadline
+                    log.warning("decode stalled, re-reading from the committed versions: %s", exc)
+                    self._rewind(consumer)
+                    stop.wait(self._backoff.max_s)
+                    continue
                 for topic, records in batches.items():
                     self._process(topic, records, dead_letters)
         finally:
@@ -173,6 +180,12 @@ class LakeSink:
         for partition in partitions:
             self.claims.pop((partition.topic, partition.partition), None)
         consumer.unassign()
+
+    def _rewind(self, consumer: Consumer) -> None:
+        """Seek every owned partition back to its committed version (nothing was written)."""
+        for (topic, partition), version in list(self.claims.items()):
+            offset = OFFSET_BEGINNING if version is None else version
+            consumer.seek(TopicPartition(topic, partition, offset))
 
     # -- consume + decode --------------------------------------------------------------------
     def _poll(
