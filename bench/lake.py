@@ -318,7 +318,7 @@ def render(result: dict[str, Any]) -> Table:
         "",
     )
     table.add_row(
-        "ours, write path (Parquet + commit with app transactions)",
+        "ours, write path (rows to Arrow, Parquet, log read, commit with txns)",
         f"{result['ours_write_path_rows_per_s']:,} rows/s",
         f"{result['ratio_write_path_to_baseline']:.2f} x",
     )
