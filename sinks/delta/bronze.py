@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sinks.postgres.batch import BRONZE_COLUMNS
 
@@ -80,9 +81,9 @@ def file_stats(table: pa.Table) -> str:
     minimum: dict[str, int] = {}
     maximum: dict[str, int] = {}
     for name in STATS_COLUMNS:
-        column = table.column(name)
-        minimum[name] = min(column.to_pylist())
-        maximum[name] = max(column.to_pylist())
+        bounds = pc.min_max(table.column(name))
+        minimum[name] = bounds["min"].as_py()
+        maximum[name] = bounds["max"].as_py()
     return orjson.dumps(
         {
             "numRecords": table.num_rows,
