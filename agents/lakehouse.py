@@ -114,6 +114,7 @@ class LakeSink:
         self._crash = CrashPoints()
         self._source_system = f"postgres.{settings.postgres.database}"
         self._stop = threading.Event()
+        self._assigned_once = False
 
     def run(self, stop: threading.Event) -> LakeStats:
         """Consume and commit until ``stop`` is set."""
@@ -126,8 +127,14 @@ class LakeSink:
             dead_letters.start()
         consumer = Consumer(self._consumer_config())
         try:
-            consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+            subscribed_at = self._subscribe(consumer)
             while not stop.is_set():
+                if not self._assigned_once and time.monotonic() - subscribed_at > 30:
+                    # As in the medallion sink: librdkafka may never join when it subscribed
+                    # before Debezium created any of the topics.
+                    log.warning("no partition assigned 30 s after subscribing; subscribing again")
+                    consumer.unsubscribe()
+                    subscribed_at = self._subscribe(consumer)
                 try:
                     batches = self._poll(consumer, decoder)
                 except TransientError as exc:  # registry down beyond the decode deadline
@@ -159,7 +166,12 @@ class LakeSink:
         }
 
     # -- assignment: seek to the Delta log's versions before the first fetch -----------------
+    def _subscribe(self, consumer: Consumer) -> float:
+        consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        return time.monotonic()
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned_once = True
         by_table: dict[str, list[TopicPartition]] = defaultdict(list)
         for partition in partitions:
             by_table[table_of(partition.topic)].append(partition)
