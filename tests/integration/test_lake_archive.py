@@ -124,6 +124,12 @@ async def test_archive_moves_every_row_with_equal_checksums_then_drops_the_parti
     store = DeltaBronzeStore(LakeSettings(), str(lake))
     store.append("orders", [as_delta_tuple(row) for row in inserted[:15]], {"test": "sink"})
 
+    dry = run_cli("partitions", "archive", "--dry-run", "--json", env=lake_env(lake, database))
+    assert dry.returncode == 0, dry.stderr
+    assert [(o["appended"], o["dropped"]) for o in json.loads(dry.stdout)] == [(25, False)]
+    assert await db.fetchval(f"SELECT count(*) FROM archive.{name}") == 40
+    assert len(delta_day(lake, "orders", OLD_DAY)) == 15
+
     result = run_cli(
         "partitions", "archive", "--older-than", "90d", "--json", env=lake_env(lake, database)
     )
