@@ -10,6 +10,7 @@ Polars) and the medallion sink's PostgreSQL bronze (the same rows, equal checksu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -130,6 +131,48 @@ def vacuum_all(store: DeltaBronzeStore, lake: Path) -> set[Path]:
     return set(lake.rglob("*.parquet"))
 
 
+@contextlib.contextmanager
+def running_lake_sink(
+    env: SinkEnv, lake: Path, worker_id: str, store: DeltaBronzeStore | None = None
+) -> Iterator[LakeSink]:
+    """A lake sink in a thread of this process until the block ends."""
+    settings = env.settings.model_copy(
+        update={"lake": env.settings.lake.model_copy(update={"uri": str(lake)})}
+    )
+    sink = LakeSink(settings, worker_id=worker_id, store=store)
+    stop = threading.Event()
+    thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield sink
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+async def caught_up(env: SinkEnv, store: DeltaBronzeStore, timeout_s: float = 180) -> None:
+    """Until the Delta log's versions reached every partition's high watermark."""
+    marks = high_watermarks(env)
+
+    async def reached() -> bool:
+        stored = await asyncio.to_thread(lake_positions, env, store)
+        return all(stored.get(k) == v for k, v in marks.items() if v > 0)
+
+    await eventually(reached, timeout_s=timeout_s, what="the lake sink to catch up")
+
+
+async def assert_every_record_once(env: SinkEnv, lake: Path) -> list[dict[str, object]]:
+    """One Delta row per non-tombstone record on Kafka, none twice; returns the rows."""
+    records = kafka_records(env)
+    data_records = {key for key, tombstone in records.items() if not tombstone}
+    rows = await asyncio.to_thread(delta_rows, lake)
+    keys = [record_key(row) for row in rows]
+    assert len(keys) == len(set(keys)), "a record landed twice in Delta"
+    assert set(keys) == data_records
+    return rows
+
+
 @pytest.mark.timeout(600)
 async def test_sigkill_at_each_crash_point_leaves_delta_with_every_record_once(
     env: SinkEnv, lake: Path, tmp_path: Path
@@ -150,33 +193,12 @@ async def test_sigkill_at_each_crash_point_leaves_delta_with_every_record_once(
     assert orphans, "the after_parquet crashes left no uncommitted file behind"
 
     store = DeltaBronzeStore(env.settings.lake, str(lake))
-    settings = env.settings.model_copy(
-        update={"lake": env.settings.lake.model_copy(update={"uri": str(lake)})}
-    )
-    survivor = LakeSink(settings, worker_id="survivor", store=store)
-    stop = threading.Event()
-    thread = threading.Thread(target=survivor.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        marks = high_watermarks(env)
-
-        async def caught_up() -> bool:
-            stored = await asyncio.to_thread(lake_positions, env, store)
-            return all(stored.get(k) == v for k, v in marks.items() if v > 0)
-
-        await eventually(caught_up, timeout_s=180, what="the lake sink to catch up")
-    finally:
-        stop.set()
-        await asyncio.to_thread(thread.join, 30)
-    assert not thread.is_alive()
+    with running_lake_sink(env, lake, "survivor", store):
+        await caught_up(env, store)
 
     # Kafka is the oracle: one Delta row per non-tombstone record, none twice.
-    records = kafka_records(env)
-    data_records = {key for key, tombstone in records.items() if not tombstone}
-    rows = await asyncio.to_thread(delta_rows, lake)
+    rows = await assert_every_record_once(env, lake)
     keys = [record_key(row) for row in rows]
-    assert len(keys) == len(set(keys)), "a record landed twice in Delta"
-    assert set(keys) == data_records
     for row in rows:
         topic, partition, offset = record_key(row)
         assert row["event_id"] == str(
@@ -211,3 +233,40 @@ async def test_sigkill_at_each_crash_point_leaves_delta_with_every_record_once(
     assert not left & orphans
     after = await asyncio.to_thread(delta_rows, lake)
     assert sorted(record_key(row) for row in after) == sorted(keys)
+
+
+@pytest.mark.timeout(400)
+async def test_a_second_lake_worker_joining_and_leaving_shares_without_loss(
+    env: SinkEnv, lake: Path
+) -> None:
+    load = asyncio.create_task(
+        run_loadgen(env.settings, LoadgenConfig(seed=32, transactions=1200, rate=100))
+    )
+    store = DeltaBronzeStore(env.settings.lake, str(lake))
+
+    async def topics_exist() -> bool:
+        return sum(high_watermarks(env).values()) > 0
+
+    await eventually(topics_exist, timeout_s=60, what="the first CDC records")
+    with running_lake_sink(env, lake, "first") as first:
+
+        async def first_worked() -> bool:
+            return first.stats.commits >= 1
+
+        await eventually(first_worked, timeout_s=120, what="the first worker's commits")
+        with running_lake_sink(env, lake, "second") as second:
+
+            async def second_worked() -> bool:
+                return second.stats.commits >= 3
+
+            await eventually(second_worked, timeout_s=120, what="the second worker's commits")
+        commits_before_leaving = first.stats.commits
+        written = await load
+
+        async def published() -> bool:
+            return sum(high_watermarks(env).values()) >= expected_records(written)
+
+        await eventually(published, timeout_s=120, what="every record on Kafka")
+        await caught_up(env, store)
+    assert first.stats.commits > commits_before_leaving, "first did not take partitions back"
+    await assert_every_record_once(env, lake)
