@@ -91,7 +91,11 @@ def vacuum_command(
     ] = False,
 ) -> None:
     """Delete data files no version within the retention references, and files left by
-    writes that crashed before their commit."""
+    writes that crashed before their commit.
+
+    A running lake sink's staged files are unreferenced until its commit: never --force a
+    retention shorter than a batch takes while a sink runs.
+    """
     store = _store()
     retention = (
         timedelta(hours=retention_hours)
