@@ -289,19 +289,7 @@ class MedallionSink:
     def _decode(
         self, decoder: DebeziumAvroDecoder, message: Message, deadline: float
     ) -> ConsumedRecord:
-        origin = origin_of(message)
-        decoded = decode_with_retry(
-            decoder.decode, origin, backoff=self._backoff, deadline=deadline
-        )
-        if isinstance(decoded, ChangeEvent) and decoded.table not in TABLES:
-            decoded = _unknown_table(origin, decoded)
-        return ConsumedRecord(
-            origin.topic,
-            origin.partition,
-            origin.offset,
-            decoded,
-            trace_id_from_headers(list(origin.headers)) or _row_correlation_id(decoded),
-        )
+        return decode_cdc_record(decoder, message, self._backoff, deadline)
 
     # -- one partition's batch ------------------------------------------------------------------
     async def _process(
@@ -318,7 +306,7 @@ class MedallionSink:
         started_at = datetime.now(UTC)
         plan = plan_batch(fresh, f"postgres.{self.settings.postgres.database}")
         if plan.dead_letters:
-            await self._in_kafka_thread(_publish_all, dead_letters, plan.dead_letters)
+            await self._in_kafka_thread(publish_dead_letters, dead_letters, plan.dead_letters)
         outcome = await self._commit(claim, plan)
         elapsed = time.monotonic() - started
         if outcome is None:
@@ -528,6 +516,24 @@ class MedallionSink:
             return
 
 
+def decode_cdc_record(
+    decoder: DebeziumAvroDecoder, message: Message, backoff: Backoff, deadline: float
+) -> ConsumedRecord:
+    """One consumed CDC record, decoded (transient registry faults retried until
+    ``deadline``) or made a dead letter; a table without a silver table is a dead letter."""
+    origin = origin_of(message)
+    decoded = decode_with_retry(decoder.decode, origin, backoff=backoff, deadline=deadline)
+    if isinstance(decoded, ChangeEvent) and decoded.table not in TABLES:
+        decoded = _unknown_table(origin, decoded)
+    return ConsumedRecord(
+        origin.topic,
+        origin.partition,
+        origin.offset,
+        decoded,
+        trace_id_from_headers(list(origin.headers)) or _row_correlation_id(decoded),
+    )
+
+
 class UnknownTableError(PermanentError):
     """A change of a table the medallion pipeline has no silver table for."""
 
@@ -548,7 +554,7 @@ def _row_correlation_id(decoded: object) -> str | None:
     return None
 
 
-def _publish_all(publisher: DeadLetterPublisher, letters: list[DeadLetter]) -> None:
+def publish_dead_letters(publisher: DeadLetterPublisher, letters: list[DeadLetter]) -> None:
     for letter in letters:
         publisher.publish(letter)
     publisher.flush()  # acknowledged before the offset moves past them

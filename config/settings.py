@@ -295,6 +295,39 @@ class PartitionSettings(_Section):
         return value
 
 
+class LakeSettings(_Section):
+    """The Delta Lake bronze tier (docs/decisions/0010-delta-lake-bronze.md).
+
+    One Delta table per source table at ``<uri>/bronze/<table>``, partitioned by
+    ``ingestion_date``. ``uri`` is a local folder (default ``<state_dir>/lake``) or an
+    object store URI (``s3://bucket/prefix``) with ``storage_options`` as delta-rs takes
+    them, e.g. ``BV_LAKE__STORAGE_OPTIONS='{"AWS_ENDPOINT_URL": "http://127.0.0.1:9000"}'``.
+    """
+
+    uri: str | None = None
+    storage_options: dict[str, SecretStr] = Field(default_factory=dict)
+    #: Parquet codec of the data files (``zstd``, ``snappy``, ``gzip``, ``none``) and level.
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    compression_level: int | None = Field(default=3, ge=1, le=22)
+    #: The lake sink's consumer group is ``<BV_KAFKA__CONSUMER_GROUP>-<group_suffix>``.
+    group_suffix: str = "lake"
+    #: The medallion sink already dead-letters an undecodable record; the lake sink reading
+    #: the same topics would publish it a second time, so by default it only counts it.
+    publish_dead_letters: bool = False
+    #: ``lake vacuum`` keeps files that stopped being referenced this recently (time travel,
+    #: readers still on an older version); delta-rs refuses less than 7 days without --force.
+    vacuum_retention: timedelta = Field(default=timedelta(days=7), ge=timedelta(0))
+    #: ``lake compact`` rewrites small files into files of about this size.
+    target_file_size_mb: int = Field(default=128, ge=1)
+
+    def root(self, state_dir: Path) -> str:
+        """The lake's root URI (a local path when no URI is configured)."""
+        return (self.uri or str(state_dir / "lake")).rstrip("/")
+
+    def plain_storage_options(self) -> dict[str, str]:
+        return {key: value.get_secret_value() for key, value in self.storage_options.items()}
+
+
 class WebSettings(_Section):
     """Faust web views and Prometheus ``/metrics``: loopback unless configured otherwise."""
 
@@ -436,6 +469,7 @@ class Settings(BaseSettings):
     quality: QualitySettings = QualitySettings()
     features: FeatureSettings = FeatureSettings()
     partitions: PartitionSettings = PartitionSettings()
+    lake: LakeSettings = LakeSettings()
     web: WebSettings = WebSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     backup: BackupSettings = BackupSettings()

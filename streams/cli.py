@@ -35,6 +35,7 @@ from streams.console import (
 from streams.db_cli import db_app
 from streams.demo import run_demo
 from streams.dlq_cli import dlq_app
+from streams.lake_cli import lake_app
 from streams.oltp_cli import connector_app, loadgen, migrate
 from streams.partitions_cli import partitions_app
 from streams.quality_cli import quality_app
@@ -65,6 +66,7 @@ app.add_typer(db_app, name="db")
 app.command("status")(status)
 app.add_typer(quality_app, name="quality")
 app.add_typer(partitions_app, name="partitions")
+app.add_typer(lake_app, name="lake")
 app.add_typer(cache_app, name="cache")
 app.add_typer(backup_app, name="backup")
 app.add_typer(dr_app, name="dr")

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeVar
 
 import asyncpg
 import typer
 from rich.table import Table
 
+from config.errors import ConfigurationError
 from config.settings import load_settings
+from sinks.delta.archive import (
+    ArchiveOutcome,
+    ArchiveVerificationError,
+    archivable,
+    archive_partition,
+    outcome_as_dict,
+)
+from sinks.delta.store import DeltaBronzeStore
 from sinks.postgres.connection import run_with_connection
 from sinks.postgres.partitions import (
     ChildPartition,
@@ -97,6 +107,73 @@ def apply_command(
         out.print(line)
     for warning in outcome.warnings:
         err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+
+
+@partitions_app.command("archive")
+@guarded
+def archive_command(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Age of a partition's end, e.g. 90d, 12w, 36h.")
+    ] = "90d",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only compare with Delta; write and drop nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    database: Database = None,
+) -> None:
+    """Move detached bronze partitions (schema archive) into the Delta bronze tables.
+
+    Each partition's rows are appended where Delta lacks them, read back and compared by
+    row count and checksums; only then is the PostgreSQL partition dropped, in the same
+    transaction as its ops.data_lineage record. A mismatch keeps the partition (exit 1).
+    """
+    settings = load_settings()
+    age = parse_age(older_than)
+    store = DeltaBronzeStore(settings.lake, settings.lake.root(settings.stack.state_dir))
+    now = datetime.now(UTC)
+
+    async def work(connection: asyncpg.Connection) -> tuple[list[ArchiveOutcome], list[str]]:
+        done: list[ArchiveOutcome] = []
+        failed: list[str] = []
+        for partition in await archivable(connection, older_than=age, now=now):
+            try:
+                done.append(await archive_partition(connection, store, partition, dry_run=dry_run))
+            except ArchiveVerificationError as exc:
+                failed.append(str(exc))
+        return done, failed
+
+    done, failed = _run(database, work)
+    if as_json:
+        out.print_json(json.dumps([outcome_as_dict(outcome) for outcome in done]))
+    else:
+        for outcome in done:
+            part = outcome.partition
+            verb = "moved" if outcome.dropped else "would move"
+            out.print(
+                f"{verb} {part.qualified} [{part.lower}, {part.upper}) -> "
+                f"Delta bronze.{part.table}: "
+                f"{outcome.rows} rows ({outcome.appended} appended, {outcome.already_in_delta} "
+                f"already there), sha256 {outcome.checksum[:16]}"
+            )
+        if not done and not failed:
+            out.print(f"nothing to archive: no detached bronze partition ended before {older_than}")
+    for problem in failed:
+        err.print(f"[bold red]error:[/] {problem}", soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def parse_age(text: str) -> timedelta:
+    """``90d``, ``12w``, ``36h`` as a duration (days by default)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([dwh]?)\s*", text)
+    if match is None:
+        raise ConfigurationError(f"--older-than must look like 90d, 12w or 36h, not {text!r}")
+    number, unit = int(match[1]), match[2] or "d"
+    return {
+        "d": timedelta(days=number),
+        "w": timedelta(weeks=number),
+        "h": timedelta(hours=number),
+    }[unit]
 
 
 def outcome_lines(outcome: RetentionOutcome) -> list[str]:

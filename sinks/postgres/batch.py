@@ -105,8 +105,13 @@ def event_id(topic: str, partition: int, offset: int) -> uuid.UUID:
     return uuid.uuid5(EVENT_ID_NAMESPACE, f"{topic}/{partition}/{offset}")
 
 
-def plan_batch(records: Sequence[ConsumedRecord], source_system: str) -> PlannedBatch:
-    """The batch plan of ``records`` (one partition, in offset order)."""
+def plan_batch(
+    records: Sequence[ConsumedRecord], source_system: str, *, bronze_only: bool = False
+) -> PlannedBatch:
+    """The batch plan of ``records`` (one partition, in offset order).
+
+    ``bronze_only``: skip the silver fold (the Delta Lake sink writes bronze alone).
+    """
     if not records:
         raise ValueError("an empty batch has nothing to plan")
     first = records[0]
@@ -129,7 +134,7 @@ def plan_batch(records: Sequence[ConsumedRecord], source_system: str) -> Planned
         plan.bronze.setdefault(spec.name, []).append(
             _bronze_row(record, decoded, bronze_id, source_system)
         )
-        if decoded.op is not Operation.TRUNCATE:
+        if decoded.op is not Operation.TRUNCATE and not bronze_only:
             _fold_silver(plan.silver.setdefault(spec.name, {}), spec, record, decoded, bronze_id)
     return plan
 
