@@ -27,8 +27,23 @@ CREDENTIALS_FILE = "credentials.env"
 DEFAULT_STATE_DIR = PROJECT_ROOT / ".state"
 
 
+#: Every key and pub/sub channel the application uses starts with this; the app's Redis ACL
+#: user may touch nothing else (``stack/redis_service.py``).
+REDIS_NAMESPACE = "bv:"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _in_redis_namespace(value: str) -> str:
+    """A Redis key prefix or channel the app's ACL user may use, else a setting error."""
+    if not value.startswith(REDIS_NAMESPACE):
+        raise ValueError(
+            f"must start with {REDIS_NAMESPACE!r}: the application's Redis user reaches only "
+            f"that namespace, got {value!r}"
+        )
+    return value
 
 
 class PostgresSettings(_Section):
@@ -69,12 +84,28 @@ class ConnectorSettings(_Section):
 
 
 class RedisSettings(_Section):
-    """Redis: feature store and L2 cache."""
+    """Redis: feature store and L2 cache.
+
+    The application logs in as ``username``, an ACL user limited to keys and channels under
+    ``bv:`` and without admin or dangerous commands (CONFIG, FLUSHALL, KEYS, ...).
+    ``admin_password`` protects Redis' ``default`` user, for operators and the stack's probe
+    only; no long-running process uses it.
+    """
 
     host: str = LOOPBACK
     port: Port = 56379
+    username: str = Field(default="bv_app", pattern=r"^[A-Za-z0-9_.-]+$")
     password: SecretStr = SecretStr("")
+    admin_password: SecretStr = SecretStr("")
     db: int = Field(default=0, ge=0)
+
+    def client_auth(self) -> tuple[str | None, str | None]:
+        """``(username, password)`` for redis-py, as the app's ACL user.
+
+        Without a password (a bare test server) the client sends no AUTH at all.
+        """
+        password = self.password.get_secret_value()
+        return (self.username, password) if password else (None, None)
 
 
 class CacheSettings(_Section):
@@ -102,6 +133,8 @@ class CacheSettings(_Section):
     batch_max_ms: int = Field(default=50, ge=1)
     #: PostgreSQL connections the loaders may hold.
     pool_max_size: int = Field(default=4, ge=1)
+
+    _namespaced = field_validator("key_prefix", "channel")(_in_redis_namespace)
 
 
 class KafkaSettings(_Section):
@@ -218,6 +251,8 @@ class FeatureSettings(_Section):
     idle_partition_after: timedelta = timedelta(seconds=10)
     #: How often the analytics agent flushes emitted rows to PostgreSQL, Redis and Kafka.
     flush_interval: timedelta = timedelta(milliseconds=500)
+
+    _namespaced = field_validator("redis_prefix")(_in_redis_namespace)
 
 
 class QualitySettings(_Section):
