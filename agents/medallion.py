@@ -301,6 +301,7 @@ class MedallionSink:
             origin.offset,
             decoded,
             trace_id_from_headers(list(origin.headers)) or _row_correlation_id(decoded),
+            origin,
         )
 
     # -- one partition's batch ------------------------------------------------------------------
