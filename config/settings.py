@@ -10,6 +10,7 @@ environment does not set them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -17,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -25,6 +26,16 @@ LOOPBACK = "127.0.0.1"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CREDENTIALS_FILE = "credentials.env"
 DEFAULT_STATE_DIR = PROJECT_ROOT / ".state"
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name or a wildcard: assume reachable from elsewhere
 
 
 #: Every key and pub/sub channel the application uses starts with this; the app's Redis ACL
@@ -323,12 +334,26 @@ class PartitionSettings(_Section):
 
 
 class WebSettings(_Section):
-    """Faust web views and Prometheus ``/metrics``: loopback unless configured otherwise."""
+    """Faust web views and Prometheus ``/metrics``: loopback unless configured otherwise.
+
+    Beyond loopback a bearer token is required (``observability/web_auth.py``).
+    """
 
     host: str = LOOPBACK
     port: Port = 56066
     metrics_port: Port = 56067
     token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> WebSettings:
+        if self.token is not None and not self.token.get_secret_value():
+            raise ValueError("BV_WEB__TOKEN is empty: set a real token or unset it")
+        if self.token is None and not is_loopback(self.host):
+            raise ValueError(
+                f"BV_WEB__HOST={self.host} serves web views and /metrics beyond this machine "
+                "without authentication: set BV_WEB__TOKEN (or bind to 127.0.0.1)"
+            )
+        return self
 
 
 class MonitoringSettings(_Section):

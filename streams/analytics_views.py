@@ -10,7 +10,6 @@ gets 401 (constant-time comparison). The web server binds to ``settings.web.host
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -21,6 +20,7 @@ from faust.web import Request, Response, View
 from pydantic import SecretStr
 
 from agents.analytics import Clock, utc_now
+from observability.web_auth import authorized
 from tables.analytics import AnalyticsCore
 from tables.revenue import row_of
 
@@ -111,13 +111,6 @@ def customer_features_answer(
 
 def health_answer(core: AnalyticsCore, now: datetime) -> dict[str, Any]:
     return {**_stamp(core, now), "status": "ok", "windows": len(core.state.windows)}
-
-
-def authorized(header: str | None, token: SecretStr | None) -> bool:
-    if token is None:
-        return True
-    expected = f"Bearer {token.get_secret_value()}"
-    return header is not None and hmac.compare_digest(header.encode(), expected.encode())
 
 
 def register_views(
