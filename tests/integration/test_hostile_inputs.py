@@ -99,6 +99,22 @@ def hostile_changes(env: SinkEnv, topic: str) -> list[tuple[bytes | None, bytes]
     return [(key, frame(schema_id, write_body(schema, e))) for e in (nul, table)]
 
 
+async def sessions_on(env: SinkEnv) -> dict[str, bool]:
+    """Login -> is superuser, of every client session on the pipeline's database but ours."""
+    connection = await connect(env.settings.postgres, env.database)
+    try:
+        rows = await connection.fetch(
+            "SELECT DISTINCT a.usename, r.rolsuper FROM pg_stat_activity AS a "
+            "JOIN pg_roles AS r ON r.rolname = a.usename "
+            "WHERE a.datname = $1 AND a.pid <> pg_backend_pid() "
+            "AND a.backend_type = 'client backend'",
+            env.database,
+        )
+        return {r["usename"]: r["rolsuper"] for r in rows}
+    finally:
+        await connection.close()
+
+
 async def test_hostile_values_land_intact_or_in_the_dlq_and_never_in_sql(env: SinkEnv) -> None:
     topic = env.settings.topics.cdc_topic("customers")
     load = await run_loadgen(env.settings, LoadgenConfig(seed=21, transactions=20))
@@ -130,6 +146,11 @@ async def test_hostile_values_land_intact_or_in_the_dlq_and_never_in_sql(env: Si
 
     async with running_sink(env) as sink:
         await wait_until_caught_up(env, expected + len(poison), timeout_s=180)
+        logins = await sessions_on(env)
+    # No session on the pipeline's database, sink or Debezium, is a superuser.
+    pg = env.settings.postgres
+    assert pg.worker_user in logins
+    assert not [user for user, is_super in logins.items() if is_super], logins
     assert sink.stats.dead_letters == len(poison)
     letters = read_topics(
         env.settings.kafka.bootstrap_servers, [f"{topic}.dlq"],
