@@ -5,7 +5,8 @@ and values, a very long string, JSON-looking and deeply nested text, Unicode odd
 bronze byte for byte and silver equals the source (I3). Written straight onto the CDC topic:
 NUL bytes, invalid UTF-8, deeply nested JSON, a near-1 MB value, SQL in the key, a valid
 Avro change whose string holds a NUL (which PostgreSQL cannot store), a change naming a
-table like an injection: each becomes one dead letter and I1/I6 still hold.
+table like an injection: each becomes one dead letter and I1/I6 still hold. Quality samples
+of the hostile rows are masked, and no session the pipeline opens is a superuser.
 """
 
 from __future__ import annotations
@@ -172,6 +173,15 @@ async def test_hostile_values_land_intact_or_in_the_dlq_and_never_in_sql(env: Si
             )
             assert stored is not None, f"customer {customer_id} missing in bronze"
             assert (stored["first_name"], stored["last_name"]) == (name, name[::-1])
+        # The hostile emails fail the email PATTERN rule: their samples are masked.
+        samples = await connection.fetch(
+            "SELECT r.sample_failures::text FROM ops.data_quality_results AS r "
+            "JOIN ops.data_quality_rules AS q USING (rule_id) "
+            "WHERE q.table_name = 'customers' AND q.column_name = 'email' AND r.failed_count > 0"
+        )
+        text = " ".join(row[0] for row in samples)
+        assert "R***@x***.io" in text
+        assert "DROP TABLE" not in text
         for table in ("bronze.customers", "silver.customers", "ops.consumer_offsets"):
             assert await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", table), table
     finally:
