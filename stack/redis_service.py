@@ -65,12 +65,21 @@ class RedisService(Service):
 
     def probe(self) -> str | None:
         r = self.settings.redis
+        try:
+            return self._probe_as(r.admin_password.get_secret_value() or None)
+        except redis.AuthenticationError:
+            # A server started before the ACL existed still runs ``requirepass <app password>``.
+            if self._probe_as(r.password.get_secret_value() or None) is None:
+                raise
+            return (
+                "started with an outdated config (no ACL users): restart it with "
+                "`bitvelocity stack down redis && bitvelocity stack up redis`"
+            )
+
+    def _probe_as(self, password: str | None) -> str | None:
+        r = self.settings.redis
         client = redis.Redis(
-            host=r.host,
-            port=r.port,
-            password=r.admin_password.get_secret_value() or None,
-            socket_timeout=2,
-            socket_connect_timeout=2,
+            host=r.host, port=r.port, password=password, socket_timeout=2, socket_connect_timeout=2
         )
         try:
             if not client.ping():
