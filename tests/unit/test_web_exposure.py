@@ -8,6 +8,8 @@ required by the settings; with one, requests without it get 401 (see also
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
@@ -16,7 +18,10 @@ from pydantic import SecretStr, ValidationError
 from config.settings import Settings, WebSettings
 from observability.server import MetricsServer
 from observability.web_auth import authorized, is_loopback
+from streams.analytics_views import register_views
 from streams.app import create_app
+from tables.analytics import AnalyticsCore
+from tables.features import CurrencyRates
 
 
 def test_default_settings_bind_web_and_metrics_to_loopback() -> None:
@@ -73,3 +78,31 @@ def test_a_metrics_server_with_a_token_refuses_requests_without_it() -> None:
         assert httpx.get(server.url, timeout=5).status_code == 401
         ok = httpx.get(server.url, headers={"Authorization": "Bearer scrape-token"}, timeout=5)
         assert ok.status_code == 200
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_the_faust_web_server_serves_only_guarded_views_on_loopback() -> None:
+    """Faust's built-in /router and /table views would serve table values without the token."""
+    port = free_port()
+    settings = Settings(web=WebSettings(port=port, token=SecretStr("view-token")))
+    app = create_app(settings, store="memory://")
+    app.finalize()
+    register_views(app, AnalyticsCore(settings, CurrencyRates([])), token=settings.web.token)
+    await app.web.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            for path in ("/router/", "/table/", "/graph/", "/performance/"):
+                assert (await client.get(path)).status_code == 404, path
+            assert (await client.get("/health")).status_code == 401
+            auth = {"Authorization": "Bearer view-token"}
+            assert (await client.get("/health", headers=auth)).status_code == 200
+        async with httpx.AsyncClient(timeout=5) as other:
+            with pytest.raises(httpx.ConnectError):
+                await other.get(f"http://127.0.0.2:{port}/health")
+    finally:
+        await app.web.stop()
