@@ -111,15 +111,10 @@ def test_the_app_user_publishes_and_subscribes_only_under_its_namespace(
     "command",
     [
         ("CONFIG", "GET", "requirepass"),
-        ("CONFIG", "SET", "appendonly", "no"),
-        ("FLUSHALL",),
-        ("FLUSHDB",),
         ("KEYS", "*"),
-        ("BGREWRITEAOF",),
         ("ACL", "LIST"),
-        ("SHUTDOWN", "NOSAVE"),
-        ("MONITOR",),
-        ("REPLICAOF", "127.0.0.1", "1"),
+        ("BGREWRITEAOF",),
+        ("CLIENT", "LIST"),
     ],
 )
 def test_the_app_user_cannot_run_admin_or_dangerous_commands(
@@ -127,4 +122,24 @@ def test_the_app_user_cannot_run_admin_or_dangerous_commands(
 ) -> None:
     with pytest.raises(redis.exceptions.NoPermissionError):
         app_client.execute_command(*command)
-    assert admin_client.ping()  # still up, still configured
+    assert admin_client.ping()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("FLUSHALL",),
+        ("FLUSHDB",),
+        ("SHUTDOWN", "NOSAVE"),
+        ("CONFIG", "SET", "appendonly", "no"),
+        ("REPLICAOF", "127.0.0.1", "1"),
+        ("DEBUG", "SLEEP", "0"),
+        ("MONITOR",),
+    ],
+)
+def test_the_app_user_may_not_run_destructive_commands(
+    settings: Settings, admin_client: redis.Redis, command: tuple[str, ...]
+) -> None:
+    """Asked with ACL DRYRUN, so a broken ACL fails this test without wiping the server."""
+    verdict = admin_client.execute_command("ACL", "DRYRUN", settings.redis.username, *command)
+    assert b"no permissions" in verdict, verdict
