@@ -7,6 +7,7 @@ process does). The demo test scans its own run's output the same way
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 from config.settings import PROJECT_ROOT, Settings
@@ -27,6 +28,17 @@ def test_no_configured_secret_is_in_a_file_git_would_commit(settings: Settings) 
     files = tracked_files(PROJECT_ROOT)
     assert len(files) > 100  # the listing worked
     assert secrets_in_files(files, configured_secrets(settings)) == {}
+
+
+def test_no_private_key_is_in_a_file_git_would_commit() -> None:
+    marker = "-----BEGIN " + "PRIVATE KEY-----"  # split so this file does not match itself
+    pattern = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+    leaks = [
+        str(path)
+        for path in tracked_files(PROJECT_ROOT)
+        if path.is_file() and pattern.search(path.read_bytes().decode("utf-8", "replace"))
+    ]
+    assert leaks == [], f"private keys ({marker}) committed: {leaks}"
 
 
 def test_the_credentials_file_is_ignored_by_git(settings: Settings) -> None:
