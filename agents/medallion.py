@@ -531,6 +531,7 @@ def decode_cdc_record(
         origin.offset,
         decoded,
         trace_id_from_headers(list(origin.headers)) or _row_correlation_id(decoded),
+        origin,
     )
 
 

@@ -59,7 +59,7 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 
 async def run(settings: Settings, requests: int) -> dict[str, Any]:
-    prefix = f"bvbench:{secrets.token_hex(3)}"
+    prefix = f"bv:bench:{secrets.token_hex(3)}"
     env = settings.model_copy(
         update={
             "cache": settings.cache.model_copy(

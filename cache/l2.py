@@ -88,11 +88,13 @@ class RedisLayer:
     def client(self, *, for_pubsub: bool = False) -> aioredis.Redis:
         """A new client for this Redis (the layer's own, or one for a subscriber)."""
         r, timeout = self._redis_settings, self._settings.redis_timeout_s
+        username, password = r.client_auth()
         return aioredis.Redis(
             host=r.host,
             port=r.port,
             db=r.db,
-            password=r.password.get_secret_value() or None,
+            username=username,
+            password=password,
             socket_timeout=None if for_pubsub else timeout,
             socket_connect_timeout=timeout,
             health_check_interval=5 if for_pubsub else 0,

@@ -87,8 +87,9 @@ class PostgresSource:
             self._pool = await asyncpg.create_pool(
                 host=pg.host,
                 port=pg.port,
-                user=pg.admin_user,
-                password=pg.admin_password.get_secret_value(),
+                # The pipeline's least-privilege login (reads the OLTP tables), never the admin.
+                user=pg.worker_user,
+                password=pg.worker_password.get_secret_value(),
                 database=self._database,
                 min_size=1,
                 max_size=self._max_size,

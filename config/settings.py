@@ -10,6 +10,7 @@ environment does not set them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -28,8 +29,33 @@ CREDENTIALS_FILE = "credentials.env"
 DEFAULT_STATE_DIR = PROJECT_ROOT / ".state"
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name or a wildcard: assume reachable from elsewhere
+
+
+#: Every key and pub/sub channel the application uses starts with this; the app's Redis ACL
+#: user may touch nothing else (``stack/redis_service.py``).
+REDIS_NAMESPACE = "bv:"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _in_redis_namespace(value: str) -> str:
+    """A Redis key prefix or channel the app's ACL user may use, else a setting error."""
+    if not value.startswith(REDIS_NAMESPACE):
+        raise ValueError(
+            f"must start with {REDIS_NAMESPACE!r}: the application's Redis user reaches only "
+            f"that namespace, got {value!r}"
+        )
+    return value
 
 
 class PostgresSettings(_Section):
@@ -70,12 +96,28 @@ class ConnectorSettings(_Section):
 
 
 class RedisSettings(_Section):
-    """Redis: feature store and L2 cache."""
+    """Redis: feature store and L2 cache.
+
+    The application logs in as ``username``, an ACL user limited to keys and channels under
+    ``bv:`` and without admin or dangerous commands (CONFIG, FLUSHALL, KEYS, ...).
+    ``admin_password`` protects Redis' ``default`` user, for operators and the stack's probe
+    only; no long-running process uses it.
+    """
 
     host: str = LOOPBACK
     port: Port = 56379
+    username: str = Field(default="bv_app", pattern=r"^[A-Za-z0-9_.-]+$")
     password: SecretStr = SecretStr("")
+    admin_password: SecretStr = SecretStr("")
     db: int = Field(default=0, ge=0)
+
+    def client_auth(self) -> tuple[str | None, str | None]:
+        """``(username, password)`` for redis-py, as the app's ACL user.
+
+        Without a password (a bare test server) the client sends no AUTH at all.
+        """
+        password = self.password.get_secret_value()
+        return (self.username, password) if password else (None, None)
 
 
 class CacheSettings(_Section):
@@ -103,6 +145,8 @@ class CacheSettings(_Section):
     batch_max_ms: int = Field(default=50, ge=1)
     #: PostgreSQL connections the loaders may hold.
     pool_max_size: int = Field(default=4, ge=1)
+
+    _namespaced = field_validator("key_prefix", "channel")(_in_redis_namespace)
 
 
 class KafkaSettings(_Section):
@@ -227,6 +271,8 @@ class FeatureSettings(_Section):
     #: delete). Default: ``<stack.state_dir>/analytics-state``.
     state_dir: Path | None = None
 
+    _namespaced = field_validator("redis_prefix")(_in_redis_namespace)
+
 
 class QualitySettings(_Section):
     """Data-quality rules and checks (DESIGN.md section 7); the reference grace period is
@@ -329,12 +375,26 @@ class LakeSettings(_Section):
 
 
 class WebSettings(_Section):
-    """Faust web views and Prometheus ``/metrics``: loopback unless configured otherwise."""
+    """Faust web views and Prometheus ``/metrics``: loopback unless configured otherwise.
+
+    Beyond loopback a bearer token is required (``observability/web_auth.py``).
+    """
 
     host: str = LOOPBACK
     port: Port = 56066
     metrics_port: Port = 56067
     token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> WebSettings:
+        if self.token is not None and not self.token.get_secret_value():
+            raise ValueError("BV_WEB__TOKEN is empty: set a real token or unset it")
+        if self.token is None and not is_loopback(self.host):
+            raise ValueError(
+                f"BV_WEB__HOST={self.host} serves web views and /metrics beyond this machine "
+                "without authentication: set BV_WEB__TOKEN (or bind to 127.0.0.1)"
+            )
+        return self
 
 
 class MonitoringSettings(_Section):

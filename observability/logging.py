@@ -25,6 +25,8 @@ from typing import IO, Final
 
 import orjson
 
+from quality.redaction import redact_text
+
 TRACE_HEADER: Final = "bv.trace_id"
 CORRELATION_HEADERS: Final = ("bv.correlation_id", "correlation_id")
 TRACEPARENT_HEADER: Final = "traceparent"
@@ -117,21 +119,25 @@ def distinct_trace_ids(trace_ids: Iterable[str | None], *, limit: int = 20) -> l
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, message, trace_id, then any ``extra``."""
+    """One JSON object per line: ts, level, logger, message, trace_id, then any ``extra``.
+
+    Text (message, string extras, exception) has personal data masked (``redact_text``):
+    an error quoting a record must not copy a customer's email into the logs.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact_text(record.getMessage()),
             "trace_id": getattr(record, "trace_id", None) or _trace_id.get(),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and key not in entry:
-                entry[key] = value
+                entry[key] = redact_text(value) if isinstance(value, str) else value
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact_text(self.formatException(record.exc_info))
         return orjson.dumps(entry, default=str).decode()
 
 

@@ -8,7 +8,6 @@ A scrape is rare (every few seconds) and cheap, so a thread beside the event loo
 
 from __future__ import annotations
 
-import hmac
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -20,6 +19,7 @@ from pydantic import SecretStr
 
 from config.errors import ConfigurationError
 from config.settings import WebSettings
+from observability.web_auth import authorized
 
 METRICS_PATH = "/metrics"
 
@@ -38,7 +38,7 @@ class MetricsServer:
         self.registry = registry
         self.host = host
         self.requested_port = port
-        self._token = token.get_secret_value().encode() if token is not None else None
+        self._token = token
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -98,19 +98,17 @@ class MetricsServer:
         self.stop()
 
 
-def _handler_for(registry: CollectorRegistry, token: bytes | None) -> type[BaseHTTPRequestHandler]:
-    expected = b"Bearer " + token if token is not None else None
-
+def _handler_for(
+    registry: CollectorRegistry, token: SecretStr | None
+) -> type[BaseHTTPRequestHandler]:
     class _MetricsHandler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.split("?", 1)[0] != METRICS_PATH:
                 self._reply(404, b"not found; metrics are at /metrics\n", "text/plain")
                 return
-            if expected is not None:
-                given = self.headers.get("Authorization", "").encode()
-                if not hmac.compare_digest(given, expected):
-                    self._reply(401, b"unauthorized\n", "text/plain", authenticate=True)
-                    return
+            if not authorized(self.headers.get("Authorization"), token):
+                self._reply(401, b"unauthorized\n", "text/plain", authenticate=True)
+                return
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             self._reply(200, encoder(registry), content_type)
 

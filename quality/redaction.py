@@ -1,13 +1,17 @@
-"""Keep personal data out of quality samples.
+"""Keep personal data out of quality samples, dead-letter messages and logs.
 
 A sample names the row by its key and shows the failing column. Key values are kept (they
 are surrogate ids, needed to find the row); every other value is masked when its column is
 personal (emails, names, phones, addresses) or when the value looks like an email wherever
 it appears. Nothing else of the row is copied into a sample.
+Free text (an error message, a log line) goes through ``redact_text``: every email address,
+and every value written after a personal column's name (``email=...``, ``'last_name': 'X'``),
+is masked the same way.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -89,3 +93,29 @@ def failure_sample(
         "value": redact_value(column, value),
         "reason": reason,
     }
+
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# A personal column's name, quoted or not, then ``=`` or ``:``, then a quoted or bare value.
+_PII_ASSIGNMENT = re.compile(
+    r"(?i)(?<![\w.])(?P<name>"
+    + "|".join(sorted(PII_COLUMNS, key=len, reverse=True))
+    + r")(?P<sep>[\"']?\s*[:=]\s*)"
+    + r"(?:(?P<quote>[\"'])(?P<quoted>.*?)(?P=quote)|(?P<bare>[^\s,;)}\]]+))"
+)
+
+
+def _mask_assignment(match: re.Match[str]) -> str:
+    quote = match.group("quote")
+    if quote is not None:
+        value = f"{quote}{mask_text(match.group('quoted'))}{quote}"
+    else:
+        value = mask_text(match.group("bare"))
+    return f"{match.group('name')}{match.group('sep')}{value}"
+
+
+def redact_text(text: str) -> str:
+    """``text`` with email addresses and values of personal columns masked."""
+    if "@" in text:
+        text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+    return _PII_ASSIGNMENT.sub(_mask_assignment, text)

@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from config.errors import TransientError
 from observability.metrics import default_metrics
+from quality.redaction import redact_text
 
 ERROR_CLASS = "bv.error.class"
 ERROR_MESSAGE = "bv.error.message"
@@ -62,11 +63,15 @@ def dead_letter(
     schema_id: int | None = None,
     suffix: str = DLQ_SUFFIX,
 ) -> DeadLetter:
-    """The dead letter of ``origin``: its own headers kept, ours (``bv.*``) added."""
+    """The dead letter of ``origin``: its own headers kept, ours (``bv.*``) added.
+
+    The record's bytes stay untouched (a replay needs them), but the error message, which
+    ``dlq show`` prints and may quote the record, has personal data masked.
+    """
     reason = type(error).__name__
     ours: list[tuple[str, bytes]] = [
         (ERROR_CLASS, reason.encode()),
-        (ERROR_MESSAGE, str(error)[:_MAX_MESSAGE].encode("utf-8", "replace")),
+        (ERROR_MESSAGE, redact_text(str(error)[:_MAX_MESSAGE]).encode("utf-8", "replace")),
         (ORIGIN_TOPIC, origin.topic.encode()),
         (ORIGIN_PARTITION, str(origin.partition).encode()),
         (ORIGIN_OFFSET, str(origin.offset).encode()),

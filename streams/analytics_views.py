@@ -12,7 +12,6 @@ The answers are pure functions of the core; aiohttp only carries them.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -22,6 +21,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from agents.analytics import Clock, utc_now
+from observability.web_auth import authorized
 from tables.analytics import AnalyticsCore
 from tables.revenue import row_of
 
@@ -119,13 +119,6 @@ def health_answer(
         "windows": len(core.state.windows),
         **(extra or {}),
     }
-
-
-def authorized(header: str | None, token: SecretStr | None) -> bool:
-    if token is None:
-        return True
-    expected = f"Bearer {token.get_secret_value()}"
-    return header is not None and hmac.compare_digest(header.encode(), expected.encode())
 
 
 def _error(status: int, message: str) -> web.Response:

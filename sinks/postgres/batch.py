@@ -2,7 +2,9 @@
 
 Pure: no database, no clock. The plan keeps the accounting of invariant I6 by
 construction: every consumed record is exactly one of bronze row, dead letter or filtered
-(a tombstone, a logical message, a table we do not sink). Silver changes are folded per
+(a tombstone, a logical message, a table we do not sink). A change PostgreSQL cannot
+store (a NUL character in a string: text and jsonb refuse it) becomes a dead letter, so
+one hostile record can never fail, and so stall, its whole batch. Silver changes are folded per
 key in offset order, so a batch writes each key once with its newest state; TOAST
 "unchanged" columns take the value of an earlier change of the same key in the batch,
 and otherwise stay marked so the upsert keeps the stored value.
@@ -20,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from serdes.dead_letters import DeadLetter
+from config.errors import PermanentError
+from serdes.dead_letters import DeadLetter, RecordOrigin, dead_letter
 from serdes.debezium import ChangeEvent, Decoded, Operation, Tombstone
 from serdes.logical_types import UNCHANGED, Unchanged
 from sinks.postgres.tables import TABLES, TableSpec
@@ -60,6 +63,12 @@ class ConsumedRecord:
     offset: int
     decoded: Decoded | DeadLetter
     trace_id: str | None = None
+    #: The bytes as consumed, for a dead letter decided after decoding (see ``plan_batch``).
+    origin: RecordOrigin | None = None
+
+
+class UnstorableValueError(PermanentError):
+    """A decoded change holds a value PostgreSQL cannot store (a NUL character)."""
 
 
 @dataclass(slots=True)
@@ -131,9 +140,11 @@ def plan_batch(
             plan.filtered += 1
             continue
         bronze_id = event_id(record.topic, record.partition, record.offset)
-        plan.bronze.setdefault(spec.name, []).append(
-            _bronze_row(record, decoded, bronze_id, source_system)
-        )
+        bronze_row = _bronze_row(record, decoded, bronze_id, source_system)
+        if _JSON_NUL in bronze_row[_RAW_PAYLOAD] and _holds_nul(decoded):
+            plan.dead_letters.append(_unstorable(record, decoded))
+            continue
+        plan.bronze.setdefault(spec.name, []).append(bronze_row)
         if decoded.op is not Operation.TRUNCATE and not bronze_only:
             _fold_silver(plan.silver.setdefault(spec.name, {}), spec, record, decoded, bronze_id)
     return plan
@@ -172,6 +183,32 @@ def _bronze_row(
         record.trace_id,
         committed.astimezone(UTC).date(),
     )
+
+
+#: How a NUL character looks in the raw payload JSON (a cheap test before the exact one).
+_JSON_NUL = "\\u0000"
+_RAW_PAYLOAD = BRONZE_COLUMNS.index("raw_payload")
+
+
+def _holds_nul(event: ChangeEvent) -> bool:
+    """True when a string of the change (key, before or after) holds a NUL character."""
+    return any(
+        isinstance(value, str) and "\x00" in value
+        for row in (event.key, event.before, event.after)
+        if row
+        for value in (*row.values(), *row.keys())
+    )
+
+
+def _unstorable(record: ConsumedRecord, event: ChangeEvent) -> DeadLetter:
+    error = UnstorableValueError(
+        f"{event.schema}.{event.table} change at {record.topic}/{record.partition}/"
+        f"{record.offset} holds a NUL character, which PostgreSQL text and jsonb cannot "
+        "store; the record is kept byte for byte in the dead-letter topic"
+    )
+    if record.origin is None:  # planned without its bytes: nothing to dead-letter with
+        raise error
+    return dead_letter(record.origin, error, event.schema_id)
 
 
 def _fold_silver(

@@ -87,10 +87,12 @@ class RedisFeatureStore:
         self._sha: str | None = None
 
     async def start(self) -> None:
+        username, password = self.settings.client_auth()
         self._client = redis_async.Redis(
             host=self.settings.host,
             port=self.settings.port,
-            password=self.settings.password.get_secret_value() or None,
+            username=username,
+            password=password,
             db=self.db,
         )
         self._sha = await self._client.script_load(CAS_SCRIPT)

@@ -21,7 +21,7 @@ def isolated(settings: Settings, database: str | None = None, **cache: object) -
     run = secrets.token_hex(4)
     update: dict[str, object] = {
         "cache": settings.cache.model_copy(
-            update={"key_prefix": f"bvtest:{run}:cache", "channel": f"bvtest:{run}:inv", **cache}
+            update={"key_prefix": f"bv:test:{run}:cache", "channel": f"bv:test:{run}:inv", **cache}
         )
     }
     if database is not None:

@@ -10,6 +10,7 @@ import pytest
 
 from config.settings import Settings
 from oltp.schema import CAPTURED_TABLES
+from security.secret_scan import configured_secrets, log_files, secrets_in, secrets_in_files
 from sinks.postgres.connection import connect
 from tests.integration.cli import error_lines, run_cli
 
@@ -34,6 +35,10 @@ def test_demo_runs_end_to_end_and_its_summary_matches_the_database(
     result = run_cli("demo", "--transactions", "150", "--rate", "300", "--json", str(summary_path))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "demo ok" in result.stdout
+    # No password in what the run printed or logged, nor in the services' logs it left.
+    secrets = configured_secrets(settings)
+    assert secrets_in(result.stdout + result.stderr, secrets) == []
+    assert secrets_in_files(log_files(settings.stack.state_dir), secrets) == {}
     summary = json.loads(summary_path.read_text())
     assert summary["ok"] is True
     assert summary["transactions"] == 150

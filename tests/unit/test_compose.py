@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
-from config.settings import PROJECT_ROOT, Settings
+from config.settings import PROJECT_ROOT, RedisSettings, Settings
 from stack import versions
 from stack.base import host_port, url_host_port
+from stack.redis_service import acl_rules
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 
@@ -88,7 +90,7 @@ def test_postgres_runs_with_logical_replication(compose: dict[str, Any]) -> None
 
 def test_no_secret_is_written_in_the_file() -> None:
     text = COMPOSE.read_text(encoding="utf-8")
-    for match in re.finditer(r"(PASSWORD[A-Z_]*:\s*|--requirepass\n\s*- )(\S+)", text):
+    for match in re.finditer(r"(PASSWORD[A-Z_]*:\s*|--requirepass\n\s*- |on >)(\S+)", text):
         assert match.group(2).startswith("${"), f"literal secret: {match.group(0)!r}"
 
 
@@ -98,3 +100,18 @@ def test_mounted_files_exist(compose: dict[str, Any]) -> None:
             source = str(volume).split(":")[0]
             if source.startswith("./"):
                 assert (PROJECT_ROOT / source).exists(), source
+
+
+def test_redis_runs_the_same_acl_users_as_the_stack(compose: dict[str, Any]) -> None:
+    command = compose["services"]["redis"]["command"]
+    users = [command[i + 1] for i, arg in enumerate(command) if arg == "--user"]
+    stack_rules = acl_rules(
+        RedisSettings(password=SecretStr("APP"), admin_password=SecretStr("ADM"))
+    )
+    expected = [
+        rule.removeprefix("user ")
+        .replace(">ADM", ">${BV_REDIS__ADMIN_PASSWORD:?set BV_REDIS__ADMIN_PASSWORD}")
+        .replace(">APP", ">${BV_REDIS__PASSWORD:?set BV_REDIS__PASSWORD}")
+        for rule in stack_rules
+    ]
+    assert users == expected

@@ -1,0 +1,192 @@
+"""Least privilege in PostgreSQL, checked by logging in as each role and trying what it must not.
+
+- ``bv_worker`` (the pipeline, the analytics agent, the cache loaders) reads the OLTP tables
+  and writes only the warehouse schemas; it owns nothing, so no DDL, DROP or TRUNCATE.
+- ``debezium`` streams WAL and reads the captured tables; nothing else.
+- No role a running process logs in with is a superuser (or may create roles or databases);
+  only operator commands (``stack``, ``migrate``, ``backup``) use the admin login.
+Grants live in ``oltp/migrations/0002_roles.sql`` and ``sinks/postgres/migrations/0004_*``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from cache.loaders import PostgresSource
+from config.settings import Settings
+from sinks.postgres.connection import connect
+from streams.connectors import oltp_connector_spec
+from tests.integration.throwaway import throwaway_database
+
+DENIED = (asyncpg.InsufficientPrivilegeError,)
+
+
+@pytest.fixture(scope="module")
+def database(settings: Settings) -> Iterator[str]:
+    with throwaway_database(settings, "bv_roles") as name:
+        yield name
+
+
+@pytest.fixture
+async def worker(settings: Settings, database: str) -> AsyncIterator[asyncpg.Connection]:
+    pg = settings.postgres
+    connection = await connect(
+        pg, database, user=pg.worker_user, password=pg.worker_password.get_secret_value()
+    )
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def debezium(settings: Settings, database: str) -> AsyncIterator[asyncpg.Connection]:
+    pg = settings.postgres
+    connection = await connect(
+        pg, database, user=pg.debezium_user, password=pg.debezium_password.get_secret_value()
+    )
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def refused(connection: asyncpg.Connection, statement: str) -> bool:
+    """True when PostgreSQL refuses ``statement`` for lack of privilege (rolled back)."""
+    if statement.startswith("CREATE DATABASE"):  # cannot run in a transaction block
+        try:
+            await connection.execute(statement)
+        except DENIED:
+            return True
+        return False
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
+        await connection.execute(statement)
+    except DENIED:
+        return True
+    finally:
+        await transaction.rollback()
+    return False
+
+
+WORKER_MUST_NOT = [
+    "INSERT INTO public.categories (name) VALUES ('x')",
+    "UPDATE public.customers SET email = 'x@example.com'",
+    "DELETE FROM public.orders",
+    "TRUNCATE public.payments",
+    "CREATE TABLE public.worker_made (id int)",
+    "CREATE TABLE bronze.worker_made (id int)",
+    "CREATE TABLE silver.worker_made (id int)",
+    "CREATE SCHEMA worker_made",
+    "DROP TABLE silver.customers",
+    "ALTER TABLE gold.order_facts ADD COLUMN worker_made int",
+    "TRUNCATE bronze.orders",
+    "DELETE FROM bronze.orders",
+    "UPDATE bronze.orders SET table_name = 'x'",
+    "DELETE FROM ops.consumer_offsets",
+    "UPDATE ops.data_quality_rules SET is_active = false",
+    "DELETE FROM ref.currency_rates",
+    "CREATE ROLE worker_made",
+    "CREATE DATABASE worker_made",
+    "ALTER ROLE bv_worker SUPERUSER",
+    "COPY ref.currency_rates FROM '/etc/hostname'",
+    "COPY (SELECT 1) TO PROGRAM 'true'",
+    "SELECT pg_read_file('/etc/hostname')",
+]
+
+
+@pytest.mark.parametrize("statement", WORKER_MUST_NOT)
+async def test_the_worker_role_is_refused_outside_its_warehouse_writes(
+    worker: asyncpg.Connection, statement: str
+) -> None:
+    assert await refused(worker, statement), f"bv_worker may run: {statement}"
+
+
+async def test_the_worker_role_writes_the_warehouse_and_reads_the_source(
+    worker: asyncpg.Connection,
+) -> None:
+    may = {
+        ("bronze.orders", "INSERT"),
+        ("silver.orders", "UPDATE"),
+        ("gold.order_facts", "INSERT"),
+        ("ops.consumer_offsets", "UPDATE"),
+        ("public.orders", "SELECT"),
+    }
+    for table, privilege in may:
+        assert await worker.fetchval("SELECT has_table_privilege($1, $2)", table, privilege), (
+            f"bv_worker lacks {privilege} on {table}: the pipeline would fail"
+        )
+
+
+DEBEZIUM_MUST_NOT = [
+    "INSERT INTO public.categories (name) VALUES ('x')",
+    "UPDATE public.customers SET email = 'x@example.com'",
+    "DELETE FROM public.orders",
+    "TRUNCATE public.payments",
+    "SELECT * FROM public.orders_audit",  # not a captured table
+    "SELECT * FROM bronze.orders",
+    "SELECT * FROM silver.customers",
+    "SELECT * FROM ops.consumer_offsets",
+    "CREATE TABLE public.debezium_made (id int)",
+    "CREATE ROLE debezium_made",
+    "CREATE DATABASE debezium_made",
+    "ALTER ROLE debezium SUPERUSER",
+    "SELECT pg_read_file('/etc/hostname')",
+]
+
+
+@pytest.mark.parametrize("statement", DEBEZIUM_MUST_NOT)
+async def test_the_debezium_role_is_refused_beyond_reading_captured_tables(
+    debezium: asyncpg.Connection, statement: str
+) -> None:
+    assert await refused(debezium, statement), f"debezium may run: {statement}"
+
+
+async def test_the_debezium_role_reads_every_captured_table_and_may_replicate(
+    settings: Settings, debezium: asyncpg.Connection
+) -> None:
+    for table in settings.connector.tables:
+        await debezium.fetch(f"SELECT * FROM {table} LIMIT 1")
+    assert await debezium.fetchval(
+        "SELECT rolreplication FROM pg_roles WHERE rolname = current_user"
+    )
+
+
+async def test_no_login_a_running_process_uses_is_privileged(
+    settings: Settings, debezium: asyncpg.Connection
+) -> None:
+    pg = settings.postgres
+    logins = [pg.worker_user, pg.debezium_user, settings.backup.replication_user]
+    rows = await debezium.fetch(
+        "SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls "
+        "FROM pg_roles WHERE rolname = ANY($1::text[])",
+        logins,
+    )
+    assert {r["rolname"] for r in rows} >= {pg.worker_user, pg.debezium_user}
+    for row in rows:
+        assert not any(row[flag] for flag in ("rolsuper", "rolcreaterole", "rolcreatedb")), row
+        assert not row["rolbypassrls"], row
+    assert pg.admin_user not in logins
+    assert oltp_connector_spec(settings).user == pg.debezium_user
+
+
+async def test_the_cache_loaders_log_in_as_the_worker_role(
+    settings: Settings, database: str
+) -> None:
+    admin = await connect(settings.postgres, database)
+    source = PostgresSource(settings.postgres, database, max_size=1)
+    await source.start()
+    try:
+        logins = await admin.fetch(
+            "SELECT DISTINCT usename FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+            database,
+        )
+    finally:
+        await source.stop()
+        await admin.close()
+    assert [r["usename"] for r in logins] == [settings.postgres.worker_user]
