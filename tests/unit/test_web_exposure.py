@@ -18,7 +18,7 @@ from pydantic import SecretStr, ValidationError
 from config.settings import Settings, WebSettings
 from observability.server import MetricsServer
 from observability.web_auth import authorized, is_loopback
-from streams.analytics_views import register_views
+from streams.analytics_views import AnalyticsWebServer, analytics_web_app
 from streams.app import create_app
 from tables.analytics import AnalyticsCore
 from tables.features import CurrencyRates
@@ -86,23 +86,38 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def test_the_faust_web_server_serves_only_guarded_views_on_loopback() -> None:
+async def test_the_faust_web_server_serves_none_of_its_built_in_views() -> None:
     """Faust's built-in /router and /table views would serve table values without the token."""
     port = free_port()
     settings = Settings(web=WebSettings(port=port, token=SecretStr("view-token")))
     app = create_app(settings, store="memory://")
     app.finalize()
-    register_views(app, AnalyticsCore(settings, CurrencyRates([])), token=settings.web.token)
     await app.web.start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
             for path in ("/router/", "/table/", "/graph/", "/performance/"):
                 assert (await client.get(path)).status_code == 404, path
+    finally:
+        await app.web.stop()
+
+
+async def test_the_analytics_views_need_the_token_and_stay_on_loopback() -> None:
+    settings = Settings(web=WebSettings(token=SecretStr("view-token")))
+    core = AnalyticsCore(settings, CurrencyRates([]))
+    server = AnalyticsWebServer(
+        analytics_web_app(lambda: core, token=settings.web.token),
+        host=settings.web.host,
+        port=0,
+    )
+    await server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
             assert (await client.get("/health")).status_code == 401
             auth = {"Authorization": "Bearer view-token"}
             assert (await client.get("/health", headers=auth)).status_code == 200
         async with httpx.AsyncClient(timeout=5) as other:
             with pytest.raises(httpx.ConnectError):
-                await other.get(f"http://127.0.0.2:{port}/health")
+                await other.get(f"http://127.0.0.2:{server.port}/health")
     finally:
-        await app.web.stop()
+        await server.stop()
