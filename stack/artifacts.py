@@ -93,6 +93,24 @@ def stack_artifacts() -> list[Artifact]:
     ]
 
 
+def optional_artifacts() -> list[Artifact]:
+    """Resolved only when asked for (``bitvelocity bench`` asks for the JDBC sink), so a
+    default ``stack up`` neither downloads nor loads them."""
+    plugin = versions.MAVEN_DEPENDENCY_PLUGIN
+    return [
+        Artifact(
+            name="jdbc-sink",
+            folder="connect-plugins/debezium-connector-jdbc",
+            description=f"Debezium JDBC sink connector {versions.DEBEZIUM_VERSION} plugin",
+            goal_args=(
+                f"{plugin}:unpack",
+                "-Dartifact=io.debezium:debezium-connector-jdbc:"
+                f"{versions.DEBEZIUM_VERSION}:tar.gz:plugin",
+            ),
+        ),
+    ]
+
+
 def artifact_dir(jvm_dir: Path, artifact: Artifact) -> Path:
     """Where ``artifact`` lives once resolved."""
     return jvm_dir / artifact.folder
