@@ -166,10 +166,16 @@ def changes(records: int, now: datetime | None = None) -> Iterator[Change]:
         for item in (2 * order_id - 1, 2 * order_id):
             row = _item_row(item, order_id, created)
             batch.append(
-                ("order_items", {"order_item_id": item}, _envelope("order_items", "c", None, row, lsn + 8, created))
+                (
+                    "order_items",
+                    {"order_item_id": item},
+                    _envelope("order_items", "c", None, row, lsn + 8, created),
+                )
             )
         confirmed_at = created + timedelta(seconds=1)
-        batch.append(("orders", key, _envelope("orders", "u", pending, confirmed, lsn + 16, confirmed_at)))
+        batch.append(
+            ("orders", key, _envelope("orders", "u", pending, confirmed, lsn + 16, confirmed_at))
+        )
         lsn += 64
         for table, row_key, envelope in batch:
             if made == records:
@@ -198,9 +204,7 @@ def preload(
     """Create the topics and produce ``records`` framed Debezium records into them."""
     create_topics(bootstrap, list(topics.values()), partitions)
     ids = register_schemas(registry, topics)
-    parsed = {
-        name: parse_schema(load_schema(*name.rsplit("-", 1))) for name in ids
-    }
+    parsed = {name: parse_schema(load_schema(*name.rsplit("-", 1))) for name in ids}
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,

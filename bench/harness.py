@@ -23,7 +23,7 @@ import multiprocessing
 import platform
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,8 +47,13 @@ from streams.capture_admin import delete_topics_with_prefix
 log = logging.getLogger("bitvelocity.bench")
 RESULTS = Path(__file__).resolve().parent / "results" / "bench.json"
 #: Modules whose import registers scenarios, in run order (the baselines always run first).
-SCENARIO_MODULES = ("bench.scenarios", "bench.peers.quix", "bench.peers.jdbc_sink",
-                    "bench.peers.naive_faust", "bench.latency")
+SCENARIO_MODULES = (
+    "bench.scenarios",
+    "bench.peers.quix",
+    "bench.peers.jdbc_sink",
+    "bench.peers.naive_faust",
+    "bench.latency",
+)
 console = Console(width=160)
 
 
@@ -109,7 +114,7 @@ class BenchContext:
     warehouses: Warehouses
     rows: dict[str, Row] = field(default_factory=dict)
     groups: list[str] = field(default_factory=list)
-    cleanups: list[Callable[[], None]] = field(default_factory=list)
+    cleanups: list[Callable[[], object]] = field(default_factory=list)
 
     @property
     def bootstrap(self) -> str:
@@ -144,14 +149,15 @@ class BenchContext:
                 " source_offset, source_committed_at, data_quality_score, quality_checks_passed,"
                 " quality_issues, source_bronze_id, processing_version) SELECT g, 'c' || g ||"
                 " '@bench.example', 0, 0, 0, now(), 1, '{}', '{}', gen_random_uuid(), 1"
-                f" FROM generate_series(1, {CUSTOMERS}) AS g"
+                " FROM generate_series(1, $1::int) AS g",
+                CUSTOMERS,
             )
         finally:
             await connection.close()
         return name
 
 
-ScenarioFunction = Callable[[BenchContext], Awaitable[list[Row]]]
+ScenarioFunction = Callable[[BenchContext], Coroutine[Any, Any, list[Row]]]
 
 
 @dataclass(frozen=True)
@@ -190,9 +196,7 @@ def selected(options: HarnessOptions) -> list[Scenario]:
         raise ValueError(f"unknown scenario(s) {sorted(unknown)}; choose from {sorted(registry)}")
     wanted = ["baselines", *options.scenarios] if options.scenarios else list(registry)
     return [
-        s
-        for name, s in registry.items()
-        if name in wanted and not (options.skip_heavy and s.heavy)
+        s for name, s in registry.items() if name in wanted and not (options.skip_heavy and s.heavy)
     ]
 
 
@@ -216,7 +220,9 @@ def run(options: HarnessOptions, settings: Settings | None = None) -> dict[str, 
                 partitions=options.partitions,
             )
         preload_s = time.monotonic() - started
-        records = read_records(derived.kafka.bootstrap_servers, cdc.marks, f"{derived.kafka.consumer_group}-read")
+        records = read_records(
+            derived.kafka.bootstrap_servers, cdc.marks, f"{derived.kafka.consumer_group}-read"
+        )
         context = BenchContext(derived, options, run_id, cdc, records, Warehouses(derived))
         state.append(context)
         for entry in scenarios:
@@ -224,7 +230,7 @@ def run(options: HarnessOptions, settings: Settings | None = None) -> dict[str, 
             phase = time.monotonic()
             try:
                 rows = asyncio.run(entry.run(context))
-            except Exception as exc:  # noqa: BLE001 - one failing peer must not lose the run
+            except Exception as exc:
                 log.exception("scenario %s failed", entry.name)
                 rows = [Row(entry.name, entry.summary, None, status="failed", note=_one_line(exc))]
             for row in rows:
@@ -255,7 +261,7 @@ def _cleanup(settings: Settings, topics: dict[str, str]) -> Iterator[list[BenchC
             for cleanup in reversed(context.cleanups):
                 try:
                     cleanup()
-                except Exception:  # noqa: BLE001 - clean the rest anyway
+                except Exception:
                     log.exception("benchmark cleanup step failed")
             asyncio.run(context.warehouses.drop_all())
             delete_consumer_groups(bootstrap, context.groups)

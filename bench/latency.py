@@ -38,14 +38,23 @@ async def latency(context: BenchContext) -> list[Row]:
     options = context.options
     max_rate = context.rate_of("sink")
     if not max_rate:
-        return [Row("latency", "latency at half max", None, status="unavailable",
-                    note="needs the sink scenario's max rate")]
+        return [
+            Row(
+                "latency",
+                "latency at half max",
+                None,
+                status="unavailable",
+                note="needs the sink scenario's max rate",
+            )
+        ]
     rate = max_rate * options.latency_fraction
     count = max(1, round(rate * options.latency_seconds))
     prefix = f"{context.settings.topics.cdc_prefix}lat"
-    topic_map = {t: t.replace(context.settings.topics.cdc_prefix, prefix, 1) for t in context.topics}
+    topic_map = {
+        t: t.replace(context.settings.topics.cdc_prefix, prefix, 1) for t in context.topics
+    }
     context.cleanups.append(lambda: delete_topics_with_prefix(context.bootstrap, prefix))
-    create_topics(context.bootstrap, {t: context.cdc.partitions for t in topic_map.values()})
+    create_topics(context.bootstrap, dict.fromkeys(topic_map.values(), context.cdc.partitions))
     one_pass = replay_plan(context.records, topic_map, 1)
     sent = (one_pass * math.ceil(count / len(one_pass)))[:count]
     marks = dict(Counter((topic, partition) for topic, partition, *_ in sent))

@@ -1,1 +1,1 @@
-"""The peers the harness measures us against: Quix Streams, Debezium's JDBC sink, a naive Faust agent."""
+"""Peers the harness measures us against: Quix Streams, Debezium's JDBC sink, naive Faust."""
