@@ -26,23 +26,29 @@ from bench.peers.proc import cpu_seconds, rss_mb
 from config.errors import ArtifactResolutionError
 from config.settings import Settings
 from sinks.postgres.connection import connect
+from stack.artifacts import jdbc_sink_artifact, resolve
 from stack.connect_service import postgres_secrets_file
-from stack.jvm import resolve_named
 from stack.manager import Stack
+from stack.versions import DEBEZIUM_VERSION
 from streams.connectors import ConnectClient, converter_config
 
 JDBC_SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
+ARTIFACT = "io.debezium:debezium-connector-jdbc"
 
 
-def plugin_classes(settings: Settings) -> set[str]:
+def loaded_version(settings: Settings) -> str | None:
+    """The JDBC sink version Connect has loaded, or None."""
     response = httpx.get(f"{settings.connect.url}/connector-plugins", timeout=10)
     response.raise_for_status()
-    return {str(plugin.get("class")) for plugin in response.json()}
+    for plugin in response.json():
+        if plugin.get("class") == JDBC_SINK_CLASS:
+            return str(plugin.get("version"))
+    return None
 
 
-def ensure_jdbc_plugin(settings: Settings) -> None:
-    """Make Connect load the JDBC sink: resolve it, restart Connect (once, when missing)."""
-    if JDBC_SINK_CLASS in plugin_classes(settings):
+def ensure_jdbc_plugin(settings: Settings, version: str) -> None:
+    """Make Connect load the JDBC sink ``version``: resolve it, restart Connect once."""
+    if loaded_version(settings) == version:
         return
     stack = Stack(settings)
     connect_service = stack.service("connect")
@@ -55,13 +61,15 @@ def ensure_jdbc_plugin(settings: Settings) -> None:
     def progress(message: str) -> None:
         print(f"[bench] {message}", flush=True)
 
-    resolve_named(connect_service.paths, "jdbc-sink", progress)
+    resolve(connect_service.paths.jvm, jdbc_sink_artifact(version), progress)
     stack.down(progress, ["connect"])
     stack.up(progress, ["connect"])
     deadline = time.monotonic() + 120
-    while JDBC_SINK_CLASS not in plugin_classes(settings):
+    while loaded_version(settings) != version:
         if time.monotonic() > deadline:
-            raise ArtifactResolutionError("Connect restarted but does not list the JDBC sink")
+            raise ArtifactResolutionError(
+                f"Connect restarted but does not list the JDBC sink {version}"
+            )
         time.sleep(1)
 
 
@@ -98,10 +106,23 @@ def committed(
 @scenario("jdbc", "Debezium JDBC sink connector (JVM) upserting the same topics", heavy=True)
 async def jdbc(context: BenchContext) -> list[Row]:
     settings = context.settings
+    wanted = DEBEZIUM_VERSION
+    missing = ""
     try:
-        await asyncio.to_thread(ensure_jdbc_plugin, settings)
-    except ArtifactResolutionError as exc:
-        return [Row("jdbc", "Debezium JDBC sink (JVM)", None, status="unavailable", note=str(exc))]
+        await asyncio.to_thread(ensure_jdbc_plugin, settings, wanted)
+    except ArtifactResolutionError:
+        missing = f"{ARTIFACT}:{wanted} is not on Maven Central"
+        fallback = context.options.jdbc_fallback_version
+        if not fallback:
+            return [
+                Row("jdbc", "Debezium JDBC sink (JVM)", None, status="unavailable", note=missing)
+            ]
+        try:
+            await asyncio.to_thread(ensure_jdbc_plugin, settings, fallback)
+        except ArtifactResolutionError as exc:
+            note = f"{missing}; {fallback}: {str(exc)[:200]}"
+            return [Row("jdbc", "Debezium JDBC sink (JVM)", None, status="unavailable", note=note)]
+        wanted = fallback
     database = await context.warehouses.fresh("jdbc")
     name = f"{settings.kafka.consumer_group}-jdbc"
     group = f"connect-{name}"
@@ -138,7 +159,13 @@ async def jdbc(context: BenchContext) -> list[Row]:
         await connection.close()
     status = await asyncio.to_thread(_status, settings, name)
     seconds = finished - first_row
-    figures: dict[str, object] = {"connector_state": status, "table_rows": int(rows)}
+    figures: dict[str, object] = {
+        "connector_state": status,
+        "table_rows": int(rows),
+        "jdbc_sink_version": wanted,
+    }
+    if missing:
+        figures["jdbc_sink_missing"] = missing
     if pid and cpu_before is not None:
         figures["cpu_s_per_1k_records"] = round(
             (cpu_seconds(pid) - cpu_before) / max(done, 1) * 1000, 4
@@ -148,13 +175,14 @@ async def jdbc(context: BenchContext) -> list[Row]:
     return [
         Row(
             "jdbc",
-            "Debezium JDBC sink (JVM), upsert, 1 task",
+            f"Debezium JDBC sink {wanted} (JVM), upsert, 1 task",
             done / seconds if seconds > 0 else None,
             records=done,
             seconds=seconds,
             figures=figures,
             status="partial" if partial else "ok",
-            note=f"stopped after {timeout:.0f} s" if partial else "first row -> offsets committed",
+            note=(f"stopped after {timeout:.0f} s; " if partial else "first row -> committed; ")
+            + (f"{missing}, ran {wanted}" if missing else ""),
         )
     ]
 

@@ -7,7 +7,7 @@ no batching) into a bronze-like table. It runs in its own process for a time bud
 the end (it would take minutes); its rate is records done over the time taken.
 
     python -m bench.peers.naive_faust --topics A,B --database DB --expected N --budget-s S
-prints one JSON line with ``records``, ``seconds``, ``cpu_s`` and ``peak_rss_mb``.
+writes a JSON file with ``records``, ``seconds``, ``cpu_s`` and ``peak_rss_mb``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 import os
 import resource
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -83,7 +84,8 @@ def _agent_main(args: argparse.Namespace) -> None:  # pragma: no cover - runs in
             if state["count"] >= args.expected or elapsed >= args.budget_s:
                 state["done"] = True
                 usage = resource.getrusage(resource.RUSAGE_SELF)
-                print(
+                _write_result(
+                    args.result,
                     json.dumps(
                         {
                             "records": state["count"],
@@ -92,7 +94,6 @@ def _agent_main(args: argparse.Namespace) -> None:  # pragma: no cover - runs in
                             "peak_rss_mb": usage.ru_maxrss / 1024,
                         }
                     ),
-                    flush=True,
                 )
                 os.kill(os.getpid(), signal.SIGTERM)
 
@@ -132,9 +133,14 @@ async def naive_faust(context: BenchContext) -> list[Row]:
         app_id,
         "--datadir",
         datadir,
+        "--result",
+        str(Path(datadir) / "result.json"),
     ]
     env = {**os.environ, **_settings_env(context)}
-    result = await _run_child(command, env, options.anchor_budget_s + 120)
+    try:
+        result = await _run_child(command, env, options.anchor_budget_s + 120)
+    finally:
+        shutil.rmtree(datadir, ignore_errors=True)
     records = int(result["records"])
     partial = records < context.data_records
     return [
@@ -164,11 +170,13 @@ def _settings_env(context: BenchContext) -> dict[str, str]:
 
 
 async def _run_child(command: list[str], env: dict[str, str], limit_s: float) -> dict[str, Any]:
-    """Run ``command``; its last JSON stdout line is the result (killed after ``limit_s``)."""
+    """Run ``command``; the JSON file it writes is the result (killed after ``limit_s``)."""
     import asyncio
 
-    def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603 - our own interpreter and module
+    result = Path(command[command.index("--result") + 1])
+
+    def run() -> tuple[subprocess.CompletedProcess[str], str | None]:
+        completed = subprocess.run(  # noqa: S603 - our own interpreter and module
             command,
             env=env,
             capture_output=True,
@@ -177,13 +185,17 @@ async def _run_child(command: list[str], env: dict[str, str], limit_s: float) ->
             check=False,
             cwd=Path(__file__).resolve().parents[2],
         )
+        return completed, result.read_text() if result.exists() else None
 
-    completed = await asyncio.to_thread(run)
-    for line in reversed(completed.stdout.splitlines()):
-        if line.startswith("{"):
-            return dict(json.loads(line))
+    completed, text = await asyncio.to_thread(run)
+    if text is not None:
+        return dict(json.loads(text))
     tail = (completed.stderr or completed.stdout)[-600:]
     raise RuntimeError(f"{command[2]} exited {completed.returncode} without a result: {tail}")
+
+
+def _write_result(path: str, text: str) -> None:
+    Path(path).write_text(text)
 
 
 def main(argv: list[str] | None = None) -> None:  # pragma: no cover - runs in the child
@@ -194,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - runs in t
     parser.add_argument("--budget-s", type=float, required=True)
     parser.add_argument("--app-id", required=True)
     parser.add_argument("--datadir", required=True)
+    parser.add_argument("--result", required=True, help="where to write the JSON result")
     args = parser.parse_args(argv)
     sys.argv = sys.argv[:1]  # faust.Worker parses the command line too
     _agent_main(args)
