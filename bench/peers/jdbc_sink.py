@@ -22,7 +22,7 @@ import httpx
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.harness import BenchContext, Row, scenario
-from bench.peers.proc import cpu_seconds, rss_mb
+from bench.peers.proc import cpu_seconds, peak_rss_mb, rss_mb
 from config.errors import ArtifactResolutionError
 from config.settings import Settings
 from sinks.postgres.connection import connect
@@ -151,10 +151,9 @@ async def jdbc(context: BenchContext) -> list[Row]:
                 break
             await asyncio.sleep(0.1)
         finished = time.perf_counter()
-        rows = await connection.fetchval(
-            "SELECT coalesce(sum(n_live_tup), 0) FROM pg_stat_user_tables"
-            " WHERE relname LIKE 'jdbc%'"
-        )
+        rows = 0
+        for table in await _tables(connection):
+            rows += await connection.fetchval(f'SELECT count(*) FROM public."{table}"')  # noqa: S608
     finally:
         await connection.close()
     status = await asyncio.to_thread(_status, settings, name)
@@ -171,6 +170,7 @@ async def jdbc(context: BenchContext) -> list[Row]:
             (cpu_seconds(pid) - cpu_before) / max(done, 1) * 1000, 4
         )
         figures["rss_mb_connect_jvm"] = round(rss_mb(pid), 1)
+        figures["peak_rss_mb"] = round(peak_rss_mb(pid), 1)  # the JVM's, since it started
     partial = done < context.data_records
     return [
         Row(
@@ -191,15 +191,20 @@ async def _first_row(connection: asyncpg.Connection, limit_s: float) -> float:
     """When the connector's first row is visible (it creates its tables on first write)."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        tables = await connection.fetch(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = 'public' AND c.relname LIKE 'jdbc%' AND c.relkind = 'r'"
-        )
-        for table in tables:
-            if await connection.fetchval(f'SELECT EXISTS (SELECT 1 FROM public."{table[0]}")'):  # noqa: S608
+        for table in await _tables(connection):
+            if await connection.fetchval(f'SELECT EXISTS (SELECT 1 FROM public."{table}")'):  # noqa: S608
                 return time.perf_counter()
         await asyncio.sleep(0.1)
     raise TimeoutError(f"the JDBC sink wrote no row in {limit_s:.0f} s")
+
+
+async def _tables(connection: asyncpg.Connection) -> list[str]:
+    """The tables the connector created (``jdbc_<source table>``)."""
+    rows = await connection.fetch(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'public' AND c.relname LIKE 'jdbc%' AND c.relkind = 'r'"
+    )
+    return [str(row[0]) for row in rows]
 
 
 def _status(settings: Settings, name: str) -> str:
