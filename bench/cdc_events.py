@@ -15,8 +15,9 @@ change). Orders are spread over the last hours, customers over ``CUSTOMERS`` ids
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench.sink import CapturedRecord
 from serdes.avro import parse_schema, write_body
 from serdes.framing import frame
 from serdes.registry import RegistryClient
@@ -41,12 +43,15 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class CdcInput:
-    """Where the input lives and how much of it there is."""
+    """Where the input lives, how much of it there is, and the records themselves."""
 
     topics: dict[str, str]  # table -> topic
     partitions: int
     marks: dict[tuple[str, int], int]  # (topic, partition) -> high watermark (= record count)
     orders: int
+    #: As produced: fresh topics and an idempotent producer make the offsets 0, 1, 2, ... per
+    #: partition, and the Kafka timestamp is the one given to ``produce``.
+    records: list[CapturedRecord] = field(default_factory=list, repr=False)
 
     @property
     def total(self) -> int:
@@ -215,24 +220,25 @@ def preload(
         }
     )
     counts: dict[tuple[str, int], int] = {}
+    made: list[CapturedRecord] = []
     orders = 0
     for number, (table, order_id, key, envelope) in enumerate(changes(records)):
         topic = topics[table]
         partition = order_id % partitions
-        producer.produce(
-            topic,
-            frame(ids[f"{table}-value"], write_body(parsed[f"{table}-value"], envelope)),
-            frame(ids[f"{table}-key"], write_body(parsed[f"{table}-key"], key)),
-            partition=partition,
-        )
-        counts[(topic, partition)] = counts.get((topic, partition), 0) + 1
+        value = frame(ids[f"{table}-value"], write_body(parsed[f"{table}-value"], envelope))
+        key_bytes = frame(ids[f"{table}-key"], write_body(parsed[f"{table}-key"], key))
+        stamp = int(time.time() * 1000)
+        producer.produce(topic, value, key_bytes, partition=partition, timestamp=stamp)
+        offset = counts.get((topic, partition), 0)
+        made.append(CapturedRecord(topic, partition, offset, stamp, key_bytes, value, ()))
+        counts[(topic, partition)] = offset + 1
         orders = max(orders, order_id)
         if number % 1000 == 0:
             producer.poll(0)
     remaining = producer.flush(120)
     if remaining:
         raise RuntimeError(f"{remaining} benchmark records were not delivered to Kafka")
-    return CdcInput(topics=topics, partitions=partitions, marks=counts, orders=orders)
+    return CdcInput(topics, partitions, counts, orders, made)
 
 
 def describe(cdc: CdcInput) -> dict[str, Any]:

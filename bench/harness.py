@@ -37,7 +37,7 @@ from rich.table import Table
 
 from bench.cdc_events import CUSTOMERS, TABLES, CdcInput, describe, preload
 from bench.pipeline_env import BENCH_NAMES, delete_consumer_groups, derive
-from bench.sink import CapturedRecord, Warehouses, read_records
+from bench.sink import CapturedRecord, Warehouses
 from config.errors import RegistryError
 from config.settings import Settings, load_settings
 from oltp.schema import migrate_oltp
@@ -224,10 +224,7 @@ def run(options: HarnessOptions, settings: Settings | None = None) -> dict[str, 
                 partitions=options.partitions,
             )
         preload_s = time.monotonic() - started
-        records = read_records(
-            derived.kafka.bootstrap_servers, cdc.marks, f"{derived.kafka.consumer_group}-read"
-        )
-        context = BenchContext(derived, options, run_id, cdc, records, Warehouses(derived))
+        context = BenchContext(derived, options, run_id, cdc, cdc.records, Warehouses(derived))
         state.append(context)
         # The sink and the agents log in as the worker role, whose password the OLTP
         # migration sets (as `bitvelocity migrate` does); its database is dropped at the end.
