@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from config.settings import Settings, load_settings
 from oltp.schema import migrate_oltp
 from serdes.registry import RegistryClient
 from sinks.postgres.connection import connect
+from stack.versions import DEBEZIUM_VERSION, KAFKA_VERSION
 from streams.capture_admin import delete_topics_with_prefix
 
 log = logging.getLogger("bitvelocity.bench")
@@ -362,8 +364,28 @@ def machine_facts() -> dict[str, Any]:
         "librdkafka": confluent_kafka.libversion()[0],
         "asyncpg": asyncpg.__version__,
         "fastavro": fastavro.__version__,
+        "faust_streaming": _version("faust-streaming"),
+        "quixstreams_peer": _peer_pin("quixstreams"),
+        "kafka": KAFKA_VERSION,
+        "debezium": DEBEZIUM_VERSION,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _peer_pin(name: str) -> str | None:
+    """The version the Quix peer's requirements pin (its venv is not ours to import)."""
+    requirements = Path(__file__).resolve().parent / "peers" / "quix-requirements.txt"
+    for line in requirements.read_text(encoding="utf-8").splitlines():
+        if line.startswith(name) and "==" in line:
+            return line.split("==", 1)[1].strip()
+    return None
 
 
 def _rate_text(row: Row) -> str:
