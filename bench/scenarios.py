@@ -92,6 +92,7 @@ def _sink_row(key: str, label: str, run: SinkRun, **figures: Any) -> Row:
         figures={
             "cpu_s_per_1k_records": round(run.cpu_s_per_1k, 4),
             "peak_rss_mb": run.peak_rss_mb,
+            "rss_before_mb": run.rss_before_mb,
             "startup_s": round(run.startup_s, 2),
             "batches": run.batches,
             **figures,
@@ -122,6 +123,7 @@ class AnalyticsRun:
     assigned_at: float
     finished_at: float
     cpu_s: float
+    rss_before_mb: float
     peak_rss_mb: float
     round_trips: int
     hourly_rows: int
@@ -198,6 +200,7 @@ async def run_analytics(
     stop = asyncio.Event()
     marks = context.cdc.marks
     _reset_peak_rss()
+    rss_before = _rss_mb("VmRSS")
     cpu_before = time.process_time()
     task = asyncio.create_task(runner.run(stop))
     deadline = time.monotonic() + timeout_s
@@ -224,6 +227,7 @@ async def run_analytics(
         assigned_at=runner.assigned_at,
         finished_at=finished,
         cpu_s=cpu,
+        rss_before_mb=round(rss_before, 1),
         peak_rss_mb=round(_rss_mb("VmHWM"), 1),
         round_trips=trips,
         hourly_rows=runner.stats.hourly_rows,
@@ -241,6 +245,7 @@ def _analytics_row(key: str, label: str, run: AnalyticsRun) -> Row:
         figures={
             "cpu_s_per_1k_records": round(run.cpu_s / run.records * 1000, 4),
             "peak_rss_mb": run.peak_rss_mb,
+            "rss_before_mb": run.rss_before_mb,
             "redis_round_trips_per_event": round(run.round_trips / run.records, 5),
             "hourly_rows": run.hourly_rows,
             "feature_rows": run.feature_rows,
@@ -302,6 +307,7 @@ async def pipeline(context: BenchContext) -> list[Row]:
             figures={
                 "cpu_s_per_1k_records": round(cpu / records * 1000, 4),
                 "peak_rss_mb": max(sink_run.peak_rss_mb, analytics_run.peak_rss_mb),
+                "rss_before_mb": min(sink_run.rss_before_mb, analytics_run.rss_before_mb),
                 "redis_round_trips_per_event": round(analytics_run.round_trips / records, 5),
                 "sink_records_per_s": round(sink_run.records_per_s),
                 "analytics_records_per_s": round(records / analytics_run.seconds),

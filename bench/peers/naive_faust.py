@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import secrets
 import shutil
 import signal
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import BenchContext, Row, scenario
+from bench.peers.proc import peak_rss_mb
 
 NAIVE_TABLE = "naive_bronze"
 
@@ -83,7 +83,6 @@ def _agent_main(args: argparse.Namespace) -> None:  # pragma: no cover - runs in
             elapsed = time.perf_counter() - state["started"]
             if state["count"] >= args.expected or elapsed >= args.budget_s:
                 state["done"] = True
-                usage = resource.getrusage(resource.RUSAGE_SELF)
                 _write_result(
                     args.result,
                     json.dumps(
@@ -91,7 +90,9 @@ def _agent_main(args: argparse.Namespace) -> None:  # pragma: no cover - runs in
                             "records": state["count"],
                             "seconds": elapsed,
                             "cpu_s": time.process_time() - state["cpu"],
-                            "peak_rss_mb": usage.ru_maxrss / 1024,
+                            # /proc, not ru_maxrss: that one keeps the parent's peak
+                            # across fork + exec.
+                            "peak_rss_mb": peak_rss_mb(os.getpid()),
                         }
                     ),
                 )

@@ -65,7 +65,9 @@ def test_generated_records_decode_with_the_captured_debezium_schemas() -> None:
 def test_targets_judge_rates_upwards_latency_downwards_and_missing_rows_as_unknown() -> None:
     rows = {
         "b0": Row("b0", "B0", 100_000.0),
-        "sink": Row("sink", "sink", 25_000.0, figures={"peak_rss_mb": 180.0}),
+        "sink": Row(
+            "sink", "sink", 25_000.0, figures={"peak_rss_mb": 380.0, "rss_before_mb": 200.0}
+        ),
         "quix": Row("quix", "quix", 10_000.0),
         "jdbc": Row("jdbc", "jdbc", None, status="unavailable"),
         "latency": Row("latency", "lat", 12_500.0, figures={"p99_ms": 650.0}),
@@ -80,4 +82,8 @@ def test_targets_judge_rates_upwards_latency_downwards_and_missing_rows_as_unkno
     assert checks["sink_over_jdbc"]["met"] is None
     assert checks["p99_ms_at_half_max"]["met"] is False
     assert checks["redis_round_trips_per_event"]["met"] is True
-    assert checks["rss_mb"]["met"] is True
+    assert checks["rss_mb_added_by_sink_or_pipeline"] == {
+        "value": 180.0,
+        "target": 400.0,
+        "met": True,
+    }
