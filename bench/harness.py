@@ -33,6 +33,7 @@ from typing import Any
 import asyncpg
 import confluent_kafka
 import fastavro
+from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.table import Table
 
@@ -45,7 +46,6 @@ from oltp.schema import migrate_oltp
 from serdes.registry import RegistryClient
 from sinks.postgres.connection import connect
 from stack.versions import DEBEZIUM_VERSION, KAFKA_VERSION
-from streams.capture_admin import delete_topics_with_prefix
 
 log = logging.getLogger("bitvelocity.bench")
 RESULTS = Path(__file__).resolve().parent / "results" / "bench.json"
@@ -251,6 +251,17 @@ def run(options: HarnessOptions, settings: Settings | None = None) -> dict[str, 
     return result
 
 
+def delete_topics_named(bootstrap: str, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (no separator implied, unlike
+    ``delete_topics_with_prefix``: outputs and peers' internal topics are named freely)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    if topics:
+        for future in admin.delete_topics(topics, operation_timeout=15).values():
+            future.result(timeout=30)
+    return topics
+
+
 def _one_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".splitlines()
     return text[0][:300] if text else type(exc).__name__
@@ -272,7 +283,7 @@ def _cleanup(settings: Settings, topics: dict[str, str]) -> Iterator[list[BenchC
                     log.exception("benchmark cleanup step failed")
             asyncio.run(context.warehouses.drop_all())
             delete_consumer_groups(bootstrap, context.groups)
-        delete_topics_with_prefix(bootstrap, settings.topics.cdc_prefix)
+        delete_topics_named(bootstrap, settings.topics.cdc_prefix)
         with RegistryClient(settings.registry) as registry:
             for topic in topics.values():
                 for side in ("key", "value"):

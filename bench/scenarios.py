@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as redis_async
 
 from agents.analytics import AnalyticsRunner
-from bench.harness import BenchContext, Row, scenario
+from bench.harness import BenchContext, Row, delete_topics_named, scenario
 from bench.sink import (
     REPEATS,
     SinkRun,
@@ -38,7 +38,6 @@ from config.settings import Settings
 from serdes.avro import AvroCodec
 from serdes.debezium import DebeziumAvroDecoder
 from serdes.registry import RegistryClient
-from streams.capture_admin import delete_topics_with_prefix
 
 #: B1, B2 and our decode are per-record costs: on the first records of the input (all of
 #: a smaller one) they give stable rates without spending the run's budget on decoding.
@@ -167,7 +166,7 @@ def analytics_settings(context: BenchContext, database: str, label: str) -> Sett
 
 
 def _forget_outputs(context: BenchContext, settings: Settings) -> None:
-    delete_topics_with_prefix(context.bootstrap, f"{context.settings.topics.cdc_prefix}-")
+    delete_topics_named(context.bootstrap, f"{context.settings.topics.cdc_prefix}-")
     with RegistryClient(settings.registry) as registry:
         for topic in (settings.topics.hourly_revenue, settings.topics.customer_features):
             with contextlib.suppress(Exception):

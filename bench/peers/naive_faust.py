@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchContext, Row, scenario
+from bench.harness import BenchContext, Row, delete_topics_named, scenario
 from bench.peers.proc import peak_rss_mb
 
 NAIVE_TABLE = "naive_bronze"
@@ -117,6 +117,8 @@ async def naive_faust(context: BenchContext) -> list[Row]:
         await connection.close()
     app_id = f"{context.settings.kafka.consumer_group}-naive-{secrets.token_hex(2)}"
     context.groups.append(app_id)
+    # Faust declares its assignor's topic whatever topic_allow_declare says.
+    context.cleanups.append(lambda: delete_topics_named(context.bootstrap, app_id))
     datadir = tempfile.mkdtemp(prefix="bv-bench-faust-")
     command = [
         sys.executable,

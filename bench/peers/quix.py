@@ -24,10 +24,9 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.harness import BenchContext, Row, scenario
+from bench.harness import BenchContext, Row, delete_topics_named, scenario
 from bench.peers.proc import cpu_seconds, peak_rss_mb
 from sinks.postgres.connection import connect
-from streams.capture_admin import delete_topics_with_prefix
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-quix"
@@ -71,12 +70,8 @@ async def quix(context: BenchContext) -> list[Row]:
     settings = context.settings
     database = await context.warehouses.fresh("quix")
     group = context.group("quix")
-    context.cleanups.append(
-        lambda: delete_topics_with_prefix(context.bootstrap, f"repartition__{group}")
-    )
-    context.cleanups.append(
-        lambda: delete_topics_with_prefix(context.bootstrap, f"changelog__{group}")
-    )
+    context.cleanups.append(lambda: delete_topics_named(context.bootstrap, f"repartition__{group}"))
+    context.cleanups.append(lambda: delete_topics_named(context.bootstrap, f"changelog__{group}"))
     state_dir = tempfile.mkdtemp(prefix="bv-bench-quix-")
     pg = settings.postgres
     config = {
