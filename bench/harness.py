@@ -240,9 +240,12 @@ def run(options: HarnessOptions, settings: Settings | None = None) -> dict[str, 
             except Exception as exc:
                 log.exception("scenario %s failed", entry.name)
                 rows = [Row(entry.name, entry.summary, None, status="failed", note=_one_line(exc))]
+            load = _load_average()
             for row in rows:
                 row.figures.setdefault("scenario", entry.name)
                 row.figures.setdefault("scenario_s", round(time.monotonic() - phase, 1))
+                # The machine is shared: rows measured minutes apart ran under different load.
+                row.figures.setdefault("load_average_1m", load[0] if load else None)
                 context.rows[row.key] = row
                 console.log(f"  {row.label}: {_rate_text(row)} {row.unit} {row.note}")
         result = report(context, preload_s, time.monotonic() - started)
@@ -373,9 +376,7 @@ def machine_facts() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    load: list[float] = []
-    with contextlib.suppress(OSError):
-        load = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    load = _load_average()
     return {
         "cores": multiprocessing.cpu_count(),
         "cpu_model": model,
@@ -392,6 +393,12 @@ def machine_facts() -> dict[str, Any]:
         "debezium": DEBEZIUM_VERSION,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _load_average() -> list[float]:
+    with contextlib.suppress(OSError):
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    return []
 
 
 def _version(distribution: str) -> str | None:
@@ -429,6 +436,7 @@ def render(result: dict[str, Any]) -> Table:
         ("CPU s/1k", "right"),
         ("peak RSS MB", "right"),
         ("Redis RT/event", "right"),
+        ("load", "right"),
         ("note", "left"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -447,6 +455,7 @@ def render(result: dict[str, Any]) -> Table:
             _fmt(row.get("cpu_s_per_1k_records"), "{:.3f}"),
             _fmt(row.get("peak_rss_mb"), "{:,.0f}"),
             _fmt(row.get("redis_round_trips_per_event"), "{:.4f}"),
+            _fmt(row.get("load_average_1m"), "{:.1f}"),
             row["note"] if row["status"] == "ok" else f"{row['status']}: {row['note']}",
         )
     return table
