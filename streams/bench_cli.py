@@ -18,7 +18,10 @@ def bench(
             "'sink-detail' is the older medallion-sink benchmark (batch sweep, metrics on/off)."
         ),
     ] = None,
-    events: Annotated[int, typer.Option(help="CDC records to preload.")] = 200_000,
+    events: Annotated[
+        int | None,
+        typer.Option(help="CDC records to preload [default: 200000; sink-detail: 20000]."),
+    ] = None,
     partitions: Annotated[int, typer.Option(help="Partitions per input topic.")] = 3,
     skip_heavy: Annotated[
         bool,
@@ -41,7 +44,9 @@ def bench(
     if scenario == ["sink-detail"]:
         from bench.sink import RESULTS, BenchOptions, render, run
 
-        options = BenchOptions(changes=events, json_path=summary_json or RESULTS)
+        options = BenchOptions(
+            changes=events or BenchOptions.changes, json_path=summary_json or RESULTS
+        )
         out.print(render(run(options)))
         out.print(f"written {options.json_path}")
         return
@@ -51,7 +56,7 @@ def bench(
     from bench.harness import run as run_harness
 
     harness_options = HarnessOptions(
-        events=events,
+        events=events or HarnessOptions.events,
         partitions=partitions,
         scenarios=tuple(scenario or ()),
         skip_heavy=skip_heavy,
