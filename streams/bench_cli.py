@@ -20,7 +20,7 @@ def bench(
     ] = None,
     events: Annotated[
         int | None,
-        typer.Option(help="CDC records to preload [default: 200000; sink-detail: 20000]."),
+        typer.Option(help="CDC records to preload (default 200000; sink-detail 20000)."),
     ] = None,
     partitions: Annotated[int, typer.Option(help="Partitions per input topic.")] = 3,
     skip_heavy: Annotated[
