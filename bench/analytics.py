@@ -1,7 +1,7 @@
 """Throughput of the real-time analytics (hourly revenue + customer features) against B0.
 
 Run: ``python -m bench.analytics [--events N] [--json PATH]`` (or ``bitvelocity bench
---scenario analytics``); from code: ``run_analytics_bench(events)``. One run builds an
+--scenario analytics-detail``); from code: ``run_analytics_bench(events)``. One run builds an
 isolated pipeline (``bench.pipeline_env``), lets the seeded load generator write until the
 CDC topics hold N records, then measures on the records of the four topics the analytics
 read (orders, order_items, products, categories), DESIGN.md section 12:

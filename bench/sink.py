@@ -1,7 +1,7 @@
 """Throughput and latency of the medallion sink against raw baselines, on the same records.
 
 Run: ``python -m bench.sink [--changes N] [--json PATH]`` (or ``bitvelocity bench --scenario
-sink``). One run builds an isolated pipeline (own OLTP database, Debezium connector, slot,
+sink-detail``). One run builds an isolated pipeline (own OLTP database, Debezium connector, slot,
 topics: ``bench.pipeline_env``), lets the seeded load generator write until the CDC topics
 hold N records, waits until Debezium published them all, then measures on those records
 (DESIGN.md section 12):

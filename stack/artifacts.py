@@ -93,6 +93,25 @@ def stack_artifacts() -> list[Artifact]:
     ]
 
 
+def jdbc_sink_artifact(version: str = versions.DEBEZIUM_VERSION) -> Artifact:
+    """Debezium's JDBC sink connector as a Connect plugin folder (the benchmark's JVM peer)."""
+    return Artifact(
+        name="jdbc-sink",
+        folder="connect-plugins/debezium-connector-jdbc",
+        description=f"Debezium JDBC sink connector {version} plugin",
+        goal_args=(
+            f"{versions.MAVEN_DEPENDENCY_PLUGIN}:unpack",
+            f"-Dartifact=io.debezium:debezium-connector-jdbc:{version}:tar.gz:plugin",
+        ),
+    )
+
+
+def optional_artifacts() -> list[Artifact]:
+    """Resolved only when asked for (``bitvelocity bench`` asks for the JDBC sink), so a
+    default ``stack up`` neither downloads nor loads them."""
+    return [jdbc_sink_artifact()]
+
+
 def artifact_dir(jvm_dir: Path, artifact: Artifact) -> Path:
     """Where ``artifact`` lives once resolved."""
     return jvm_dir / artifact.folder

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from config.settings import StackSettings
-from stack.artifacts import artifact_dir, resolve, stack_artifacts
+from stack.artifacts import artifact_dir, optional_artifacts, resolve, stack_artifacts
 from stack.base import Progress, StackPaths
 from stack.tools import find_java
 from stack.versions import KAFKA_MIN_JAVA
@@ -31,7 +31,7 @@ _LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 
 def resolve_named(paths: StackPaths, name: str, progress: Progress) -> Path:
     """Resolve the stack artifact called ``name`` and return its folder."""
-    for artifact in stack_artifacts():
+    for artifact in [*stack_artifacts(), *optional_artifacts()]:
         if artifact.name == name:
             return resolve(paths.jvm, artifact, progress)
     raise KeyError(name)
@@ -39,7 +39,7 @@ def resolve_named(paths: StackPaths, name: str, progress: Progress) -> Path:
 
 def artifact_folder(paths: StackPaths, name: str) -> Path:
     """Folder of the stack artifact called ``name`` (resolved or not)."""
-    for artifact in stack_artifacts():
+    for artifact in [*stack_artifacts(), *optional_artifacts()]:
         if artifact.name == name:
             return artifact_dir(paths.jvm, artifact)
     raise KeyError(name)
