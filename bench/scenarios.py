@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as redis_async
@@ -138,6 +141,13 @@ class _TimedRunner(AnalyticsRunner):
 
     assigned_at: float | None = None
 
+    def _consumer_config(self) -> dict[str, Any]:
+        # A bench run is one instance that ends: as a static member it would keep the group
+        # alive for a session timeout after closing, so the run could not delete it.
+        config = super()._consumer_config()
+        config.pop("group.instance.id", None)
+        return config
+
     def _on_assign(self, consumer: Any, partitions: Any) -> None:
         super()._on_assign(consumer, partitions)
         if partitions and self.assigned_at is None:
@@ -148,6 +158,8 @@ def analytics_settings(context: BenchContext, database: str, label: str) -> Sett
     """The run's settings with its own output topics, Redis prefix and warehouse."""
     base = context.settings
     prefix = f"{base.topics.cdc_prefix}-{label}"
+    state_dir = Path(tempfile.mkdtemp(prefix=f"bv-bench-{label}-"))
+    context.cleanups.append(lambda: shutil.rmtree(state_dir, ignore_errors=True))
     return base.model_copy(
         update={
             "postgres": base.postgres.model_copy(update={"database": database}),
@@ -156,10 +168,14 @@ def analytics_settings(context: BenchContext, database: str, label: str) -> Sett
                     "hourly_revenue": f"{prefix}-hourly-revenue",
                     "customer_features": f"{prefix}-customer-features",
                     "late_events": f"{prefix}-late-events",
+                    "analytics_state": f"{prefix}-analytics-state",
                 }
             ),
             "features": base.features.model_copy(
-                update={"redis_prefix": f"bvbench:{context.run_id}:{label}:features:"}
+                update={
+                    "redis_prefix": f"bv:bench:{context.run_id}:{label}:features:",
+                    "state_dir": state_dir,
+                }
             ),
         }
     )
@@ -176,8 +192,9 @@ def _forget_outputs(context: BenchContext, settings: Settings) -> None:
 async def _flush_redis(settings: Settings) -> None:
     """Delete the feature hashes this run wrote (its own prefix)."""
     redis = settings.redis
+    username, password = redis.client_auth()
     client = redis_async.Redis(
-        host=redis.host, port=redis.port, password=redis.password.get_secret_value() or None
+        host=redis.host, port=redis.port, username=username, password=password
     )
     try:
         async for key in client.scan_iter(match=f"{settings.features.redis_prefix}*", count=1000):
