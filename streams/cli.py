@@ -22,6 +22,7 @@ from stack.manager import MONITORING_NAMES, SERVICE_NAMES, Stack
 from streams.backup_cli import backup_app, dr_app
 from streams.bench_cli import bench
 from streams.cache_cli import cache_app
+from streams.chaos_cli import chaos_app
 from streams.console import (
     ProgressLog,
     change_table,
@@ -67,6 +68,7 @@ app.add_typer(partitions_app, name="partitions")
 app.add_typer(cache_app, name="cache")
 app.add_typer(backup_app, name="backup")
 app.add_typer(dr_app, name="dr")
+app.add_typer(chaos_app, name="chaos")
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
 app.command("bench")(guarded(bench))
