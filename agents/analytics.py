@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from config.errors import PermanentError
 from config.settings import Settings
 from serdes.avro import AvroCodec
+from serdes.consumer_step import Backoff
 from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
 from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
@@ -40,12 +41,13 @@ from sinks.postgres.analytics import (
     write_customer_features,
     write_hourly_revenue,
 )
-from sinks.postgres.connection import connect
+from sinks.postgres.connection import DB_ERRORS, connect
 from sinks.redis.feature_store import RedisFeatureStore
 from tables.analytics import TABLES, AnalyticsCore, AnalyticsOutputs, AnalyticsState
 
 log = logging.getLogger("bitvelocity.analytics")
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -73,10 +75,7 @@ class AnalyticsSinks:
         self._registry: RegistryClient | None = None
 
     async def start(self) -> None:
-        pg = self.settings.postgres
-        self.connection = await connect(
-            pg, user=pg.worker_user, password=pg.worker_password.get_secret_value()
-        )
+        await self.reconnect()
         await self.redis.start()
         self._registry = RegistryClient(self.settings.registry)
         ids = await asyncio.to_thread(register_all, self.settings, self._registry)
@@ -91,6 +90,16 @@ class AnalyticsSinks:
             late_topic=topics.late_events,
         )
         self.publisher.start()
+
+    async def reconnect(self) -> None:
+        """A new PostgreSQL connection (after the old one was lost, e.g. a restart)."""
+        if self.connection is not None:
+            self.connection.terminate()
+            self.connection = None
+        pg = self.settings.postgres
+        self.connection = await connect(
+            pg, user=pg.worker_user, password=pg.worker_password.get_secret_value()
+        )
 
     async def stop(self) -> None:
         if self.publisher is not None:
@@ -136,6 +145,7 @@ class RunnerStats:
     feature_rows: int = 0
     late_events: int = 0
     late_events_replayed: int = 0
+    db_retries: int = 0
 
 
 class AnalyticsRunner:
@@ -169,10 +179,15 @@ class AnalyticsRunner:
         self.recovering = True
         self.recovered_after_s: float | None = None
         self._flush_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._backoff = Backoff(
+            settings.sink.retry_initial_backoff_s, settings.sink.retry_max_backoff_s
+        )
 
     async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> RunnerStats:
         loop = asyncio.get_running_loop()
         self._started = time.monotonic()
+        self._stop = stop
         async with AnalyticsSinks(self.settings, redis_db=self.redis_db) as sinks:
             self.sinks = sinks
             if sinks.connection is None:
@@ -225,10 +240,17 @@ class AnalyticsRunner:
         return all(self.positions.get(k, 0) >= v for k, v in self._targets.items() if v > 0)
 
     async def _reconcile(self, core: AnalyticsCore) -> None:
-        assert self.sinks is not None
-        assert self.sinks.connection is not None
-        windows = await read_gold_windows(self.sinks.connection)
-        features = await read_gold_features(self.sinks.connection)
+        sinks = self.sinks
+        assert sinks is not None
+
+        async def read() -> tuple[Any, Any]:
+            assert sinks.connection is not None
+            return (
+                await read_gold_windows(sinks.connection),
+                await read_gold_features(sinks.connection),
+            )
+
+        windows, features = await self._retrying(read)
         core.reconcile(windows, features)
         self.recovered_after_s = time.monotonic() - self._started
         log.info("analytics state rebuilt by replay in %.1f s", self.recovered_after_s)
@@ -242,13 +264,35 @@ class AnalyticsRunner:
         async with self._flush_lock:  # the loop and a caller may flush concurrently
             self.core.tick(now or self.clock())
             outputs = self.core.drain()
-            await self.sinks.flush(outputs)
+            sinks = self.sinks
+            # Every output is a versioned upsert: writing the whole batch again is harmless.
+            await self._retrying(lambda: sinks.flush(outputs))
         stats = self.stats
         stats.flushes += 1
         stats.hourly_rows += len(outputs.hourly)
         stats.feature_rows += len(outputs.features)
         stats.late_events += len(outputs.late)
         return outputs
+
+    async def _retrying(self, work: Callable[[], Awaitable[T]]) -> T:
+        """``work`` until it gets through a lost PostgreSQL connection (I7: a restart must not
+        stop the analytics); reconnects with backoff. Gives up only when stopping."""
+        attempt = 0
+        while True:
+            try:
+                return await work()
+            except DB_ERRORS as exc:
+                attempt += 1
+                self.stats.db_retries += 1
+                if self._stop.is_set() and attempt >= 3:
+                    raise
+                log.warning("analytics: PostgreSQL unavailable (%s); retry %d", exc, attempt)
+                await asyncio.sleep(self._backoff.delay(attempt))
+                assert self.sinks is not None
+                try:
+                    await self.sinks.reconnect()
+                except DB_ERRORS as again:
+                    log.warning("analytics: reconnect failed (%s)", again)
 
     def _apply(self, core: AnalyticsCore, partition: int, topic: str, event: Any) -> None:
         if topic == self._heartbeats:

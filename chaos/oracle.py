@@ -66,6 +66,9 @@ class OracleTarget:
     group: str
     #: I7: the longest stall allowed (the longest injected outage plus backoff).
     allowed_stall_s: float = 60.0
+    #: I7: worker processes that exited by themselves during the run (the runner restarts
+    #: them as a supervisor would, but the pipeline had stopped: a liveness violation).
+    worker_exits: int = 0
     #: I4: features are recomputed as of this time (default: the newest ``as_of`` in gold).
     as_of: datetime | None = None
     #: Tables the pipeline captures (all of the contract unless narrowed).
@@ -198,6 +201,11 @@ async def judge(target: OracleTarget) -> Verdict:
         as_of = await _check_gold(verdict, connection, target.as_of)
         await _check_redis(verdict, connection, settings, as_of)
         _check_stall(verdict, cdc, bronze, target.allowed_stall_s)
+        verdict.figures["worker exits"] = target.worker_exits
+        if target.worker_exits:
+            verdict.violate(
+                "I7", f"{target.worker_exits} worker process(es) exited by themselves under faults"
+            )
     finally:
         await connection.close()
     return verdict

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bench.pipeline_env import high_watermarks
 from chaos.env import ChaosEnv
-from chaos.faults import FAULTS, FaultContext, FaultSchedule, heal_connector
+from chaos.faults import FAULTS, OUTAGES, FaultContext, FaultSchedule, heal_connector
 from chaos.oracle import OracleTarget, Verdict, judge
 from chaos.workers import WorkerPool
 from config.settings import Settings
@@ -121,12 +121,18 @@ async def run_chaos(
         progress("fault schedule done; stopping the load")
         await load
         await restore(ctx, progress)
-        await drain(env, pool, config.drain_timeout_s, progress)
-        report.allowed_stall_s = (
-            max((f.outage_s for f in report.faults), default=0.0) + config.stall_allowance_s
-        )
+        await drain(env, pool, report, config.drain_timeout_s, progress)
+        outages = [f.outage_s for f in report.faults if f.kind in OUTAGES]
+        report.allowed_stall_s = max(outages, default=0.0) + config.stall_allowance_s
         report.verdict = await converge(
-            env, report.allowed_stall_s, config.converge_timeout_s, progress
+            OracleTarget(
+                env.settings,
+                env.medallion_group,
+                allowed_stall_s=report.allowed_stall_s,
+                worker_exits=report.worker_crashes,
+            ),
+            config.converge_timeout_s,
+            progress,
         )
         return report
     finally:
@@ -224,15 +230,18 @@ async def restore(ctx: FaultContext, progress: Progress) -> None:
     statuses = await asyncio.to_thread(ctx.stack.up, lambda _: None)
     progress("stack: " + ", ".join(f"{s.name} {s.state}" for s in statuses))
     await heal_connector(ctx)
-    ctx.pool.revive_dead()
 
 
-async def drain(env: ChaosEnv, pool: WorkerPool, timeout_s: float, progress: Progress) -> None:
+async def drain(
+    env: ChaosEnv, pool: WorkerPool, report: ChaosReport, timeout_s: float, progress: Progress
+) -> None:
     """Until Kafka stops growing and the stored offsets reached its ends, twice 2 s apart."""
     deadline = time.monotonic() + timeout_s
     previous: dict[tuple[str, int], int] | None = None
     while time.monotonic() < deadline:
-        pool.revive_dead()
+        for name in pool.revive_dead():
+            report.worker_crashes += 1
+            progress(f"worker {name} had exited by itself: restarted")
         marks = await asyncio.to_thread(high_watermarks, env.sink)
         stored = await _stored_offsets(env)
         caught_up = sum(marks.values()) > 0 and all(
@@ -254,11 +263,8 @@ def _resume_paused(ctx: FaultContext) -> None:
                 os.kill(pid, signal.SIGCONT)
 
 
-async def converge(
-    env: ChaosEnv, allowed_stall_s: float, timeout_s: float, progress: Progress
-) -> Verdict:
+async def converge(target: OracleTarget, timeout_s: float, progress: Progress) -> Verdict:
     """Judge until the oracle passes or ``timeout_s`` passed; the last verdict."""
-    target = OracleTarget(env.settings, env.medallion_group, allowed_stall_s=allowed_stall_s)
     deadline = time.monotonic() + timeout_s
     while True:
         verdict = await judge(target)

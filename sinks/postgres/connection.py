@@ -18,6 +18,18 @@ class DatabaseUnavailableError(TransientError):
     """PostgreSQL could not be reached: retry with backoff, never drop the work."""
 
 
+#: What a lost or refused connection raises: retry with backoff on a new connection.
+DB_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    TransientError,
+)
+
+
 async def connect(
     pg: PostgresSettings,
     database: str | None = None,

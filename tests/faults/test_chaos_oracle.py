@@ -20,7 +20,7 @@ import redis
 
 from chaos.env import ChaosEnv, chaos_environment
 from chaos.oracle import OracleTarget, judge, render
-from chaos.runner import DAYS_BACK, converge, drain
+from chaos.runner import DAYS_BACK, ChaosReport, converge, drain
 from chaos.workers import WorkerPool
 from config.settings import Settings
 from oltp.loadgen import LoadgenConfig, run_loadgen
@@ -68,8 +68,9 @@ async def test_oracle_passes_the_pipeline_and_names_each_deliberate_break(
     )
     pool.start_all()
     try:
-        await drain(env, pool, 240, _say)
-        verdict = await converge(env, 600, 180, _say)
+        await drain(env, pool, ChaosReport(), 240, _say)
+        target = OracleTarget(env.settings, env.medallion_group, allowed_stall_s=600)
+        verdict = await converge(target, 180, _say)
     finally:
         pool.stop_all()
     assert verdict.passed, render(verdict)
@@ -100,7 +101,6 @@ async def test_oracle_passes_the_pipeline_and_names_each_deliberate_break(
             "DELETE FROM bronze.orders WHERE ctid = (SELECT ctid FROM bronze.orders LIMIT 1) "
             "RETURNING *"
         )
-        target = OracleTarget(env.settings, env.medallion_group, allowed_stall_s=600)
         verdict = await judge(target)
         columns = ", ".join(skipped.keys())
         values = ", ".join(f"${i}" for i in range(1, len(skipped) + 1))
