@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 from confluent_kafka import Consumer, KafkaError, TopicPartition
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.errors import PermanentError
 from config.settings import Settings
@@ -48,6 +50,8 @@ from tables.analytics import TABLES, AnalyticsCore, AnalyticsOutputs, AnalyticsS
 log = logging.getLogger("bitvelocity.analytics")
 Clock = Callable[[], datetime]
 T = TypeVar("T")
+#: A lost PostgreSQL or Redis connection: reconnect and write the batch again.
+_OUTAGES = (*DB_ERRORS, RedisConnectionError, RedisTimeoutError)
 
 
 def utc_now() -> datetime:
@@ -275,18 +279,18 @@ class AnalyticsRunner:
         return outputs
 
     async def _retrying(self, work: Callable[[], Awaitable[T]]) -> T:
-        """``work`` until it gets through a lost PostgreSQL connection (I7: a restart must not
-        stop the analytics); reconnects with backoff. Gives up only when stopping."""
+        """``work`` until it gets through a lost PostgreSQL or Redis connection (I7: a restart
+        must not stop the analytics); reconnects with backoff. Gives up only when stopping."""
         attempt = 0
         while True:
             try:
                 return await work()
-            except DB_ERRORS as exc:
+            except _OUTAGES as exc:
                 attempt += 1
                 self.stats.db_retries += 1
                 if self._stop.is_set() and attempt >= 3:
                     raise
-                log.warning("analytics: PostgreSQL unavailable (%s); retry %d", exc, attempt)
+                log.warning("analytics: a sink is unavailable (%r); retry %d", exc, attempt)
                 await asyncio.sleep(self._backoff.delay(attempt))
                 assert self.sinks is not None
                 try:

@@ -314,6 +314,13 @@ OUTAGES = frozenset(
 )
 
 
+#: Faults that take tens of seconds on a loaded machine (a JVM restart, a snapshot).
+SLOW = frozenset(
+    {"postgres-restart", "kafka-restart", "connect-restart", "registry-outage", "resnapshot"}
+)
+SLOW_MIN_REMAINING_S = 75.0
+
+
 @dataclass
 class FaultSchedule:
     """Faults drawn from a seeded deck: each kind once per round, in shuffled order, so a
@@ -324,10 +331,20 @@ class FaultSchedule:
     gap_s: tuple[float, float] = (3.0, 10.0)
     _deck: list[str] = field(default_factory=list)
 
-    def next_kind(self) -> str:
+    def next_kind(self, remaining_s: float = float("inf")) -> str:
+        """The next fault; with under ``SLOW_MIN_REMAINING_S`` left, the next quick one (a
+        slow fault started near the end would run on past the run's length)."""
         if not self._deck:
             self._deck = list(self.kinds)
             self.rng.shuffle(self._deck)
+        if remaining_s < SLOW_MIN_REMAINING_S:
+            quick = [kind for kind in self._deck if kind not in SLOW]
+            if not quick:
+                quick = [kind for kind in self.kinds if kind not in SLOW]
+            if quick:
+                if quick[0] in self._deck:
+                    self._deck.remove(quick[0])
+                return quick[0]
         return self._deck.pop(0)
 
     def next_gap(self) -> float:

@@ -106,7 +106,7 @@ async def run_chaos(
         schedule = FaultSchedule(rng, kinds=config.faults)
         await asyncio.sleep(min(15.0, max(0.0, deadline - time.monotonic())))
         while time.monotonic() < deadline - 10:
-            kind = schedule.next_kind()
+            kind = schedule.next_kind(deadline - time.monotonic())
             begun = time.monotonic()
             wall = datetime.now(UTC)
             progress(f"FAULT {kind}: injecting")
