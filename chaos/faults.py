@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +60,26 @@ async def restart_service(ctx: FaultContext, name: str, down_s: float) -> None:
     service = ctx.stack.service(name)
     await asyncio.to_thread(service.stop)
     await asyncio.sleep(down_s)
-    await asyncio.to_thread(ctx.stack.up, lambda _: None, [name])
+    await start_services(name)
+
+
+async def start_services(*names: str) -> None:
+    """``bitvelocity stack up [names]`` in a process of its own, as an operator would: the
+    services it starts are detached from it and outlive it (started from this process,
+    they would be its children)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "streams.cli",
+        "stack",
+        "up",
+        *names,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"stack up {' '.join(names)} failed: {output.decode()[-2000:]}")
 
 
 async def heal_connector(ctx: FaultContext, timeout_s: float = 180.0) -> None:

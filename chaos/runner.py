@@ -28,7 +28,14 @@ from pathlib import Path
 
 from bench.pipeline_env import high_watermarks
 from chaos.env import ChaosEnv
-from chaos.faults import FAULTS, OUTAGES, FaultContext, FaultSchedule, heal_connector
+from chaos.faults import (
+    FAULTS,
+    OUTAGES,
+    FaultContext,
+    FaultSchedule,
+    heal_connector,
+    start_services,
+)
 from chaos.oracle import OracleTarget, Verdict, judge
 from chaos.workers import WorkerPool
 from config.settings import Settings
@@ -148,7 +155,7 @@ async def run_chaos(
         await asyncio.to_thread(pool.stop_all)
         # A run cut short (an error, Ctrl-C) must not leave a service stopped or paused.
         await asyncio.to_thread(_resume_paused, ctx)
-        await asyncio.to_thread(ctx.stack.up, lambda _: None)
+        await start_services()
 
 
 async def _load(
@@ -227,7 +234,8 @@ async def _monitor(
 
 async def restore(ctx: FaultContext, progress: Progress) -> None:
     """Every service up and ready, the connector running, every worker alive."""
-    statuses = await asyncio.to_thread(ctx.stack.up, lambda _: None)
+    await start_services()
+    statuses = await asyncio.to_thread(ctx.stack.status)
     progress("stack: " + ", ".join(f"{s.name} {s.state}" for s in statuses))
     await heal_connector(ctx)
 

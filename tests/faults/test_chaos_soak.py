@@ -9,7 +9,6 @@ fault log and the oracle's table are printed (``pytest -s``) for the record.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -30,9 +29,11 @@ def env(settings: Settings) -> Iterator[ChaosEnv]:
 
 @pytest.mark.timeout(900)
 async def test_three_minute_seeded_chaos_run_passes_the_oracle(
-    settings: Settings, env: ChaosEnv, tmp_path: Path
+    settings: Settings, env: ChaosEnv
 ) -> None:
-    config = ChaosConfig(minutes=3, seed=SEED, log_dir=tmp_path)
+    # Worker logs in the stack's state folder: pytest's temporary folders are rotated away.
+    log_dir = settings.stack.state_dir / "chaos"
+    config = ChaosConfig(minutes=3, seed=SEED, log_dir=log_dir)
     report = await run_chaos(settings, env, config, print)
     print("\n" + render_report(report))
     assert report.verdict.passed, render_report(report)
