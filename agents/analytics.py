@@ -96,14 +96,15 @@ class AnalyticsSinks:
         self.publisher.start()
 
     async def reconnect(self) -> None:
-        """A new PostgreSQL connection (after the old one was lost, e.g. a restart)."""
-        if self.connection is not None:
-            self.connection.terminate()
-            self.connection = None
+        """A new PostgreSQL connection (after the old one was lost, e.g. a restart). When
+        this fails the old connection stays, so the next use fails as a lost connection."""
         pg = self.settings.postgres
-        self.connection = await connect(
+        fresh = await connect(
             pg, user=pg.worker_user, password=pg.worker_password.get_secret_value()
         )
+        old, self.connection = self.connection, fresh
+        if old is not None:
+            old.terminate()
 
     async def stop(self) -> None:
         if self.publisher is not None:
