@@ -359,12 +359,12 @@ class FaultSchedule:
             self.rng.shuffle(self._deck)
         if remaining_s < SLOW_MIN_REMAINING_S:
             quick = [kind for kind in self._deck if kind not in SLOW]
-            if not quick:
-                quick = [kind for kind in self.kinds if kind not in SLOW]
             if quick:
-                if quick[0] in self._deck:
-                    self._deck.remove(quick[0])
+                self._deck.remove(quick[0])
                 return quick[0]
+            quick = sorted(kind for kind in self.kinds if kind not in SLOW)
+            if quick:
+                return self.rng.choice(quick)
         return self._deck.pop(0)
 
     def next_gap(self) -> float:

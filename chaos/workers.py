@@ -25,8 +25,15 @@ class WorkerPool:
     agents: dict[str, Sequence[str]]  # worker name -> agents it runs
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     starts: int = 0
+    #: Killed on purpose and not restarted yet: not to be revived as a crash.
+    held: set[str] = field(default_factory=set)
 
     def start(self, name: str) -> None:
+        """Start ``name``; one process per name (a running one is an error in the caller)."""
+        running = self.processes.get(name)
+        if running is not None and running.poll() is None:
+            raise RuntimeError(f"worker {name} is already running (pid {running.pid})")
+        self.held.discard(name)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
         with (self.log_dir / f"{name}.log").open("ab") as handle:  # the child keeps its copy
@@ -51,7 +58,8 @@ class WorkerPool:
             self.start(name)
 
     def kill(self, name: str) -> None:
-        """SIGKILL: no clean shutdown, no final commit."""
+        """SIGKILL: no clean shutdown, no final commit. It stays down until ``start``."""
+        self.held.add(name)
         process = self.processes[name]
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
@@ -59,7 +67,7 @@ class WorkerPool:
 
     def revive_dead(self) -> list[str]:
         """Restart every worker that exited (a crash of its own); returns their names."""
-        dead = [n for n, p in self.processes.items() if p.poll() is not None]
+        dead = [n for n, p in self.processes.items() if p.poll() is not None and n not in self.held]
         for name in dead:
             self.start(name)
         return dead
