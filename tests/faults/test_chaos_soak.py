@@ -8,6 +8,7 @@ fault log and the oracle's table are printed (``pytest -s``) for the record.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +19,10 @@ from config.settings import Settings
 from stack.manager import Stack
 from streams.chaos_cli import render_report
 
-SEED = 11
+#: Seed 33's fault deck starts: worker-kill, postgres-restart, resnapshot, poison, kafka-restart,
+#: redis-restart, connect-restart, network-pause, ...; slow faults are not started in the last
+#: 75 s, so three minutes meet about nine kinds (the 30-minute run by hand meets them all).
+SEED = 33
 
 
 @pytest.fixture
@@ -38,4 +42,6 @@ async def test_three_minute_seeded_chaos_run_passes_the_oracle(
     print("\n" + render_report(report))
     assert report.verdict.passed, render_report(report)
     assert len({f.kind for f in report.faults}) >= 5  # a real mix, not one fault repeated
-    assert all(row.ready for row in Stack(settings).status()), "a service was left down"
+    # The stack's probes run event loops of their own: not on this one.
+    statuses = await asyncio.to_thread(Stack(settings).status)
+    assert all(row.ready for row in statuses), "a service was left down"
