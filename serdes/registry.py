@@ -122,7 +122,13 @@ class RegistryClient:
             self.set_compatibility(subject, compatibility)
         except SchemaNotFoundError:  # a new subject: its first version cannot conflict
             schema_id = self._register(subject, schema)
-            self.set_compatibility(subject, compatibility)
+            try:
+                self.set_compatibility(subject, compatibility)
+            except SchemaRejectedError:
+                # Another writer (a second worker starting at the same moment) created the
+                # subject's rule between our two calls: Apicurio answers 409 "rule already
+                # exists". It exists now, so setting it again updates it.
+                self.set_compatibility(subject, compatibility)
             return schema_id
         return self._register(subject, schema)
 
