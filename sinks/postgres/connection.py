@@ -26,6 +26,9 @@ DB_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # "cannot switch to state ...; another operation is in progress": a connection broken
+    # mid-operation by a server restart (seen in the chaos soak); a new connection cures it.
+    asyncpg.InternalClientError,
     TransientError,
 )
 
