@@ -67,19 +67,25 @@ async def start_services(*names: str) -> None:
     """``bitvelocity stack up [names]`` in a process of its own, as an operator would: the
     services it starts are detached from it and outlive it (started from this process,
     they would be its children)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streams.cli",
-        "stack",
-        "up",
-        *names,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"stack up {' '.join(names)} failed: {output.decode()[-2000:]}")
+    output = b""
+    for attempt in range(3):  # a JVM may die while starting on a loaded machine: again
+        if attempt:
+            log.warning("stack up %s failed; trying again", " ".join(names))
+            await asyncio.sleep(5)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "stack",
+            "up",
+            *names,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        if process.returncode == 0:
+            return
+    raise RuntimeError(f"stack up {' '.join(names)} failed: {output.decode()[-2000:]}")
 
 
 async def heal_connector(ctx: FaultContext, timeout_s: float = 180.0) -> None:
