@@ -20,19 +20,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from confluent_kafka import Consumer, KafkaError, TopicPartition
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agents.analytics_state import AnalyticsStateStore, RestoreStats
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
 from serdes.avro import AvroCodec
+from serdes.consumer_step import Backoff
 from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
 from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
@@ -44,12 +47,15 @@ from sinks.postgres.analytics import (
     write_customer_features,
     write_hourly_revenue,
 )
-from sinks.postgres.connection import connect
+from sinks.postgres.connection import DB_ERRORS, connect
 from sinks.redis.feature_store import RedisFeatureStore
 from tables.analytics import TABLES, AnalyticsCore, AnalyticsOutputs, AnalyticsState
 
 log = logging.getLogger("bitvelocity.analytics")
 Clock = Callable[[], datetime]
+T = TypeVar("T")
+#: A lost PostgreSQL or Redis connection: reconnect and write the batch again.
+_OUTAGES = (*DB_ERRORS, RedisConnectionError, RedisTimeoutError)
 
 
 def utc_now() -> datetime:
@@ -77,10 +83,7 @@ class AnalyticsSinks:
         self._registry: RegistryClient | None = None
 
     async def start(self) -> None:
-        pg = self.settings.postgres
-        self.connection = await connect(
-            pg, user=pg.worker_user, password=pg.worker_password.get_secret_value()
-        )
+        await self.reconnect()
         await self.redis.start()
         self._registry = RegistryClient(self.settings.registry)
         ids = await asyncio.to_thread(register_all, self.settings, self._registry)
@@ -95,6 +98,17 @@ class AnalyticsSinks:
             late_topic=topics.late_events,
         )
         self.publisher.start()
+
+    async def reconnect(self) -> None:
+        """A new PostgreSQL connection (after the old one was lost, e.g. a restart). When
+        this fails the old connection stays, so the next use fails as a lost connection."""
+        pg = self.settings.postgres
+        fresh = await connect(
+            pg, user=pg.worker_user, password=pg.worker_password.get_secret_value()
+        )
+        old, self.connection = self.connection, fresh
+        if old is not None:
+            old.terminate()
 
     async def stop(self) -> None:
         if self.publisher is not None:
@@ -140,6 +154,7 @@ class RunnerStats:
     feature_rows: int = 0
     late_events: int = 0
     late_events_replayed: int = 0
+    db_retries: int = 0
 
 
 class AnalyticsRunner:
@@ -176,10 +191,15 @@ class AnalyticsRunner:
         self.recovering = True
         self.recovered_after_s: float | None = None
         self._flush_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._backoff = Backoff(
+            settings.sink.retry_initial_backoff_s, settings.sink.retry_max_backoff_s
+        )
 
     async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> RunnerStats:
         loop = asyncio.get_running_loop()
         self._started = time.monotonic()
+        self._stop = stop
         async with AnalyticsSinks(self.settings, redis_db=self.redis_db) as sinks:
             self.sinks = sinks
             if sinks.connection is None:
@@ -243,10 +263,17 @@ class AnalyticsRunner:
         return all(self.positions.get(k, 0) >= v for k, v in self._targets.items() if v > 0)
 
     async def _reconcile(self, core: AnalyticsCore) -> None:
-        assert self.sinks is not None
-        assert self.sinks.connection is not None
-        windows = await read_gold_windows(self.sinks.connection)
-        features = await read_gold_features(self.sinks.connection)
+        sinks = self.sinks
+        assert sinks is not None
+
+        async def read() -> tuple[Any, Any]:
+            assert sinks.connection is not None
+            return (
+                await read_gold_windows(sinks.connection),
+                await read_gold_features(sinks.connection),
+            )
+
+        windows, features = await self._retrying(read)
         core.reconcile(windows, features)
         self.recovered_after_s = time.monotonic() - self._started
         log.info(
@@ -264,7 +291,9 @@ class AnalyticsRunner:
         async with self._flush_lock:  # the loop and a caller may flush concurrently
             self.core.tick(now or self.clock())
             outputs = self.core.drain()
-            await self.sinks.flush(outputs)
+            sinks = self.sinks
+            # Every output is a versioned upsert: writing the whole batch again is harmless.
+            await self._retrying(lambda: sinks.flush(outputs))
             if self.store is not None:
                 await self._commit_state(self.store, self.core)
         stats = self.stats
@@ -293,6 +322,26 @@ class AnalyticsRunner:
                 log.warning("analytics state commit failed, retrying in %.1f s: %s", backoff, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.sink.retry_max_backoff_s)
+
+    async def _retrying(self, work: Callable[[], Awaitable[T]]) -> T:
+        """``work`` until it gets through a lost PostgreSQL or Redis connection (I7: a restart
+        must not stop the analytics); reconnects with backoff. Gives up only when stopping."""
+        attempt = 0
+        while True:
+            try:
+                return await work()
+            except _OUTAGES as exc:
+                attempt += 1
+                self.stats.db_retries += 1
+                if self._stop.is_set() and attempt >= 3:
+                    raise
+                log.warning("analytics: a sink is unavailable (%r); retry %d", exc, attempt)
+                await asyncio.sleep(self._backoff.delay(attempt))
+                assert self.sinks is not None
+                try:
+                    await self.sinks.reconnect()
+                except DB_ERRORS as again:
+                    log.warning("analytics: reconnect failed (%s)", again)
 
     def _apply(self, core: AnalyticsCore, partition: int, topic: str, event: Any) -> None:
         if topic == self._heartbeats:

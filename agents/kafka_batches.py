@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 
 from serdes.dead_letters import RecordOrigin
 
@@ -101,4 +101,12 @@ class KafkaBatches:
 
     def _commit(self) -> None:
         assert self._consumer is not None
-        self._consumer.commit(asynchronous=False)
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not error.retriable():
+                raise
+            # A broker restarting ("coordinator load in progress"): delivery is at least
+            # once and outputs are idempotent, so the next batch's commit covers this one.
+            log.warning("commit on %s deferred to the next batch: %s", self._topics, error)

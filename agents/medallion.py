@@ -41,7 +41,7 @@ from serdes.dead_letters import DeadLetter, DeadLetterPublisher, RecordOrigin, d
 from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
 from serdes.registry import RegistryClient
 from sinks.postgres.batch import ConsumedRecord, PlannedBatch, plan_batch
-from sinks.postgres.connection import connect
+from sinks.postgres.connection import DB_ERRORS, connect
 from sinks.postgres.medallion import (
     BatchOutcome,
     MedallionWriter,
@@ -54,15 +54,7 @@ from sinks.postgres.tables import TABLES
 log = logging.getLogger("bitvelocity.medallion")
 PIPELINE = "medallion"
 CORRELATION_COLUMN = "last_correlation_id"
-_DB_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    TransientError,
-)
+_DB_ERRORS = DB_ERRORS
 
 
 @dataclass

@@ -119,12 +119,25 @@ class RegistryClient:
         if compatibility is None:
             return self._register(subject, schema)
         try:
-            self.set_compatibility(subject, compatibility)
+            self._set_compatibility_racing(subject, compatibility)
         except SchemaNotFoundError:  # a new subject: its first version cannot conflict
             schema_id = self._register(subject, schema)
-            self.set_compatibility(subject, compatibility)
+            self._set_compatibility_racing(subject, compatibility)
             return schema_id
         return self._register(subject, schema)
+
+    def _set_compatibility_racing(self, subject: str, level: Compatibility) -> None:
+        """``set_compatibility`` when another writer (a second worker starting at the same
+        moment) may be creating the subject's rule: Apicurio then answers 409 "rule already
+        exists" to one of them. Once the rule exists, setting it again updates it."""
+        for attempt in range(5):
+            try:
+                self.set_compatibility(subject, level)
+                return
+            except SchemaRejectedError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def _register(self, subject: str, schema: str) -> int:
         body = self._request(

@@ -23,6 +23,7 @@ from streams.alerts_cli import alerts_app
 from streams.backup_cli import backup_app, dr_app
 from streams.bench_cli import bench
 from streams.cache_cli import cache_app
+from streams.chaos_cli import chaos_app
 from streams.console import (
     ProgressLog,
     change_table,
@@ -71,6 +72,7 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(backup_app, name="backup")
 app.add_typer(dr_app, name="dr")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(chaos_app, name="chaos")
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
 app.command("bench")(guarded(bench))

@@ -18,6 +18,21 @@ class DatabaseUnavailableError(TransientError):
     """PostgreSQL could not be reached: retry with backoff, never drop the work."""
 
 
+#: What a lost or refused connection raises: retry with backoff on a new connection.
+DB_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    # "cannot switch to state ...; another operation is in progress": a connection broken
+    # mid-operation by a server restart (seen in the chaos soak); a new connection cures it.
+    asyncpg.InternalClientError,
+    TransientError,
+)
+
+
 async def connect(
     pg: PostgresSettings,
     database: str | None = None,

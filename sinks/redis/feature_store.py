@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import redis.asyncio as redis_async
+from redis.exceptions import NoScriptError
 
 from config.errors import PermanentError
 from config.settings import RedisSettings
@@ -132,9 +133,8 @@ class RedisFeatureStore:
             pipe.evalsha(sha, 1, self.key(features.customer_id), *args)
         try:
             results: Sequence[int] = await pipe.execute()
-        except redis_async.ResponseError as exc:
-            if "NOSCRIPT" not in str(exc):
-                raise
+        except NoScriptError:
+            # redis-py raises NoScriptError whose text lacks "NOSCRIPT": decide by class.
             self._sha = await client.script_load(CAS_SCRIPT)  # Redis restarted and forgot it
             self.round_trips += 1
             return await self.write(rows)

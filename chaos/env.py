@@ -1,0 +1,112 @@
+"""An isolated pipeline for one chaos run: the medallion pipeline of ``bench.pipeline_env``
+plus the run's own analytics topics, Redis key prefixes and invalidation channel.
+
+Everything the run creates is named after its run id and removed afterwards (the Redis keys
+included), so a chaos run can share a stack with other pipelines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import redis
+
+from bench.pipeline_env import PipelineNames, SinkEnv, pipeline_environment
+from config.settings import Settings
+
+CHAOS_NAMES = PipelineNames("bv_chaos_", "bvchaos", "bv-chaos-", "bv-chaos-")
+
+
+@dataclass(frozen=True)
+class ChaosEnv:
+    """The pipeline (``sink``) and the settings every worker of the run shares."""
+
+    sink: SinkEnv
+
+    @property
+    def settings(self) -> Settings:
+        return self.sink.settings
+
+    @property
+    def run_id(self) -> str:
+        return self.sink.run_id
+
+    @property
+    def medallion_group(self) -> str:
+        return self.sink.group
+
+    def worker_env(self) -> dict[str, str]:
+        """Environment of a ``bitvelocity worker`` subprocess on this run's pipeline."""
+        s = self.settings
+        return {
+            **self.sink.worker_env(),
+            "BV_TOPICS__HOURLY_REVENUE": s.topics.hourly_revenue,
+            "BV_TOPICS__CUSTOMER_FEATURES": s.topics.customer_features,
+            "BV_TOPICS__PRODUCT_UPDATES": s.topics.product_updates,
+            "BV_TOPICS__LATE_EVENTS": s.topics.late_events,
+            "BV_TOPICS__OPENLINEAGE": s.topics.openlineage,
+            "BV_FEATURES__REDIS_PREFIX": s.features.redis_prefix,
+            "BV_FEATURES__IDLE_PARTITION_AFTER": "PT1S",
+            "BV_CACHE__KEY_PREFIX": s.cache.key_prefix,
+            "BV_CACHE__CHANNEL": s.cache.channel,
+        }
+
+
+def _derive(env: SinkEnv) -> ChaosEnv:
+    run = env.run_id
+    settings = env.settings
+    prefix = settings.topics.cdc_prefix
+    derived = settings.model_copy(
+        update={
+            "topics": settings.topics.model_copy(
+                update={
+                    "hourly_revenue": f"{prefix}.hourly-revenue",
+                    "customer_features": f"{prefix}.customer-features",
+                    "product_updates": f"{prefix}.product-updates",
+                    "late_events": f"{prefix}.late-events",
+                    "openlineage": f"{prefix}.openlineage",
+                }
+            ),
+            "features": settings.features.model_copy(
+                update={
+                    "redis_prefix": f"bv:chaos:{run}:features:customer:",
+                    "idle_partition_after": timedelta(seconds=1),
+                }
+            ),
+            "cache": settings.cache.model_copy(
+                update={"key_prefix": f"bv:chaos:{run}:cache", "channel": f"bv:chaos:{run}:inv"}
+            ),
+        }
+    )
+    return ChaosEnv(SinkEnv(derived, run))
+
+
+@contextlib.contextmanager
+def chaos_environment(base: Settings, *, batch_max_records: int = 500) -> Iterator[ChaosEnv]:
+    """A fresh isolated pipeline; its database, connector, topics and Redis keys go after.
+
+    The derived topics are named under the CDC prefix, so ``pipeline_environment`` removes
+    them with the CDC topics.
+    """
+    with pipeline_environment(base, batch_max_records=batch_max_records, names=CHAOS_NAMES) as sink:
+        env = _derive(sink)
+        try:
+            yield env
+        finally:
+            _delete_redis_keys(env.settings, f"bv:chaos:{env.run_id}:*")
+
+
+def _delete_redis_keys(settings: Settings, pattern: str) -> None:
+    r = settings.redis
+    client = redis.Redis(
+        host=r.host, port=r.port, password=r.password.get_secret_value() or None, db=r.db
+    )
+    try:
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    finally:
+        client.close()
