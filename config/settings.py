@@ -77,6 +77,40 @@ class RedisSettings(_Section):
     db: int = Field(default=0, ge=0)
 
 
+class CassandraSettings(_Section):
+    """Apache Cassandra: chat messages and device telemetry (``stack up --with-scaleout``)."""
+
+    host: str = LOOPBACK
+    port: Port = 59042
+    #: Internode (gossip) port of the one-node cluster; bound to loopback like the rest.
+    storage_port: Port = 59700
+    keyspace: str = "bitvelocity"
+    #: Empty: the local node runs without authentication (loopback only).
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    heap_mb: int = Field(default=512, ge=256)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    #: Statements in flight per writer (``execute_concurrent`` window).
+    concurrency: int = Field(default=64, ge=1)
+
+
+class MongoSettings(_Section):
+    """The MongoDB-wire store of social posts: FerretDB with SQLite locally."""
+
+    host: str = LOOPBACK
+    port: Port = 57017
+    database: str = "bitvelocity"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    def uri(self) -> str:
+        """A ``mongodb://`` URI; keep it out of logs (it may hold the password)."""
+        password = self.password.get_secret_value()
+        auth = f"{self.username}:{password}@" if self.username else ""
+        return f"mongodb://{auth}{self.host}:{self.port}/"
+
+
 class CacheSettings(_Section):
     """The cache-aside caches of DESIGN.md section 9: L1 in process, L2 in Redis."""
 
@@ -367,6 +401,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     postgres: PostgresSettings = PostgresSettings()
     redis: RedisSettings = RedisSettings()
+    cassandra: CassandraSettings = CassandraSettings()
+    mongo: MongoSettings = MongoSettings()
     cache: CacheSettings = CacheSettings()
     kafka: KafkaSettings = KafkaSettings()
     connect: ConnectSettings = ConnectSettings()

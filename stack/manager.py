@@ -16,6 +16,7 @@ from config.errors import ConfigurationError, ServiceStartError
 from config.settings import Settings, load_settings
 from stack import process
 from stack.base import Progress, Service, StackContext
+from stack.cassandra_service import CassandraService
 from stack.connect_service import ConnectService
 from stack.credentials import ensure_credentials
 from stack.kafka_service import KafkaService
@@ -33,6 +34,9 @@ SERVICE_NAMES = tuple(cls.name for wave in _WAVES for cls in wave)
 #: Optional services, only part of the stack with ``--with-monitoring``; started last.
 _MONITORING_WAVE: tuple[type[Service], ...] = (PrometheusService,)
 MONITORING_NAMES = tuple(cls.name for cls in _MONITORING_WAVE)
+#: Optional scale-out stores, only part of the stack with ``--with-scaleout``.
+_SCALEOUT_WAVE: tuple[type[Service], ...] = (CassandraService,)
+SCALEOUT_NAMES = tuple(cls.name for cls in _SCALEOUT_WAVE)
 
 
 @dataclass(frozen=True)
@@ -54,21 +58,28 @@ class ServiceStatus:
 class Stack:
     """The set of local services described by one ``Settings``."""
 
-    def __init__(self, settings: Settings, *, with_monitoring: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, *, with_monitoring: bool = False, with_scaleout: bool = False
+    ) -> None:
         self.settings = settings
         context = StackContext(settings)
-        waves = (*_WAVES, _MONITORING_WAVE) if with_monitoring else _WAVES
+        waves = _WAVES + ((_SCALEOUT_WAVE,) if with_scaleout else ())
+        waves += (_MONITORING_WAVE,) if with_monitoring else ()
         self.waves = [[cls(context) for cls in wave] for wave in waves]
         self.names = tuple(service.name for service in self.services)
 
     @classmethod
     def from_environment(
-        cls, *, create_credentials: bool = False, with_monitoring: bool = False
+        cls,
+        *,
+        create_credentials: bool = False,
+        with_monitoring: bool = False,
+        with_scaleout: bool = False,
     ) -> Stack:
         """Settings from the environment (generating local credentials first if asked)."""
         if create_credentials:
             ensure_credentials(load_settings().stack.state_dir)
-        return cls(load_settings(), with_monitoring=with_monitoring)
+        return cls(load_settings(), with_monitoring=with_monitoring, with_scaleout=with_scaleout)
 
     @property
     def services(self) -> list[Service]:
@@ -82,6 +93,8 @@ class Stack:
             hint = (
                 " (add --with-monitoring for prometheus)" if unknown & set(MONITORING_NAMES) else ""
             )
+            if unknown & set(SCALEOUT_NAMES):
+                hint += " (add --with-scaleout for the scale-out stores)"
             raise ConfigurationError(
                 f"unknown service(s) {', '.join(sorted(unknown))}; "
                 f"choose from {', '.join(self.names)}{hint}"

@@ -15,6 +15,13 @@ APICURIO_REGISTRY_VERSION = "3.3.3"
 APICURIO_CONVERTER_VERSION = "2.6.13.Final"
 MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 POSTGRES_MAJOR = 15
+#: Scale-out stores (``stack up --with-scaleout``): Cassandra from Maven Central, FerretDB
+#: built from the Go module proxy. Cassandra 5.0 runs on Java 11 or 17, not newer.
+CASSANDRA_VERSION = "5.0.9"
+CASSANDRA_MIN_JAVA = 11
+CASSANDRA_MAX_JAVA = 17
+FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+FERRETDB_VERSION = "v1.24.2"
 
 #: Minimum Java feature release per JVM service.
 KAFKA_MIN_JAVA = 17

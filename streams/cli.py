@@ -18,7 +18,7 @@ import typer
 from config.settings import PROJECT_ROOT, load_settings
 from oltp.loadgen import LoadgenConfig
 from stack import process
-from stack.manager import MONITORING_NAMES, SERVICE_NAMES, Stack
+from stack.manager import MONITORING_NAMES, SCALEOUT_NAMES, SERVICE_NAMES, Stack
 from streams.backup_cli import backup_app, dr_app
 from streams.bench_cli import bench
 from streams.cache_cli import cache_app
@@ -82,6 +82,13 @@ WithMonitoring = Annotated[
         help=f"Include the optional monitoring services ({', '.join(MONITORING_NAMES)}).",
     ),
 ]
+WithScaleout = Annotated[
+    bool,
+    typer.Option(
+        "--with-scaleout",
+        help=f"Include the optional scale-out stores ({', '.join(SCALEOUT_NAMES)}).",
+    ),
+]
 
 
 @stack_app.command("up")
@@ -90,10 +97,13 @@ def stack_up(
     services: ServiceNames = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the table.")] = False,
     with_monitoring: WithMonitoring = False,
+    with_scaleout: WithScaleout = False,
 ) -> None:
     """Start the stack (idempotent): download on first use, then wait until all are ready."""
     progress = ProgressLog(quiet)
-    stack = Stack.from_environment(create_credentials=True, with_monitoring=with_monitoring)
+    stack = Stack.from_environment(
+        create_credentials=True, with_monitoring=with_monitoring, with_scaleout=with_scaleout
+    )
     rows = stack.up(progress, services)
     out.print(status_table(rows))
     out.print(
@@ -106,9 +116,10 @@ def stack_up(
 def stack_down(services: ServiceNames = None) -> None:
     """Stop the services this stack started (found by pid file); leaves data in place.
 
-    A running Prometheus (from `up --with-monitoring`) is stopped too.
+    A running Prometheus (from `up --with-monitoring`) and scale-out stores are stopped too.
     """
-    stopped = Stack.from_environment(with_monitoring=True).down(ProgressLog(), services)
+    stack = Stack.from_environment(with_monitoring=True, with_scaleout=True)
+    stopped = stack.down(ProgressLog(), services)
     out.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
@@ -117,9 +128,11 @@ def stack_down(services: ServiceNames = None) -> None:
 def stack_status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     with_monitoring: WithMonitoring = False,
+    with_scaleout: WithScaleout = False,
 ) -> None:
     """Show each service: ready, starting or stopped, with pid, ports and version."""
-    rows = Stack.from_environment(with_monitoring=with_monitoring).status()
+    stack = Stack.from_environment(with_monitoring=with_monitoring, with_scaleout=with_scaleout)
+    rows = stack.status()
     if as_json:
         out.print_json(json.dumps([row.__dict__ for row in rows]))
     else:
@@ -132,13 +145,17 @@ def stack_status(
 @guarded
 def stack_logs(
     service: Annotated[
-        str, typer.Argument(help=f"One of {', '.join(SERVICE_NAMES + MONITORING_NAMES)}.")
+        str,
+        typer.Argument(
+            help=f"One of {', '.join(SERVICE_NAMES + MONITORING_NAMES + SCALEOUT_NAMES)}."
+        ),
     ],
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines.")] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
 ) -> None:
     """Print the end of a service's log file."""
-    path = Stack.from_environment(with_monitoring=True).service(service).log_path
+    stack = Stack.from_environment(with_monitoring=True, with_scaleout=True)
+    path = stack.service(service).log_path
     out.print(f"[dim]{path}[/dim]")
     print(process.tail(path, lines))
     if follow:

@@ -39,6 +39,8 @@ def test_services_are_the_stack_plus_monitoring(compose: dict[str, Any]) -> None
         "connect",
         "prometheus",
         "grafana",
+        "cassandra",
+        "ferretdb",
     }
 
 
@@ -54,6 +56,8 @@ def test_host_ports_equal_the_settings_defaults(compose: dict[str, Any]) -> None
     assert url_host_port(settings.registry.url)[1] in published(services["registry"])
     assert settings.registry.management_port in published(services["registry"])
     assert url_host_port(settings.connect.url)[1] in published(services["connect"])
+    assert settings.cassandra.port in published(services["cassandra"])
+    assert settings.mongo.port in published(services["ferretdb"])
 
 
 def test_every_published_port_is_loopback_only(compose: dict[str, Any]) -> None:
@@ -68,6 +72,8 @@ def test_image_versions_match_the_pinned_stack(compose: dict[str, Any]) -> None:
     assert images["connect"].endswith(f":{versions.DEBEZIUM_VERSION}")
     assert images["registry"].endswith(f":{versions.APICURIO_REGISTRY_VERSION}")
     assert images["postgres"].endswith(f":{versions.POSTGRES_MAJOR}")
+    assert images["cassandra"].endswith(f":{versions.CASSANDRA_VERSION}")
+    assert images["ferretdb"].endswith(f":{versions.FERRETDB_VERSION.removeprefix('v')}")
 
 
 def test_postgres_runs_with_logical_replication(compose: dict[str, Any]) -> None:
