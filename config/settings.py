@@ -16,6 +16,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -106,8 +107,8 @@ class MongoSettings(_Section):
 
     def uri(self) -> str:
         """A ``mongodb://`` URI; keep it out of logs (it may hold the password)."""
-        password = self.password.get_secret_value()
-        auth = f"{self.username}:{password}@" if self.username else ""
+        password = quote_plus(self.password.get_secret_value())
+        auth = f"{quote_plus(self.username)}:{password}@" if self.username else ""
         return f"mongodb://{auth}{self.host}:{self.port}/"
 
 
@@ -191,6 +192,9 @@ class TopicSettings(_Section):
     product_updates: str = "product-updates"
     late_events: str = "late-events"
     openlineage: str = "openlineage"
+    chat_messages: str = "chat-messages"
+    device_telemetry: str = "device-telemetry"
+    social_posts: str = "social-posts"
     partitions: int = Field(default=3, ge=1)
 
     def cdc_topic(self, table: str, schema: str = "public") -> str:
@@ -380,6 +384,8 @@ class StackSettings(_Section):
     connect_heap_mb: int = Field(default=768, ge=128)
     registry_heap_mb: int = Field(default=384, ge=128)
     ready_timeout_s: float = Field(default=180.0, gt=0)
+    #: Built binaries kept across state folders (FerretDB); default ``~/.cache/bitvelocity``.
+    cache_dir: Path | None = None
 
     @field_validator("state_dir")
     @classmethod

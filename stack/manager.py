@@ -19,6 +19,7 @@ from stack.base import Progress, Service, StackContext
 from stack.cassandra_service import CassandraService
 from stack.connect_service import ConnectService
 from stack.credentials import ensure_credentials
+from stack.ferretdb_service import FerretDBService
 from stack.kafka_service import KafkaService
 from stack.postgres_service import PostgresService
 from stack.prometheus_service import PrometheusService
@@ -35,7 +36,7 @@ SERVICE_NAMES = tuple(cls.name for wave in _WAVES for cls in wave)
 _MONITORING_WAVE: tuple[type[Service], ...] = (PrometheusService,)
 MONITORING_NAMES = tuple(cls.name for cls in _MONITORING_WAVE)
 #: Optional scale-out stores, only part of the stack with ``--with-scaleout``.
-_SCALEOUT_WAVE: tuple[type[Service], ...] = (CassandraService,)
+_SCALEOUT_WAVE: tuple[type[Service], ...] = (CassandraService, FerretDBService)
 SCALEOUT_NAMES = tuple(cls.name for cls in _SCALEOUT_WAVE)
 
 

@@ -37,6 +37,7 @@ from streams.dlq_cli import dlq_app
 from streams.oltp_cli import connector_app, loadgen, migrate
 from streams.partitions_cli import partitions_app
 from streams.quality_cli import quality_app
+from streams.scaleout_cli import scaleout_app
 from streams.smoke import EXPECTED_OPS, run_smoke
 from streams.status_cli import status
 from streams.worker import AGENTS, main_worker
@@ -67,6 +68,7 @@ app.add_typer(partitions_app, name="partitions")
 app.add_typer(cache_app, name="cache")
 app.add_typer(backup_app, name="backup")
 app.add_typer(dr_app, name="dr")
+app.add_typer(scaleout_app, name="scaleout")
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
 app.command("bench")(guarded(bench))

@@ -1,0 +1,75 @@
+"""``bitvelocity scaleout worker | counts``: the Cassandra and MongoDB store agents.
+
+The stores run with ``bitvelocity stack up --with-scaleout``; events come from
+``bitvelocity loadgen --chat N --telemetry N --posts N``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from agents.scaleout_stores import ScaleoutStores, StoreStats
+from config.settings import Settings, load_settings
+from sinks.scaleout_counts import store_counts
+from streams.console import guarded, out
+
+scaleout_app = typer.Typer(
+    help="Scale-out stores: chat and telemetry into Cassandra, social posts into MongoDB.",
+    no_args_is_help=True,
+)
+
+
+async def run_scaleout_worker(settings: Settings) -> dict[str, StoreStats]:
+    """Run the three store agents until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await ScaleoutStores(settings).run(stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+@scaleout_app.command("worker")
+@guarded
+def worker_command() -> None:
+    """Consume chat-messages, device-telemetry and social-posts into the stores (until SIGTERM)."""
+    stats = asyncio.run(run_scaleout_worker(load_settings()))
+    for kind, s in stats.items():
+        out.print(
+            f"{kind}: consumed {s.consumed}, written {s.written}, "
+            f"dead letters {s.dead_letters}, retries {s.retries}"
+        )
+
+
+@scaleout_app.command("counts")
+@guarded
+def counts_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Rows in Cassandra (chat, telemetry) and documents in MongoDB (posts)."""
+    settings = load_settings()
+    counts = store_counts(settings)
+    if as_json:
+        out.print_json(json.dumps(asdict(counts)))
+        return
+    table = Table(title="scale-out stores")
+    for column in ("store", "table", "rows"):
+        table.add_column(column)
+    table.add_row(
+        "Cassandra", f"{settings.cassandra.keyspace}.chat_messages", str(counts.chat_messages)
+    )
+    table.add_row(
+        "Cassandra", f"{settings.cassandra.keyspace}.device_telemetry", str(counts.telemetry)
+    )
+    table.add_row("MongoDB", f"{settings.mongo.database}.posts", str(counts.posts))
+    out.print(table)
