@@ -29,6 +29,20 @@ class ScaleoutEnv:
     settings: Settings
     prefix: str
 
+    def worker_env(self) -> dict[str, str]:
+        """Environment of a ``bitvelocity scaleout worker`` process on this environment."""
+        s = self.settings
+        return {
+            "BV_TOPICS__CHAT_MESSAGES": s.topics.chat_messages,
+            "BV_TOPICS__DEVICE_TELEMETRY": s.topics.device_telemetry,
+            "BV_TOPICS__SOCIAL_POSTS": s.topics.social_posts,
+            "BV_CASSANDRA__KEYSPACE": s.cassandra.keyspace,
+            "BV_MONGO__DATABASE": s.mongo.database,
+            "BV_KAFKA__CONSUMER_GROUP": s.kafka.consumer_group,
+            "BV_SINK__BATCH_MAX_RECORDS": str(s.sink.batch_max_records),
+            "BV_SINK__RETRY_MAX_BACKOFF_S": str(s.sink.retry_max_backoff_s),
+        }
+
     @property
     def topics(self) -> list[str]:
         t = self.settings.topics

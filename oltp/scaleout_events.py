@@ -1,7 +1,8 @@
 """Seeded chat, telemetry and social-post events for the scale-out stores (pure, no I/O).
 
-Same seed, same events. Every chat message has its own TIMEUUID and every reading its own
-millisecond, so N events are N distinct primary keys (the count a store must end with).
+Same seed and start, same events. Every chat message has its own TIMEUUID and every reading
+its own millisecond after ``start``, so N events are N distinct primary keys (the count a
+store must end with); runs with later starts (the demo uses now) add new keys.
 Posts are emitted as versions: each post first at version 1, then updates that raise the
 version and the engagement counters, so the expected store state is "highest version of
 each post". Records are dicts in the shape of the Avro schemas ``ChatMessage``,
@@ -101,7 +102,7 @@ def post_events(load: ScaleoutLoad) -> list[dict[str, Any]]:
         at = load.start + timedelta(seconds=i)
         author = f"user-{rng.randrange(load.users)}"
         post = {
-            "postId": f"post-{load.seed}-{i}",
+            "postId": f"post-{load.seed}-{int(load.start.timestamp())}-{i}",
             "authorId": author,
             "content": {
                 "text": " ".join(rng.choice(_WORDS) for _ in range(rng.randint(3, 20))),

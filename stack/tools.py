@@ -82,12 +82,23 @@ def redis_server() -> Path:
 
 
 def run_checked(
-    command: list[str], *, what: str, timeout_s: float = 120.0, env: dict[str, str] | None = None
+    command: list[str],
+    *,
+    what: str,
+    timeout_s: float = 120.0,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> str:
     """Run a short command, returning stdout; a failure raises with its output and purpose."""
     try:
         result = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout_s, check=False, env=env
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+            env=env,
+            cwd=cwd,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DependencyMissingError(f"{what} failed: {exc}") from exc

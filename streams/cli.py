@@ -37,7 +37,7 @@ from streams.dlq_cli import dlq_app
 from streams.oltp_cli import connector_app, loadgen, migrate
 from streams.partitions_cli import partitions_app
 from streams.quality_cli import quality_app
-from streams.scaleout_cli import scaleout_app
+from streams.scaleout_cli import scaleout_app, scaleout_demo_section
 from streams.smoke import EXPECTED_OPS, run_smoke
 from streams.status_cli import status
 from streams.worker import AGENTS, main_worker
@@ -185,8 +185,12 @@ def demo(
     summary_json: Annotated[
         Path | None, typer.Option("--json", help="Also write the summary to this JSON file.")
     ] = None,
+    with_scaleout: WithScaleout = False,
 ) -> None:
     """The end-to-end demo: stack, OLTP schema, Debezium, a seeded workload, a checked summary.
+
+    With --with-scaleout it also starts Cassandra and FerretDB and checks chat, telemetry
+    and posts events through the store agents (`bitvelocity scaleout`).
 
     Starts what is missing, migrates, registers the connector, runs the load generator for a
     bounded time, waits until every change reached Kafka, and prints per table what was
@@ -194,13 +198,17 @@ def demo(
     running afterwards (`bitvelocity stack down` stops it).
     """
     progress = ProgressLog()
-    stack = Stack.from_environment(create_credentials=True)
+    stack = Stack.from_environment(create_credentials=True, with_scaleout=with_scaleout)
     out.print(status_table(stack.up(progress)))
     config = LoadgenConfig(seed=seed, transactions=transactions, rate=rate)
     summary = run_demo(stack.settings, config, progress, timeout_s=timeout)
     out.print(demo_table(summary))
+    document = summary.as_dict()
+    if with_scaleout:
+        scaleout = scaleout_demo_section(stack.settings, seed, progress, timeout)
+        document["scaleout"] = scaleout.as_dict()
     if summary_json is not None:
-        summary_json.write_text(json.dumps(summary.as_dict(), indent=2), encoding="utf-8")
+        summary_json.write_text(json.dumps(document, indent=2), encoding="utf-8")
     out.print(
         f"gold: {summary.gold_current_facts} current order facts; "
         f"{summary.sink_batches} sink batches in {summary.sink_seconds:.1f} s; "

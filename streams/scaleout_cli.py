@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated
 
@@ -18,7 +19,8 @@ from rich.table import Table
 from agents.scaleout_stores import ScaleoutStores, StoreStats
 from config.settings import Settings, load_settings
 from sinks.scaleout_counts import store_counts
-from streams.console import guarded, out
+from streams.console import fail, guarded, out
+from streams.scaleout_demo import ScaleoutSummary, demo_load, run_scaleout_demo
 
 scaleout_app = typer.Typer(
     help="Scale-out stores: chat and telemetry into Cassandra, social posts into MongoDB.",
@@ -73,3 +75,49 @@ def counts_command(
     )
     table.add_row("MongoDB", f"{settings.mongo.database}.posts", str(counts.posts))
     out.print(table)
+
+
+def scaleout_table(summary: ScaleoutSummary) -> Table:
+    """This run's events per store: produced, found by key, and the store's total."""
+    table = Table(title=f"Scale-out stores: this run's events stored in {summary.seconds:.1f} s")
+    for column in ("store", "events", "produced", "found", "store total"):
+        table.add_column(column, justify="left" if column in ("store", "events") else "right")
+    table.add_row(
+        "Cassandra",
+        "chat messages",
+        str(summary.chat_produced),
+        str(summary.chat_found),
+        str(summary.chat_total),
+    )
+    table.add_row(
+        "Cassandra",
+        "telemetry readings",
+        str(summary.telemetry_produced),
+        str(summary.telemetry_found),
+        str(summary.telemetry_total),
+    )
+    table.add_row(
+        "MongoDB",
+        f"posts ({summary.post_versions} versions)",
+        str(summary.posts_produced),
+        str(summary.posts_found),
+        str(summary.posts_total),
+    )
+    return table
+
+
+def scaleout_demo_section(
+    settings: Settings, seed: int, progress: Callable[[str], None], timeout_s: float
+) -> ScaleoutSummary:
+    """Run the scale-out part of the demo, print its table, exit 1 when an event is missing."""
+    summary = run_scaleout_demo(
+        settings, demo_load(seed, chat=1000, telemetry=2000, posts=200), progress, timeout_s
+    )
+    out.print(scaleout_table(summary))
+    if not summary.ok:
+        fail(
+            "scale-out events missing from their stores (see `bitvelocity scaleout counts` "
+            "and `bitvelocity stack logs cassandra|ferretdb`)",
+            code=1,
+        )
+    return summary

@@ -8,108 +8,37 @@ made (``oltp.scaleout_events``), not with anything the agents counted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
-from typing import Any
 
-import pymongo
 import pytest
 
-from agents.scaleout_stores import ScaleoutStores
 from bench.pipeline_env import eventually
-from bench.scaleout_env import ScaleoutEnv, scaleout_environment, scaleout_stores_up
-from config.settings import Settings
-from oltp.scaleout_events import ScaleoutLoad, chat_events, latest_posts, post_events
+from bench.scaleout_env import ScaleoutEnv
+from oltp.scaleout_events import ScaleoutLoad, chat_events, post_events
 from oltp.scaleout_events import telemetry_events as make_telemetry
 from oltp.scaleout_load import produce_scaleout
-from sinks.cassandra.session import cql_session
 from sinks.cassandra.writer import CassandraWriter
-from sinks.mongo.posts import POSTS, PostsWriter, post_document
-from stack.manager import Stack
+from sinks.mongo.posts import PostsWriter, post_document
+from tests.integration.scaleout_oracle import (
+    chat_keys,
+    consumed,
+    env,
+    expected_chat,
+    expected_telemetry,
+    expected_versions,
+    post_versions,
+    running_stores,
+    scaleout_stores,
+    stores_hold,
+    telemetry_keys,
+    true,
+)
+
+__all__ = ["env", "scaleout_stores"]  # fixtures
 
 pytestmark = pytest.mark.timeout(600)
 
 LOAD = ScaleoutLoad(seed=7, chat_messages=400, telemetry=600, posts=120, post_updates=240)
-
-
-@pytest.fixture(scope="session")
-def scaleout_stores(settings: Settings) -> Iterator[Stack]:
-    with scaleout_stores_up(settings) as stack:
-        yield stack
-
-
-@pytest.fixture
-def env(settings: Settings, scaleout_stores: Stack) -> Iterator[ScaleoutEnv]:
-    with scaleout_environment(settings, batch_max_records=200) as env:
-        yield env
-
-
-# -- the oracle ------------------------------------------------------------------------------
-def chat_keys(settings: Settings) -> set[tuple[str, str]]:
-    ks = settings.cassandra.keyspace
-    with cql_session(settings.cassandra, keyspace=None) as session:
-        rows = session.execute(f"SELECT room_id, message_time FROM {ks}.chat_messages", timeout=60)
-        return {(r.room_id, str(r.message_time)) for r in rows}
-
-
-def telemetry_keys(settings: Settings) -> set[tuple[str, str, datetime]]:
-    ks = settings.cassandra.keyspace
-    with cql_session(settings.cassandra, keyspace=None) as session:
-        rows = session.execute(
-            f"SELECT device_id, sensor_type, timestamp FROM {ks}.device_telemetry", timeout=60
-        )
-        return {(r.device_id, r.sensor_type, r.timestamp.replace(tzinfo=UTC)) for r in rows}
-
-
-def post_versions(settings: Settings) -> dict[str, int]:
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-        settings.mongo.uri(), serverSelectionTimeoutMS=5000
-    )
-    try:
-        docs = client[settings.mongo.database][POSTS].find({}, {"version": 1})
-        return {str(d["_id"]): int(d["version"]) for d in docs}
-    finally:
-        client.close()
-
-
-def expected_chat(load: ScaleoutLoad) -> set[tuple[str, str]]:
-    return {(e["roomId"], e["messageTime"]) for e in chat_events(load)}
-
-
-def expected_telemetry(load: ScaleoutLoad) -> set[tuple[str, str, datetime]]:
-    return {(e["deviceId"], e["sensorType"], e["timestamp"]) for e in make_telemetry(load)}
-
-
-def expected_versions(load: ScaleoutLoad) -> dict[str, int]:
-    return {k: v["version"] for k, v in latest_posts(post_events(load)).items()}
-
-
-def stores_hold(settings: Settings, load: ScaleoutLoad) -> bool:
-    return (
-        chat_keys(settings) == expected_chat(load)
-        and telemetry_keys(settings) == expected_telemetry(load)
-        and post_versions(settings) == expected_versions(load)
-    )
-
-
-@contextlib.asynccontextmanager
-async def running_stores(
-    settings: Settings, *, group_prefix: str | None = None
-) -> AsyncIterator[ScaleoutStores]:
-    stores = ScaleoutStores(settings, group_prefix=group_prefix)
-    stop = asyncio.Event()
-    task = asyncio.create_task(stores.run(stop))
-    try:
-        yield stores
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=60)
-
-
-def consumed(stores: ScaleoutStores) -> int:
-    return sum(agent.stats.consumed for agent in stores.agents.values())
 
 
 # -- tests -------------------------------------------------------------------------------------
@@ -125,9 +54,7 @@ async def test_n_events_become_exactly_n_rows_and_documents_also_after_redeliver
             timeout_s=180,
             what="every event in its store",
         )
-        await eventually(
-            lambda: _true(consumed(stores) == total), timeout_s=60, what="all consumed"
-        )
+        await eventually(lambda: true(consumed(stores) == total), timeout_s=60, what="all consumed")
     assert len(chat_keys(settings)) == LOAD.chat_messages
     assert len(telemetry_keys(settings)) == LOAD.telemetry
     assert len(post_versions(settings)) == LOAD.posts
@@ -135,7 +62,7 @@ async def test_n_events_become_exactly_n_rows_and_documents_also_after_redeliver
     # The same batches delivered again (a new consumer group reads from the start).
     async with running_stores(settings, group_prefix=f"{env.prefix}-again") as again:
         await eventually(
-            lambda: _true(consumed(again) == total), timeout_s=180, what="the redelivery"
+            lambda: true(consumed(again) == total), timeout_s=180, what="the redelivery"
         )
         assert sum(a.stats.written for a in again.agents.values()) > 0
     assert stores_hold(settings, LOAD)
@@ -207,7 +134,3 @@ def test_chat_rows_read_newest_first_within_a_room(env: ScaleoutEnv) -> None:
     assert len(rows) == 5
     assert times == sorted(times, reverse=True)
     assert rows[0].message_time == newest
-
-
-async def _true(value: bool) -> bool:
-    return value
