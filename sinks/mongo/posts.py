@@ -1,13 +1,15 @@
 """Social posts into MongoDB ``posts``: bulk conditional upserts, newest version wins.
 
-Each post is one document with ``_id`` = post id. A write is
-``replace_one({_id, version < v}, doc, upsert=True)``: it replaces an older version,
-inserts a missing post, and for a post already at ``v`` or newer the filter matches
-nothing, so the upsert's insert collides on ``_id`` (duplicate key, code 11000) and
-nothing changes. That error is the expected answer to a stale or redelivered version,
-counted as ``stale``. So redelivery and reordering are harmless, and a single-document
-operation suffices: FerretDB v1 has no multi-document transactions and none is needed.
-Within a batch only each post's highest version is sent.
+Each post is one document with ``_id`` = post id. Per batch (only each post's highest
+version is sent): posts the store does not hold are inserted (``insert_many``, unordered);
+held posts are replaced with ``replace_one({_id, version < v}, doc)``, which changes a
+document only when its stored version is older. Both are atomic per document, so racing
+writers, redelivery and reordering all end with the newest version: an insert that
+collides with a concurrent insert (duplicate key, 11000) is retried as a conditional
+replace. FerretDB v1 has no multi-document transactions and none is needed.
+The usual one-statement form, an upsert with the version in the filter, is avoided on
+purpose: its expected duplicate-key error makes FerretDB 1.24 answer without
+``nModified``, which pymongo cannot parse.
 """
 
 from __future__ import annotations
@@ -85,11 +87,9 @@ def newest_per_post(documents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
     return list(newest.values())
 
 
-def upsert_requests(documents: Sequence[dict[str, Any]]) -> list[ReplaceOne[dict[str, Any]]]:
-    return [
-        ReplaceOne({"_id": d["_id"], "version": {"$lt": d["version"]}}, d, upsert=True)
-        for d in newest_per_post(documents)
-    ]
+def replace_requests(documents: Sequence[dict[str, Any]]) -> list[ReplaceOne[dict[str, Any]]]:
+    """Conditional replaces: each applies only over an older stored version."""
+    return [ReplaceOne({"_id": d["_id"], "version": {"$lt": d["version"]}}, d) for d in documents]
 
 
 class PostsWriter:
@@ -117,7 +117,10 @@ class PostsWriter:
             tz_aware=True,
         )
         try:
-            await self.collection.create_indexes(list(POST_INDEXES))
+            # One index per command: FerretDB 1.24 drops the connection (a server-side
+            # panic) when one createIndexes names two or more indexes that already exist.
+            for index in POST_INDEXES:
+                await self.collection.create_indexes([index])
         except (ConnectionFailure, OperationFailure) as exc:
             raise MongoUnavailableError(
                 f"MongoDB at {self._settings.host}:{self._settings.port} is not reachable or "
@@ -131,25 +134,59 @@ class PostsWriter:
 
     async def upsert(self, documents: Sequence[dict[str, Any]]) -> UpsertOutcome:
         """Apply each post's version unless the store holds the same or a newer one."""
-        requests = upsert_requests(documents)
-        if not requests:
+        newest = newest_per_post(documents)
+        if not newest:
             return UpsertOutcome(0, 0)
         try:
-            await self.collection.bulk_write(requests, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-            if other:
-                raise PostWriteRejectedError(
-                    f"{len(other)} of {len(requests)} posts refused by {self.database}.{POSTS} "
-                    f"(first: {other[0].get('code')}: {other[0].get('errmsg')})"
-                ) from exc
-            return UpsertOutcome(len(requests) - len(errors), len(errors))
+            held = {
+                d["_id"]: d["version"]
+                async for d in self.collection.find(
+                    {"_id": {"$in": [d["_id"] for d in newest]}}, {"version": 1}
+                )
+            }
+            missing = [d for d in newest if d["_id"] not in held]
+            older = [d for d in newest if d["_id"] in held and held[d["_id"]] < d["version"]]
+            inserted, collided = await self._insert(missing)
+            replaced = await self._replace(older + collided)
         except PyMongoError as exc:  # connection lost, timeouts, server restarting
             raise MongoUnavailableError(
-                f"writing {len(requests)} posts into {self.database}.{POSTS} failed: {exc}"
+                f"writing {len(newest)} posts into {self.database}.{POSTS} failed: {exc}"
             ) from exc
-        return UpsertOutcome(len(requests), 0)
+        applied = inserted + replaced
+        return UpsertOutcome(applied, len(newest) - applied)
+
+    async def _insert(self, documents: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+        """Insert new posts; returns how many and those a concurrent writer inserted first."""
+        if not documents:
+            return 0, []
+        try:
+            await self.collection.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            _raise_unless_duplicates(errors, len(documents), self.database)
+            collided = [documents[e["index"]] for e in errors]
+            return len(documents) - len(collided), collided
+        return len(documents), []
+
+    async def _replace(self, documents: list[dict[str, Any]]) -> int:
+        if not documents:
+            return 0
+        try:
+            result = await self.collection.bulk_write(replace_requests(documents), ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            _raise_unless_duplicates(errors, len(documents), self.database)
+            return int(exc.details.get("nModified", 0))
+        return int(result.modified_count)
 
     async def count(self) -> int:
         return int(await self.collection.count_documents({}))
+
+
+def _raise_unless_duplicates(errors: list[dict[str, Any]], total: int, database: str) -> None:
+    other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+    if other:
+        raise PostWriteRejectedError(
+            f"{len(other)} of {total} posts refused by {database}.{POSTS} "
+            f"(first: {other[0].get('code')}: {other[0].get('errmsg')})"
+        )

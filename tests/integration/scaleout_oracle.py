@@ -15,6 +15,7 @@ from typing import Any
 
 import pymongo
 import pytest
+from cassandra import InvalidRequest
 
 from agents.scaleout_stores import ScaleoutStores
 from bench.scaleout_env import ScaleoutEnv, scaleout_environment, scaleout_stores_up
@@ -39,20 +40,24 @@ def env(settings: Settings, scaleout_stores: Stack) -> Iterator[ScaleoutEnv]:
 
 
 # -- the oracle ------------------------------------------------------------------------------
-def chat_keys(settings: Settings) -> set[tuple[str, str]]:
+def _select(settings: Settings, columns: str, table: str) -> list[Any]:
+    """All rows of ``table`` (none while the agents have not created the keyspace yet)."""
     ks = settings.cassandra.keyspace
     with cql_session(settings.cassandra, keyspace=None) as session:
-        rows = session.execute(f"SELECT room_id, message_time FROM {ks}.chat_messages", timeout=60)
-        return {(r.room_id, str(r.message_time)) for r in rows}
+        try:
+            return list(session.execute(f"SELECT {columns} FROM {ks}.{table}", timeout=60))
+        except InvalidRequest:  # keyspace or table does not exist (yet)
+            return []
+
+
+def chat_keys(settings: Settings) -> set[tuple[str, str]]:
+    rows = _select(settings, "room_id, message_time", "chat_messages")
+    return {(r.room_id, str(r.message_time)) for r in rows}
 
 
 def telemetry_keys(settings: Settings) -> set[tuple[str, str, datetime]]:
-    ks = settings.cassandra.keyspace
-    with cql_session(settings.cassandra, keyspace=None) as session:
-        rows = session.execute(
-            f"SELECT device_id, sensor_type, timestamp FROM {ks}.device_telemetry", timeout=60
-        )
-        return {(r.device_id, r.sensor_type, r.timestamp.replace(tzinfo=UTC)) for r in rows}
+    rows = _select(settings, "device_id, sensor_type, timestamp", "device_telemetry")
+    return {(r.device_id, r.sensor_type, r.timestamp.replace(tzinfo=UTC)) for r in rows}
 
 
 def post_versions(settings: Settings) -> dict[str, int]:

@@ -81,7 +81,7 @@ async def test_stale_post_version_does_not_overwrite_a_newer_one(env: ScaleoutEn
     finally:
         await writer.stop()
     assert (stale.applied, stale.stale) == (0, 1)
-    assert (again.applied, again.stale) == (0, 1)  # only the newest of the batch is sent
+    assert (again.applied, again.stale) == (0, 1)  # only the newest of the batch counts
     assert stored is not None
     assert stored["version"] == 3
     assert stored["engagement"] == v3["engagement"]
@@ -134,3 +134,14 @@ def test_chat_rows_read_newest_first_within_a_room(env: ScaleoutEnv) -> None:
     assert len(rows) == 5
     assert times == sorted(times, reverse=True)
     assert rows[0].message_time == newest
+
+
+async def test_posts_indexes_exist_and_starting_again_keeps_them(env: ScaleoutEnv) -> None:
+    for _ in range(2):  # a restarted worker creates them again: must be a no-op
+        writer = PostsWriter(env.settings.mongo)
+        await writer.start()
+        try:
+            names = {index["name"] async for index in writer.collection.list_indexes()}
+        finally:
+            await writer.stop()
+        assert {"author_recent", "hashtag_recent", "mentions", "recent"} <= names
