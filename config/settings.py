@@ -91,8 +91,10 @@ class CassandraSettings(_Section):
     password: SecretStr = SecretStr("")
     heap_mb: int = Field(default=512, ge=256)
     request_timeout_s: float = Field(default=10.0, gt=0)
-    #: Statements in flight per writer (``execute_concurrent`` window).
+    #: Requests in flight per writer (``execute_concurrent`` window).
     concurrency: int = Field(default=64, ge=1)
+    #: Rows of one partition per UNLOGGED batch (one mutation on the server).
+    partition_batch_rows: int = Field(default=50, ge=1)
 
 
 class MongoSettings(_Section):

@@ -119,6 +119,9 @@ memtable_offheap_space: 64MiB
 key_cache_size: 8MiB
 counter_cache_size: 1MiB
 prepared_statements_cache_size: 8MiB
+# The writers send single-partition UNLOGGED batches of up to 50 rows (~10 KiB).
+batch_size_warn_threshold: 64KiB
+batch_size_fail_threshold: 640KiB
 disk_failure_policy: stop
 commit_failure_policy: stop
 auto_snapshot: false

@@ -13,11 +13,16 @@ from streams.console import out
 
 class Scenario(StrEnum):
     SINK = "sink"
+    SCALEOUT = "scaleout"
 
 
 def bench(
     scenario: Annotated[
-        Scenario, typer.Option(help="What to measure: sink = the medallion sink (issue 14).")
+        Scenario,
+        typer.Option(
+            help="What to measure: sink = the medallion sink (issue 14); scaleout = telemetry "
+            "into Cassandra and posts into MongoDB (needs `stack up --with-scaleout`)."
+        ),
     ] = Scenario.SINK,
     changes: Annotated[int, typer.Option(help="CDC records to generate and sink.")] = 20_000,
     summary_json: Annotated[
@@ -29,6 +34,13 @@ def bench(
     Needs the stack (`bitvelocity stack up`). Builds and removes its own database,
     connector, topics and consumer groups; takes a few minutes.
     """
+    if scenario is Scenario.SCALEOUT:
+        from bench import scaleout
+
+        path = summary_json or scaleout.RESULTS
+        out.print(scaleout.render(scaleout.run(changes, max(changes // 4, 1), path)))
+        out.print(f"written {path}")
+        return
     # Imported here: the benchmark pulls in the whole sink, which other commands do not need.
     from bench.sink import RESULTS, BenchOptions, render, run
 

@@ -1,15 +1,20 @@
-"""Social posts into MongoDB ``posts``: bulk conditional upserts, newest version wins.
+"""Social posts into MongoDB ``posts``: bulk writes, a post's newest version wins.
 
 Each post is one document with ``_id`` = post id. Per batch (only each post's highest
-version is sent): posts the store does not hold are inserted (``insert_many``, unordered);
-held posts are replaced with ``replace_one({_id, version < v}, doc)``, which changes a
-document only when its stored version is older. Both are atomic per document, so racing
-writers, redelivery and reordering all end with the newest version: an insert that
-collides with a concurrent insert (duplicate key, 11000) is retried as a conditional
-replace. FerretDB v1 has no multi-document transactions and none is needed.
-The usual one-statement form, an upsert with the version in the filter, is avoided on
-purpose: its expected duplicate-key error makes FerretDB 1.24 answer without
-``nModified``, which pymongo cannot parse.
+version is sent): the stored versions of the batch's posts are read (one ``$in`` query),
+posts the store does not hold are inserted (``insert_many``, unordered), and held posts
+with an older version are replaced (``replace_one({_id}, doc)`` in one unordered bulk).
+A redelivered or reordered (older) version is therefore never written.
+
+The version check is a read before the write, not one atomic statement: it is safe
+because a post's versions reach one writer at a time (the topic is keyed by post id, and
+a partition has one owner in the group). An insert colliding with a concurrent insert
+(duplicate key, 11000) is re-read and handled in the same call. Why not the usual single
+statement, ``replace_one({_id, version < v}, doc, upsert=True)``: on FerretDB 1.24 (SQLite)
+a filter beyond ``_id`` is evaluated by scanning the collection for every statement (37/s
+at 2,000 documents, falling as it grows), and its expected duplicate-key error comes back
+without ``nModified``, which pymongo cannot parse. ``docs/decisions/0011`` has the figures.
+FerretDB v1 has no multi-document transactions; none of this needs one.
 """
 
 from __future__ import annotations
@@ -88,8 +93,17 @@ def newest_per_post(documents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def replace_requests(documents: Sequence[dict[str, Any]]) -> list[ReplaceOne[dict[str, Any]]]:
-    """Conditional replaces: each applies only over an older stored version."""
-    return [ReplaceOne({"_id": d["_id"], "version": {"$lt": d["version"]}}, d) for d in documents]
+    """Replaces by ``_id`` (FerretDB answers these from its primary key, not a scan)."""
+    return [ReplaceOne({"_id": d["_id"]}, d) for d in documents]
+
+
+def newer_than_held(
+    documents: Sequence[dict[str, Any]], held: dict[Any, int]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(missing, newer)``: posts not stored at all, and posts stored at an older version."""
+    missing = [d for d in documents if d["_id"] not in held]
+    newer = [d for d in documents if d["_id"] in held and held[d["_id"]] < d["version"]]
+    return missing, newer
 
 
 class PostsWriter:
@@ -137,23 +151,31 @@ class PostsWriter:
         newest = newest_per_post(documents)
         if not newest:
             return UpsertOutcome(0, 0)
+        applied = 0
+        pending = newest
         try:
-            held = {
-                d["_id"]: d["version"]
-                async for d in self.collection.find(
-                    {"_id": {"$in": [d["_id"] for d in newest]}}, {"version": 1}
-                )
-            }
-            missing = [d for d in newest if d["_id"] not in held]
-            older = [d for d in newest if d["_id"] in held and held[d["_id"]] < d["version"]]
-            inserted, collided = await self._insert(missing)
-            replaced = await self._replace(older + collided)
+            for _ in range(3):  # a collision with a concurrent insert is re-read once more
+                held = await self._held_versions(pending)
+                missing, newer = newer_than_held(pending, held)
+                inserted, collided = await self._insert(missing)
+                applied += inserted + await self._replace(newer)
+                pending = collided
+                if not pending:
+                    break
         except PyMongoError as exc:  # connection lost, timeouts, server restarting
             raise MongoUnavailableError(
                 f"writing {len(newest)} posts into {self.database}.{POSTS} failed: {exc}"
             ) from exc
-        applied = inserted + replaced
+        if pending:
+            raise MongoUnavailableError(
+                f"{len(pending)} posts kept colliding with concurrent inserts; retrying the batch"
+            )
         return UpsertOutcome(applied, len(newest) - applied)
+
+    async def _held_versions(self, documents: list[dict[str, Any]]) -> dict[Any, int]:
+        ids = [d["_id"] for d in documents]
+        cursor = self.collection.find({"_id": {"$in": ids}}, {"version": 1})
+        return {d["_id"]: int(d["version"]) async for d in cursor}
 
     async def _insert(self, documents: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
         """Insert new posts; returns how many and those a concurrent writer inserted first."""

@@ -19,6 +19,7 @@ from oltp.scaleout_events import telemetry_events as make_telemetry
 from oltp.scaleout_load import produce_scaleout
 from sinks.cassandra.writer import CassandraWriter
 from sinks.mongo.posts import PostsWriter, post_document
+from streams.scaleout_demo import demo_load, run_scaleout_demo
 from tests.integration.scaleout_oracle import (
     chat_keys,
     consumed,
@@ -145,3 +146,13 @@ async def test_posts_indexes_exist_and_starting_again_keeps_them(env: ScaleoutEn
         finally:
             await writer.stop()
         assert {"author_recent", "hashtag_recent", "mentions", "recent"} <= names
+
+
+def test_demo_section_finds_every_event_of_its_run_in_its_store(env: ScaleoutEnv) -> None:
+    load = demo_load(seed=5, chat=200, telemetry=300, posts=40)
+    summary = run_scaleout_demo(env.settings, load, lambda _line: None, timeout_s=240)
+    assert summary.ok
+    assert (summary.chat_found, summary.telemetry_found, summary.posts_found) == (200, 300, 40)
+    assert summary.post_versions == 120
+    # A fresh environment: the stores hold exactly this run's events.
+    assert (summary.chat_total, summary.telemetry_total, summary.posts_total) == (200, 300, 40)

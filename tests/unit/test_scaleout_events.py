@@ -21,8 +21,14 @@ from oltp.scaleout_events import (
 from serdes.avro import read_body, write_body
 from serdes.own_schemas import load
 from sinks.cassandra.schema import checked_keyspace, schema_statements
-from sinks.cassandra.writer import CassandraRowRejectedError, _rows, chat_row, telemetry_row
-from sinks.mongo.posts import newest_per_post, post_document, replace_requests
+from sinks.cassandra.writer import (
+    CassandraRowRejectedError,
+    _rows,
+    chat_row,
+    group_by_partition,
+    telemetry_row,
+)
+from sinks.mongo.posts import newer_than_held, newest_per_post, post_document, replace_requests
 
 LOAD = ScaleoutLoad(seed=3, chat_messages=200, telemetry=300, posts=20, post_updates=60)
 
@@ -124,15 +130,23 @@ def test_post_document_is_keyed_by_post_id_and_keeps_the_version() -> None:
     assert set(document["engagement"]) == {"likes", "shares", "comments", "views"}
 
 
-def test_a_batch_sends_only_the_newest_version_of_each_post_with_a_version_guard() -> None:
+def test_a_batch_sends_only_the_newest_version_of_each_post() -> None:
     documents = [post_document(e) for e in post_events(LOAD)]
     newest = newest_per_post(list(reversed(documents)))
     assert len(newest) == LOAD.posts
     expected = {k: v["version"] for k, v in latest_posts(post_events(LOAD)).items()}
     assert {d["_id"]: d["version"] for d in newest} == expected
     request = replace_requests(newest[:1])[0]
-    assert request._filter == {"_id": newest[0]["_id"], "version": {"$lt": newest[0]["version"]}}
+    assert request._filter == {"_id": newest[0]["_id"]}
     assert not request._upsert
+
+
+def test_only_missing_posts_are_inserted_and_only_older_held_ones_replaced() -> None:
+    docs = [{"_id": "a", "version": 3}, {"_id": "b", "version": 3}, {"_id": "c", "version": 3}]
+    missing, newer = newer_than_held(docs, {"a": 2, "b": 3})
+    assert [d["_id"] for d in missing] == ["c"]
+    assert [d["_id"] for d in newer] == ["a"]  # b holds the same version: not written
+    assert newer_than_held(docs, {"a": 9, "b": 9, "c": 9}) == ([], [])
 
 
 def test_cql_schema_is_the_seed_with_clustering_newest_first() -> None:
@@ -148,3 +162,12 @@ def test_cql_schema_is_the_seed_with_clustering_newest_first() -> None:
 def test_keyspace_names_are_checked_before_they_reach_ddl(name: str) -> None:
     with pytest.raises(ConfigurationError):
         checked_keyspace(name)
+
+
+def test_cassandra_batches_hold_one_partition_each_and_at_most_the_size() -> None:
+    rows = [telemetry_row(e) for e in telemetry_events(LOAD)]
+    groups = group_by_partition(rows, 2, 7)
+    assert sorted(r for g in groups for r in g) == sorted(rows)
+    for group in groups:
+        assert 1 <= len(group) <= 7
+        assert len({row[:2] for row in group}) == 1
