@@ -31,6 +31,8 @@ from config.errors import PermanentError, TransientError
 from config.settings import MongoSettings
 
 POSTS = "posts"
+#: Replaces per bulk request (each is its own commit on FerretDB).
+REPLACE_CHUNK = 50
 DUPLICATE_KEY = 11000
 
 #: The queries the indexes serve: an author's feed, a hashtag's feed, a user's mentions,
@@ -191,15 +193,21 @@ class PostsWriter:
         return len(documents), []
 
     async def _replace(self, documents: list[dict[str, Any]]) -> int:
-        if not documents:
-            return 0
-        try:
-            result = await self.collection.bulk_write(replace_requests(documents), ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            _raise_unless_duplicates(errors, len(documents), self.database)
-            return int(exc.details.get("nModified", 0))
-        return int(result.modified_count)
+        """Replace in small bulks: FerretDB commits each statement on its own, so a big bulk
+        can outlast the socket timeout; a bulk that went through is not redone on a retry
+        (its posts then hold the version)."""
+        modified = 0
+        for start in range(0, len(documents), REPLACE_CHUNK):
+            chunk = documents[start : start + REPLACE_CHUNK]
+            try:
+                result = await self.collection.bulk_write(replace_requests(chunk), ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                _raise_unless_duplicates(errors, len(chunk), self.database)
+                modified += int(exc.details.get("nModified", 0))
+                continue
+            modified += int(result.modified_count)
+        return modified
 
     async def count(self) -> int:
         return int(await self.collection.count_documents({}))

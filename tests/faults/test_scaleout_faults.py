@@ -26,11 +26,12 @@ from tests.integration.scaleout_oracle import (
     env,
     running_stores,
     scaleout_stores,
+    stack_is_ready,
     stores_hold,
     telemetry_keys,
 )
 
-__all__ = ["env", "scaleout_stores"]  # fixtures
+__all__ = ["env", "scaleout_stores", "stack_is_ready"]  # fixtures
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -63,7 +64,7 @@ def start_worker(env: ScaleoutEnv, log: Path) -> subprocess.Popen[bytes]:
 async def test_worker_sigkilled_mid_batch_twice_loses_and_duplicates_nothing(
     env: ScaleoutEnv, tmp_path: Path
 ) -> None:
-    load = ScaleoutLoad(seed=31, chat_messages=1500, telemetry=3000, posts=200, post_updates=800)
+    load = ScaleoutLoad(seed=31, chat_messages=1500, telemetry=3000, posts=200, post_updates=200)
     await asyncio.to_thread(produce_scaleout, env.settings, load)
     log = tmp_path / "worker.log"
     seen = 0
@@ -107,8 +108,8 @@ async def test_store_restart_mid_load_loses_nothing(
             f"{store} is not run by the stack in {scaleout_stores.settings.stack.state_dir}; "
             "set BV_SCALEOUT_TEST_STATE_DIR to the state folder that runs it"
         )
-    first = ScaleoutLoad(seed=41, chat_messages=600, telemetry=1200, posts=150, post_updates=300)
-    second = ScaleoutLoad(seed=41, chat_messages=900, telemetry=1800, posts=150, post_updates=600)
+    first = ScaleoutLoad(seed=41, chat_messages=600, telemetry=1200, posts=100, post_updates=100)
+    second = ScaleoutLoad(seed=41, chat_messages=900, telemetry=1800, posts=100, post_updates=200)
     await asyncio.to_thread(produce_scaleout, env.settings, first)
     async with running_stores(env.settings) as stores:
         await eventually(

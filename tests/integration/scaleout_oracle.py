@@ -26,6 +26,21 @@ from sinks.cassandra.session import cql_session
 from sinks.mongo.posts import POSTS
 from stack.manager import Stack
 
+#: What these tests use of the default stack (they never touch PostgreSQL or Redis).
+NEEDED = ("kafka", "registry")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stack_is_ready(settings: Settings) -> None:
+    """Overrides the suite-wide check with the services these tests use (fail, not skip)."""
+    rows = Stack(settings).status(NEEDED)
+    missing = [f"{row.name} ({row.state})" for row in rows if not row.ready]
+    if missing:
+        pytest.fail(
+            f"the local stack is not ready: {', '.join(missing)}; run `bitvelocity stack up`",
+            pytrace=False,
+        )
+
 
 @pytest.fixture(scope="session")
 def scaleout_stores(settings: Settings) -> Iterator[Stack]:

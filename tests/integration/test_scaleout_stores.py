@@ -30,12 +30,13 @@ from tests.integration.scaleout_oracle import (
     post_versions,
     running_stores,
     scaleout_stores,
+    stack_is_ready,
     stores_hold,
     telemetry_keys,
     true,
 )
 
-__all__ = ["env", "scaleout_stores"]  # fixtures
+__all__ = ["env", "scaleout_stores", "stack_is_ready"]  # fixtures
 
 pytestmark = pytest.mark.timeout(600)
 
