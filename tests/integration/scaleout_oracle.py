@@ -15,7 +15,8 @@ from typing import Any
 
 import pymongo
 import pytest
-from cassandra import InvalidRequest
+from cassandra import InvalidRequest, OperationTimedOut
+from cassandra.cluster import NoHostAvailable
 
 from agents.scaleout_stores import ScaleoutStores
 from bench.scaleout_env import ScaleoutEnv, scaleout_environment, scaleout_stores_up
@@ -56,13 +57,16 @@ def env(settings: Settings, scaleout_stores: Stack) -> Iterator[ScaleoutEnv]:
 
 # -- the oracle ------------------------------------------------------------------------------
 def _select(settings: Settings, columns: str, table: str) -> list[Any]:
-    """All rows of ``table`` (none while the agents have not created the keyspace yet)."""
+    """All rows of ``table``; none while the agents have not created the keyspace yet or
+    Cassandra is still coming back from a restart (a poll then simply tries again)."""
     ks = settings.cassandra.keyspace
-    with cql_session(settings.cassandra, keyspace=None) as session:
-        try:
+    try:
+        with cql_session(settings.cassandra, keyspace=None) as session:
             return list(session.execute(f"SELECT {columns} FROM {ks}.{table}", timeout=60))
-        except InvalidRequest:  # keyspace or table does not exist (yet)
-            return []
+    except InvalidRequest:  # keyspace or table does not exist (yet)
+        return []
+    except (NoHostAvailable, OperationTimedOut):
+        return []
 
 
 def chat_keys(settings: Settings) -> set[tuple[str, str]]:
