@@ -47,6 +47,8 @@ class StoreStats:
     dead_letters: int = 0
     retries: int = 0
     batches: int = 0
+    #: Seconds spent decoding, writing and committing batches (Kafka fetch waits excluded).
+    busy_s: float = 0.0
 
 
 class StoreAgent:
@@ -84,6 +86,7 @@ class StoreAgent:
                 messages = await batches.take()
                 if not messages:
                     continue
+                started = time.perf_counter()
                 decoded, letters = await batches.in_thread(self._decode, messages, codec)
                 stored = await self._write_until_stored(decoded, letters, stop)
                 if not stored:
@@ -94,6 +97,7 @@ class StoreAgent:
                 self.stats.consumed += len(messages)
                 self.stats.dead_letters += len(letters)
                 self.stats.batches += 1
+                self.stats.busy_s += time.perf_counter() - started
         finally:
             await batches.stop()
             dead_letters.stop()
