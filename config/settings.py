@@ -17,7 +17,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -120,6 +120,42 @@ class RedisSettings(_Section):
         return (self.username, password) if password else (None, None)
 
 
+class CassandraSettings(_Section):
+    """Apache Cassandra: chat messages and device telemetry (``stack up --with-scaleout``)."""
+
+    host: str = LOOPBACK
+    port: Port = 59042
+    #: Internode (gossip) port of the one-node cluster; bound to loopback like the rest.
+    storage_port: Port = 59700
+    keyspace: str = "bitvelocity"
+    #: Empty: the local node runs without authentication (loopback only).
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    heap_mb: int = Field(default=512, ge=256)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    #: Requests in flight per writer (``execute_concurrent`` window).
+    concurrency: int = Field(default=64, ge=1)
+    #: Rows of one partition per UNLOGGED batch (one mutation on the server).
+    partition_batch_rows: int = Field(default=50, ge=1)
+
+
+class MongoSettings(_Section):
+    """The MongoDB-wire store of social posts: FerretDB with SQLite locally."""
+
+    host: str = LOOPBACK
+    port: Port = 57017
+    database: str = "bitvelocity"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    def uri(self) -> str:
+        """A ``mongodb://`` URI; keep it out of logs (it may hold the password)."""
+        password = quote_plus(self.password.get_secret_value())
+        auth = f"{quote_plus(self.username)}:{password}@" if self.username else ""
+        return f"mongodb://{auth}{self.host}:{self.port}/"
+
+
 class CacheSettings(_Section):
     """The cache-aside caches of DESIGN.md section 9: L1 in process, L2 in Redis."""
 
@@ -206,6 +242,9 @@ class TopicSettings(_Section):
     openlineage: str = "openlineage"
     #: Quality ERROR alerts (JSON) on their way to RabbitMQ (``BV_RABBITMQ__ALERTS_ENABLED``).
     quality_alerts: str = "quality-alerts"
+    chat_messages: str = "chat-messages"
+    device_telemetry: str = "device-telemetry"
+    social_posts: str = "social-posts"
     partitions: int = Field(default=3, ge=1)
 
     def cdc_topic(self, table: str, schema: str = "public") -> str:
@@ -497,6 +536,8 @@ class StackSettings(_Section):
     connect_heap_mb: int = Field(default=768, ge=128)
     registry_heap_mb: int = Field(default=384, ge=128)
     ready_timeout_s: float = Field(default=180.0, gt=0)
+    #: Built binaries kept across state folders (FerretDB); default ``~/.cache/bitvelocity``.
+    cache_dir: Path | None = None
 
     @field_validator("state_dir")
     @classmethod
@@ -518,6 +559,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     postgres: PostgresSettings = PostgresSettings()
     redis: RedisSettings = RedisSettings()
+    cassandra: CassandraSettings = CassandraSettings()
+    mongo: MongoSettings = MongoSettings()
     cache: CacheSettings = CacheSettings()
     kafka: KafkaSettings = KafkaSettings()
     connect: ConnectSettings = ConnectSettings()

@@ -55,6 +55,9 @@ def subjects(settings: Settings) -> dict[str, str]:
         f"{topics.hourly_revenue}-value": "HourlyRevenue",
         f"{topics.customer_features}-value": "CustomerFeatures",
         f"{topics.product_updates}-value": "ProductUpdate",
+        f"{topics.chat_messages}-value": "ChatMessage",
+        f"{topics.device_telemetry}-value": "DeviceTelemetry",
+        f"{topics.social_posts}-value": "SocialPost",
     }
 
 

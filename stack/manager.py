@@ -16,8 +16,10 @@ from config.errors import ConfigurationError, ServiceStartError
 from config.settings import Settings, load_settings
 from stack import process
 from stack.base import Progress, Service, StackContext
+from stack.cassandra_service import CassandraService
 from stack.connect_service import ConnectService
 from stack.credentials import ensure_credentials
+from stack.ferretdb_service import FerretDBService
 from stack.kafka_service import KafkaService
 from stack.nats_service import NatsService
 from stack.postgres_service import PostgresService
@@ -36,8 +38,14 @@ SERVICE_NAMES = tuple(cls.name for wave in _WAVES for cls in wave)
 _MONITORING_WAVE: tuple[type[Service], ...] = (PrometheusService,)
 MONITORING_NAMES = tuple(cls.name for cls in _MONITORING_WAVE)
 #: Optional scale-out services, only part of the stack with ``--with-scaleout``; they need
-#: nothing else, so they start (and boot, RabbitMQ takes a while) alongside the first wave.
-_SCALEOUT_WAVE: tuple[type[Service], ...] = (NatsService, RabbitMQService)
+#: nothing else, so they start (and boot: RabbitMQ and Cassandra take a while) alongside the
+#: first wave.
+_SCALEOUT_WAVE: tuple[type[Service], ...] = (
+    NatsService,
+    RabbitMQService,
+    CassandraService,
+    FerretDBService,
+)
 SCALEOUT_NAMES = tuple(cls.name for cls in _SCALEOUT_WAVE)
 
 

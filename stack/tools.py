@@ -25,8 +25,10 @@ def java_feature_version(java_home: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def find_java(minimum: int, configured: Path | None = None, setting: str = "") -> Path:
-    """A ``java`` binary of at least release ``minimum``; a qualifying configured home wins."""
+def find_java(
+    minimum: int, configured: Path | None = None, setting: str = "", *, maximum: int | None = None
+) -> Path:
+    """A ``java`` binary of release ``minimum`` (up to ``maximum``); a configured home wins."""
     candidates: list[Path] = []
     if configured is not None:
         candidates.append(configured)
@@ -38,12 +40,14 @@ def find_java(minimum: int, configured: Path | None = None, setting: str = "") -
     for home in candidates:
         version = java_feature_version(home)
         binary = home / "bin" / "java"
-        if version is not None and version >= minimum and binary.is_file():
+        too_new = maximum is not None and version is not None and version > maximum
+        if version is not None and version >= minimum and not too_new and binary.is_file():
             return binary
     hint = f" or set {setting} to a JDK home" if setting else ""
+    wanted = f"{minimum}+" if maximum is None else f"{minimum} to {maximum}"
     raise DependencyMissingError(
-        f"no Java {minimum}+ found (looked at {', '.join(map(str, candidates)) or 'nothing'}); "
-        f"install a JDK {minimum} or newer{hint}"
+        f"no Java {wanted} found (looked at {', '.join(map(str, candidates)) or 'nothing'}); "
+        f"install a JDK {wanted}{hint}"
     )
 
 
@@ -77,11 +81,24 @@ def redis_server() -> Path:
     return Path(found)
 
 
-def run_checked(command: list[str], *, what: str, timeout_s: float = 120.0) -> str:
+def run_checked(
+    command: list[str],
+    *,
+    what: str,
+    timeout_s: float = 120.0,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> str:
     """Run a short command, returning stdout; a failure raises with its output and purpose."""
     try:
         result = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout_s, check=False
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+            env=env,
+            cwd=cwd,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DependencyMissingError(f"{what} failed: {exc}") from exc

@@ -18,6 +18,13 @@ POSTGRES_MAJOR = 15
 #: Debian bookworm's packages, run by ``stack up --with-scaleout``.
 NATS_VERSION = "2.9.10"
 RABBITMQ_VERSION = "3.10.8"
+#: Scale-out stores (``stack up --with-scaleout``): Cassandra from Maven Central, FerretDB
+#: built from the Go module proxy. Cassandra 5.0 runs on Java 11 or 17, not newer.
+CASSANDRA_VERSION = "5.0.9"
+CASSANDRA_MIN_JAVA = 11
+CASSANDRA_MAX_JAVA = 17
+FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+FERRETDB_VERSION = "v1.24.2"
 
 #: Minimum Java feature release per JVM service.
 KAFKA_MIN_JAVA = 17

@@ -17,7 +17,8 @@ def bench(
             help="Scenario to run (repeatable; default: all). The baselines always run. "
             "'sink-detail' is the older medallion-sink benchmark (batch sweep, metrics on/off); "
             "'analytics-detail' runs the analytics through the load generator and measures "
-            "recovery from the state changelog."
+            "recovery from the state changelog; 'scaleout' measures telemetry into Cassandra and "
+            "posts into MongoDB (needs `stack up --with-scaleout`)."
         ),
     ] = None,
     events: Annotated[
@@ -43,6 +44,14 @@ def bench(
     the plugin: do not run it on a stack others use.
     """
     # Imported here: the harness pulls in the whole pipeline, which other commands do not need.
+    if scenario == ["scaleout"]:
+        from bench import scaleout
+
+        changes = events or 20_000
+        path = summary_json or scaleout.RESULTS
+        out.print(scaleout.render(scaleout.run(changes, max(changes // 4, 1), path)))
+        out.print(f"written {path}")
+        return
     if scenario == ["analytics-detail"]:
         from bench.analytics import RESULTS as ANALYTICS_RESULTS
         from bench.analytics import render as render_analytics

@@ -40,6 +40,7 @@ from streams.lake_cli import lake_app
 from streams.oltp_cli import connector_app, loadgen, migrate
 from streams.partitions_cli import partitions_app
 from streams.quality_cli import quality_app
+from streams.scaleout_cli import scaleout_app, scaleout_demo_section
 from streams.smoke import EXPECTED_OPS, run_smoke
 from streams.status_cli import status
 from streams.worker import AGENTS, main_worker
@@ -73,6 +74,7 @@ app.add_typer(backup_app, name="backup")
 app.add_typer(dr_app, name="dr")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(chaos_app, name="chaos")
+app.add_typer(scaleout_app, name="scaleout")
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
 app.command("bench")(guarded(bench))
@@ -190,8 +192,12 @@ def demo(
     summary_json: Annotated[
         Path | None, typer.Option("--json", help="Also write the summary to this JSON file.")
     ] = None,
+    with_scaleout: WithScaleout = False,
 ) -> None:
     """The end-to-end demo: stack, OLTP schema, Debezium, a seeded workload, a checked summary.
+
+    With --with-scaleout it also starts Cassandra and FerretDB and checks chat, telemetry
+    and posts events through the store agents (`bitvelocity scaleout`).
 
     Starts what is missing, migrates, registers the connector, runs the load generator for a
     bounded time, waits until every change reached Kafka, and prints per table what was
@@ -199,13 +205,17 @@ def demo(
     running afterwards (`bitvelocity stack down` stops it).
     """
     progress = ProgressLog()
-    stack = Stack.from_environment(create_credentials=True)
+    stack = Stack.from_environment(create_credentials=True, with_scaleout=with_scaleout)
     out.print(status_table(stack.up(progress)))
     config = LoadgenConfig(seed=seed, transactions=transactions, rate=rate)
     summary = run_demo(stack.settings, config, progress, timeout_s=timeout)
     out.print(demo_table(summary))
+    document = summary.as_dict()
+    if with_scaleout:
+        scaleout = scaleout_demo_section(stack.settings, seed, progress, timeout)
+        document["scaleout"] = scaleout.as_dict()
     if summary_json is not None:
-        summary_json.write_text(json.dumps(summary.as_dict(), indent=2), encoding="utf-8")
+        summary_json.write_text(json.dumps(document, indent=2), encoding="utf-8")
     out.print(
         f"gold: {summary.gold_current_facts} current order facts; "
         f"{summary.sink_batches} sink batches in {summary.sink_seconds:.1f} s; "

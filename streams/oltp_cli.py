@@ -12,6 +12,8 @@ from rich.table import Table
 
 from config.settings import load_settings
 from oltp.loadgen import LoadgenConfig, LoadgenResult, run_loadgen
+from oltp.scaleout_events import ScaleoutLoad
+from oltp.scaleout_load import produce_scaleout
 from oltp.schema import migrate_oltp
 from sinks.postgres.warehouse import migrate_warehouse
 from streams.connectors import ConnectClient, register_oltp_connector
@@ -97,8 +99,33 @@ def loadgen(
     products: Annotated[int, typer.Option(help="Products to have (created if missing).")] = 40,
     categories: Annotated[int, typer.Option(help="Categories to have.")] = 8,
     days_back: Annotated[int, typer.Option(help="Spread order dates over this many days.")] = 40,
+    chat: Annotated[int, typer.Option(help="Chat messages to produce (scale-out).")] = 0,
+    telemetry: Annotated[int, typer.Option(help="Telemetry readings to produce (scale-out).")] = 0,
+    posts: Annotated[int, typer.Option(help="Social posts to produce (scale-out).")] = 0,
+    post_updates: Annotated[
+        int, typer.Option(help="Later versions of those posts to produce (scale-out).")
+    ] = 0,
 ) -> None:
-    """Drive the OLTP database with a seeded e-commerce workload and print what it changed."""
+    """Drive the OLTP database with a seeded e-commerce workload and print what it changed.
+
+    With --chat/--telemetry/--posts it also produces those events to `chat-messages`,
+    `device-telemetry` and `social-posts` (Avro), for `bitvelocity scaleout worker`.
+    """
+    if chat or telemetry or posts:
+        load = ScaleoutLoad(
+            seed=seed,
+            chat_messages=chat,
+            telemetry=telemetry,
+            posts=posts,
+            post_updates=post_updates,
+        )
+        produced = produce_scaleout(load_settings(), load)
+        out.print(
+            f"produced {produced.chat_messages} chat messages, {produced.telemetry} readings, "
+            f"{produced.post_versions} versions of {produced.posts} posts"
+        )
+        if transactions == 0:
+            return
     config = LoadgenConfig(
         seed=seed,
         customers=customers,

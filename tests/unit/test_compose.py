@@ -43,6 +43,8 @@ def test_services_are_the_stack_plus_monitoring(compose: dict[str, Any]) -> None
         "grafana",
         "nats",
         "rabbitmq",
+        "cassandra",
+        "ferretdb",
     }
 
 
@@ -60,13 +62,17 @@ def test_host_ports_equal_the_settings_defaults(compose: dict[str, Any]) -> None
     assert url_host_port(settings.connect.url)[1] in published(services["connect"])
     assert settings.nats.port in published(services["nats"])
     assert settings.rabbitmq.port in published(services["rabbitmq"])
+    assert settings.cassandra.port in published(services["cassandra"])
+    assert settings.mongo.port in published(services["ferretdb"])
 
 
 def test_scaleout_services_are_optional_and_pinned(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["nats"]["profiles"] == services["rabbitmq"]["profiles"] == ["scaleout"]
+    assert services["cassandra"]["profiles"] == services["ferretdb"]["profiles"] == ["scaleout"]
     assert services["nats"]["image"].endswith(f":{versions.NATS_VERSION}")
     assert services["rabbitmq"]["image"].endswith(f":{versions.RABBITMQ_VERSION}")
+    assert services["cassandra"]["image"].endswith(f":{versions.CASSANDRA_VERSION}")
     assert services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"].startswith("${")
 
 
@@ -82,6 +88,8 @@ def test_image_versions_match_the_pinned_stack(compose: dict[str, Any]) -> None:
     assert images["connect"].endswith(f":{versions.DEBEZIUM_VERSION}")
     assert images["registry"].endswith(f":{versions.APICURIO_REGISTRY_VERSION}")
     assert images["postgres"].endswith(f":{versions.POSTGRES_MAJOR}")
+    assert images["cassandra"].endswith(f":{versions.CASSANDRA_VERSION}")
+    assert images["ferretdb"].endswith(f":{versions.FERRETDB_VERSION.removeprefix('v')}")
 
 
 def test_postgres_runs_with_logical_replication(compose: dict[str, Any]) -> None:

@@ -1,0 +1,1 @@
+"""Cassandra: the chat and telemetry stores (schema, session, idempotent writers)."""
