@@ -33,13 +33,6 @@ def test_default_stack_has_no_scaleout_store(tmp_path: Path) -> None:
         stack.select(["cassandra"])
 
 
-def test_with_scaleout_the_stores_start_after_the_default_services(tmp_path: Path) -> None:
-    stack = Stack(settings_in(tmp_path), with_scaleout=True)
-    assert stack.names == (*SERVICE_NAMES, "cassandra", "ferretdb")
-    both = Stack(settings_in(tmp_path), with_scaleout=True, with_monitoring=True)
-    assert both.names[-1] == "prometheus"
-
-
 def test_cassandra_yaml_is_a_one_token_loopback_node_under_the_state_dir(tmp_path: Path) -> None:
     config = yaml.safe_load(cassandra_yaml(tmp_path, "127.0.0.1", 59042, 59700))
     assert config["num_tokens"] == 1

@@ -31,12 +31,15 @@ def test_default_stack_has_no_scaleout_services(tmp_path: Path) -> None:
         stack.select(["rabbitmq"])
 
 
-def test_with_scaleout_nats_and_rabbitmq_start_with_the_first_wave(tmp_path: Path) -> None:
+def test_with_scaleout_its_services_start_with_the_first_wave(tmp_path: Path) -> None:
     stack = Stack(settings_in(tmp_path), with_scaleout=True)
     assert set(stack.names) == {*SERVICE_NAMES, *SCALEOUT_NAMES}
-    assert {"nats", "rabbitmq", "postgres"} <= {s.name for s in stack.waves[0]}
+    assert set(SCALEOUT_NAMES) == {"nats", "rabbitmq", "cassandra", "ferretdb"}
+    assert {*SCALEOUT_NAMES, "postgres"} <= {s.name for s in stack.waves[0]}
     # stopping goes in reverse start order: the stack's own services are unaffected
-    assert stack.names[: len(stack.waves[0])][-2:] == SCALEOUT_NAMES
+    assert stack.names[: len(stack.waves[0])][-len(SCALEOUT_NAMES) :] == SCALEOUT_NAMES
+    both = Stack(settings_in(tmp_path), with_scaleout=True, with_monitoring=True)
+    assert both.names[-1] == "prometheus"
 
 
 def test_every_scaleout_endpoint_is_loopback(tmp_path: Path) -> None:
