@@ -186,14 +186,16 @@ class AnalyticsCore:
             item_id = _key_int(event, "order_item_id")
             row = _row(event)
             if item_id is not None:
-                item = None if row is None else item_from_row(row)
-                self.features.apply_item(item_id, item, _key_int(event, "order_id"))
+                lsn = event.position.lsn
+                item = None if row is None else item_from_row(row, lsn)
+                self.features.apply_item(item_id, item, _key_int(event, "order_id"), lsn)
         elif event.table == "products":
             product_id = _key_int(event, "product_id")
             row = _row(event)
             if product_id is not None:
-                product = None if row is None else product_from_row(row)
-                self.features.apply_product(product_id, product)
+                lsn = event.position.lsn
+                product = None if row is None else product_from_row(row, lsn)
+                self.features.apply_product(product_id, product, lsn)
         elif event.table == "categories":
             category_id = _key_int(event, "category_id")
             row = _row(event)
@@ -210,6 +212,8 @@ class AnalyticsCore:
         self._last_event[partition] = event.committed_at
         if order is not None:
             self.watermarks.observe(partition, order.created_at)
+        if self.revenue.replayed(order_id, event.position.lsn):
+            return  # an older change replayed: revenue and features already hold a newer one
         change = self.revenue.apply(order_id, order, event.position.lsn)
         self.outputs.hourly.extend(change.rows)
         self.outputs.late.extend(change.late)

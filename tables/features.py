@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections.abc import Iterable, Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -132,6 +132,11 @@ def compute_features(
     )
 
 
+def replayed(stored_lsn: int | None, lsn: int | None) -> bool:
+    """True when a change at ``lsn`` is older than the one the stored row came from."""
+    return stored_lsn is not None and lsn is not None and lsn < stored_lsn
+
+
 class CustomerFeatureState:
     """Inputs of every customer's features, the dirty set and the age-out schedule."""
 
@@ -198,17 +203,27 @@ class CustomerFeatureState:
         if row.revenue_bearing:
             heapq.heappush(self._ageing, (row.created_at + self.lookback, row.customer_id))
 
-    def apply_item(self, item_id: int, row: ItemRow | None, order_id: int | None) -> None:
-        """An item changed; ``order_id`` names its order when ``row`` is None (hard delete)."""
+    def apply_item(
+        self, item_id: int, row: ItemRow | None, order_id: int | None, lsn: int | None = None
+    ) -> None:
+        """An item changed; ``order_id`` names its order when ``row`` is None (hard delete).
+
+        A change older (by source LSN) than the stored row is a replay and ignored; a hard
+        delete leaves a deleted row with its LSN, so a replayed insert cannot bring it back.
+        """
         owner = row.order_id if row is not None else order_id
         if owner is None:
             return
         current = dict(self.items.get(owner, {}))
+        old = current.get(item_id)
+        if old is not None and replayed(old.lsn, lsn):
+            return
         if row is None:
-            if current.pop(item_id, None) is None:
+            if old is None or (old.deleted and old.lsn == lsn):
                 return
+            current[item_id] = replace(old, deleted=True, lsn=lsn)
         else:
-            if current.get(item_id) == row:
+            if old == row:
                 return
             current[item_id] = row
         self.items[owner] = current
@@ -216,12 +231,19 @@ class CustomerFeatureState:
         if order is not None:
             self.dirty.add(order.customer_id)
 
-    def apply_product(self, product_id: int, row: ProductRow | None) -> None:
+    def apply_product(
+        self, product_id: int, row: ProductRow | None, lsn: int | None = None
+    ) -> None:
+        """A product changed (None: hard-deleted; kept as a row without category and with its
+        LSN, so a replayed older change cannot bring the old category back)."""
         old = self.products.get(product_id)
+        if old is not None and replayed(old.lsn, lsn):
+            return
         if row is None:
-            self.products.pop(product_id, None)
-        else:
-            self.products[product_id] = row
+            row = ProductRow(product_id, None, deleted=True, lsn=lsn)
+        if old == row:
+            return
+        self.products[product_id] = row
         if old is None or row is None or old.category_id != row.category_id:
             # A category moves every customer's spend that bought it; rare, so recompute all.
             self.dirty.update(self.customer_orders.keys())

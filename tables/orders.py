@@ -52,6 +52,8 @@ class ItemRow:
     quantity: int
     unit_price: Decimal
     deleted: bool = False
+    #: Source LSN of the change this row came from: an older change replayed is ignored.
+    lsn: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,8 @@ class ProductRow:
     product_id: int
     category_id: int | None
     deleted: bool = False
+    #: Source LSN of the change this row came from: an older change replayed is ignored.
+    lsn: int | None = None
 
 
 def _get(row: Mapping[str, Any], column: str, what: str) -> Any:
@@ -86,7 +90,7 @@ def order_from_row(row: Mapping[str, Any]) -> OrderRow:
     )
 
 
-def item_from_row(row: Mapping[str, Any]) -> ItemRow:
+def item_from_row(row: Mapping[str, Any], lsn: int | None = None) -> ItemRow:
     return ItemRow(
         item_id=int(_get(row, "order_item_id", "order_items")),
         order_id=int(_get(row, "order_id", "order_items")),
@@ -94,13 +98,15 @@ def item_from_row(row: Mapping[str, Any]) -> ItemRow:
         quantity=int(_get(row, "quantity", "order_items")),
         unit_price=Decimal(_get(row, "unit_price", "order_items")),
         deleted=row.get("deleted_at") is not None,
+        lsn=lsn,
     )
 
 
-def product_from_row(row: Mapping[str, Any]) -> ProductRow:
+def product_from_row(row: Mapping[str, Any], lsn: int | None = None) -> ProductRow:
     category = row.get("category_id")
     return ProductRow(
         product_id=int(_get(row, "product_id", "products")),
         category_id=None if category is None else int(category),
         deleted=row.get("deleted_at") is not None,
+        lsn=lsn,
     )

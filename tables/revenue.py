@@ -123,10 +123,15 @@ class HourlyRevenue:
         self.windows: MutableMapping[str, WindowTotals] = {} if windows is None else windows
 
     # -- changes ---------------------------------------------------------------------------
+    def replayed(self, order_id: int, lsn: int | None) -> bool:
+        """True when a change of the order at ``lsn`` is older than the one already applied."""
+        old = self.contributions.get(order_id)
+        return old is not None and lsn is not None and old.lsn is not None and lsn < old.lsn
+
     def apply(self, order_id: int, row: OrderRow | None, lsn: int | None = None) -> RevenueChange:
         """The order is now ``row`` (None: hard-deleted). Returns the rows to emit."""
         old = self.contributions.get(order_id)
-        if old is not None and lsn is not None and old.lsn is not None and lsn < old.lsn:
+        if self.replayed(order_id, lsn):
             return RevenueChange()  # an older change replayed: the state already has newer
         new = self._contribution(row, lsn)
         watermark = self.watermarks.current()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -165,3 +166,34 @@ def test_recovery_marks_every_customer_for_recomputation() -> None:
     rebuilt.sweep(NOW + timedelta(days=1))
     (aged,) = rebuilt.emit(NOW + timedelta(days=1))
     assert aged.values.order_count_last_30_days == 0
+
+
+def test_a_replayed_older_product_change_does_not_bring_its_old_category_back() -> None:
+    """Found by the chaos soak: a duplicated batch re-delivered a product's older version."""
+    features = state()
+    features.apply_order(1, order(1, "20.00", days_ago=1))
+    features.apply_item(1, item(1, 1, 10, 1, "20.00"), None)
+    features.apply_product(10, ProductRow(10, 2, lsn=200), 200)  # moved to Games at LSN 200
+    assert features.emit(NOW)[0].values.preferred_category == "Games"
+    features.apply_product(10, ProductRow(10, 1, lsn=100), 100)  # replay of the LSN-100 row
+    assert features.emit(NOW) == []
+    features.apply_product(10, None, 300)  # hard delete, then a replayed older insert
+    features.apply_product(10, ProductRow(10, 2, lsn=200), 200)
+    (row,) = features.emit(NOW)
+    assert row.values.preferred_category is None
+
+
+def test_a_replayed_older_item_change_or_insert_after_delete_changes_nothing() -> None:
+    features = state()
+    features.apply_order(1, order(1, "40.00", days_ago=1))
+    features.apply_item(1, replace(item(1, 1, 10, 1, "20.00"), lsn=100), None, 100)
+    features.apply_item(2, replace(item(2, 1, 20, 1, "30.00"), lsn=110), None, 110)
+    assert features.emit(NOW)[0].values.preferred_category == "Games"
+    features.apply_item(2, replace(item(2, 1, 20, 1, "10.00"), lsn=120), None, 120)
+    assert features.emit(NOW)[0].values.preferred_category == "Books"
+    features.apply_item(2, replace(item(2, 1, 20, 1, "30.00"), lsn=110), None, 110)  # replay
+    assert features.emit(NOW) == []
+    features.apply_item(1, None, 1, 130)  # hard delete of the Books item
+    assert features.emit(NOW)[0].values.preferred_category == "Games"
+    features.apply_item(1, replace(item(1, 1, 10, 1, "20.00"), lsn=100), None, 100)  # replay
+    assert features.emit(NOW) == []
