@@ -48,6 +48,9 @@ class ChaosEnv:
             "BV_TOPICS__PRODUCT_UPDATES": s.topics.product_updates,
             "BV_TOPICS__LATE_EVENTS": s.topics.late_events,
             "BV_TOPICS__OPENLINEAGE": s.topics.openlineage,
+            # The run's own analytics changelog: the default topic would restore other runs'
+            # state (order ids overlap between runs' databases).
+            "BV_TOPICS__ANALYTICS_STATE": s.topics.analytics_state,
             "BV_FEATURES__REDIS_PREFIX": s.features.redis_prefix,
             "BV_FEATURES__IDLE_PARTITION_AFTER": "PT1S",
             "BV_CACHE__KEY_PREFIX": s.cache.key_prefix,
@@ -102,7 +105,7 @@ def chaos_environment(base: Settings, *, batch_max_records: int = 500) -> Iterat
 def _delete_redis_keys(settings: Settings, pattern: str) -> None:
     r = settings.redis
     client = redis.Redis(
-        host=r.host, port=r.port, password=r.password.get_secret_value() or None, db=r.db
+        host=r.host, port=r.port, username=r.client_auth()[0], password=r.client_auth()[1], db=r.db
     )
     try:
         keys = list(client.scan_iter(match=pattern, count=1000))

@@ -403,7 +403,7 @@ async def _check_redis(
     cache entry holds the source row's current version (or the source row is gone)."""
     r = settings.redis
     client = redis_async.Redis(
-        host=r.host, port=r.port, password=r.password.get_secret_value() or None, db=r.db
+        host=r.host, port=r.port, username=r.client_auth()[0], password=r.client_auth()[1], db=r.db
     )
     mismatches = 0
     try:

@@ -126,7 +126,7 @@ async def test_oracle_passes_the_pipeline_and_names_each_deliberate_break(
     # I5: a stale feature value left in Redis.
     r = env.settings.redis
     client = redis.Redis(
-        host=r.host, port=r.port, password=r.password.get_secret_value() or None, db=r.db
+        host=r.host, port=r.port, username=r.client_auth()[0], password=r.client_auth()[1], db=r.db
     )
     try:
         key = next(client.scan_iter(match=f"{env.settings.features.redis_prefix}*"))
