@@ -18,6 +18,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from serdes.dead_letters import RecordOrigin
 
 log = logging.getLogger("bitvelocity.agents")
+#: Commit errors that mean "this member's assignment changed", not "something is broken".
+_GROUP_CHURN = frozenset(
+    {
+        KafkaError._ASSIGNMENT_LOST,
+        KafkaError._NO_OFFSET,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+    }
+)
 T = TypeVar("T")
 
 
@@ -105,8 +115,9 @@ class KafkaBatches:
             self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
             error = exc.args[0]
-            if not error.retriable():
+            if not error.retriable() and error.code() not in _GROUP_CHURN:
                 raise
-            # A broker restarting ("coordinator load in progress"): delivery is at least
-            # once and outputs are idempotent, so the next batch's commit covers this one.
+            # A broker restarting ("coordinator load in progress") or the group rebalancing
+            # under us (assignment lost, generation changed): delivery is at least once and
+            # outputs are idempotent, so the next owner's or next batch's commit covers this.
             log.warning("commit on %s deferred to the next batch: %s", self._topics, error)

@@ -1,0 +1,58 @@
+"""A commit refused because the group moved on is deferred, not fatal (found by the chaos run).
+
+During a Kafka restart the cache agent's commit failed with ``_ASSIGNMENT_LOST`` and the whole
+worker exited (I7). Delivery is at least once and the outputs idempotent, so such a commit is
+left to the partition's next owner; a real error still raises.
+"""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from agents.kafka_batches import KafkaBatches
+
+
+class RefusingConsumer:
+    def __init__(self, code: int, *, retriable: bool = False) -> None:
+        self.error = KafkaError(code, retriable=retriable)
+        self.commits = 0
+
+    def commit(self, *, asynchronous: bool) -> None:
+        self.commits += 1
+        raise KafkaException(self.error)
+
+
+def batches_over(consumer: RefusingConsumer) -> KafkaBatches:
+    batches = KafkaBatches(
+        "127.0.0.1:1", "group", ["topic"], max_records=10, max_ms=100, name="test"
+    )
+    batches._consumer = consumer  # type: ignore[assignment]
+    return batches
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        KafkaError._ASSIGNMENT_LOST,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+    ],
+)
+def test_a_commit_refused_by_group_churn_is_deferred(code: int) -> None:
+    consumer = RefusingConsumer(code)
+    batches_over(consumer)._commit()
+    assert consumer.commits == 1
+
+
+def test_a_retriable_commit_error_is_deferred() -> None:
+    consumer = RefusingConsumer(KafkaError.COORDINATOR_LOAD_IN_PROGRESS, retriable=True)
+    batches_over(consumer)._commit()
+    assert consumer.commits == 1
+
+
+def test_a_commit_refused_for_another_reason_raises() -> None:
+    consumer = RefusingConsumer(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    with pytest.raises(KafkaException):
+        batches_over(consumer)._commit()
