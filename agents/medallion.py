@@ -11,6 +11,14 @@ commit), plan one batch per partition, write it in one PostgreSQL transaction th
 moves the stored offset. A lost connection is retried with backoff; a commit whose
 outcome is unknown is settled by reading the offsets row. A fenced partition (another
 worker claimed it) is dropped until the next assignment.
+
+With ``BV_SINK__SCALEOUT_BRONZE`` the same consumer also reads the scale-out event topics
+(plain Avro events, ``serdes.plain_events``) into their bronze tables: decoded by topic,
+planned as bronze-only batches, committed by the same writer with the same offsets
+compare-and-set (docs/decisions/0015-scaleout-bronze.md).
+Crash points for the fault tests (``BV_FAULT_CRASH_AT``): ``before_write`` (dead letters
+flushed, transaction not begun), ``after_bronze`` (rows copied, offsets not moved, not
+committed), ``after_commit`` (committed, not yet known to the loop).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from typing import Any
 import asyncpg
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from agents.crash_points import CrashPoints
 from agents.kafka_batches import origin_of
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
@@ -39,6 +48,7 @@ from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff, decode_with_retry
 from serdes.dead_letters import DeadLetter, DeadLetterPublisher, RecordOrigin, dead_letter
 from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
+from serdes.plain_events import EventSpec, PlainEventDecoder, scaleout_event_specs
 from serdes.registry import RegistryClient
 from sinks.postgres.batch import ConsumedRecord, PlannedBatch, plan_batch
 from sinks.postgres.connection import DB_ERRORS, connect
@@ -73,7 +83,18 @@ class SinkStats:
 
 
 def medallion_topics(settings: Settings) -> list[str]:
+    """The CDC topics of the captured tables (what the lake sink reads too)."""
     return [settings.topics.cdc_topic(table) for table in TABLES]
+
+
+def event_topics(settings: Settings) -> dict[str, EventSpec]:
+    """The event topics the medallion sink also lands in bronze (none unless enabled)."""
+    return scaleout_event_specs(settings.topics) if settings.sink.scaleout_bronze else {}
+
+
+def sink_topics(settings: Settings) -> list[str]:
+    """Everything the medallion sink consumes by default: CDC, plus the enabled event topics."""
+    return [*medallion_topics(settings), *event_topics(settings)]
 
 
 class MedallionSink:
@@ -92,12 +113,20 @@ class MedallionSink:
         on_committed: Callable[[BatchOutcome], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.topics = list(topics or medallion_topics(settings))
+        self.topics = list(topics or sink_topics(settings))
+        # An event topic is decoded as a plain event whenever it is subscribed, so a test or
+        # the demo may name it in ``topics`` without the setting.
+        specs = scaleout_event_specs(settings.topics)
+        self.event_specs = {t: specs[t] for t in self.topics if t in specs}
         self.group_id = group_id or f"{settings.kafka.consumer_group}-medallion"
         self.database = database
         self.offsets = OffsetStore(self.group_id, worker_id)
         self.quality = quality
-        self.writer = MedallionWriter(self.offsets, quality)
+        self._crash = CrashPoints()
+        self.writer = MedallionWriter(
+            self.offsets, quality, after_bronze=lambda: self._crash.reached("after_bronze")
+        )
+        self._event_decoders: dict[str, PlainEventDecoder] = {}
         self._last_sweep = 0.0
         self._batch_opened = time.monotonic()
         self._sweep_interval_s = 2.0
@@ -125,9 +154,13 @@ class MedallionSink:
         self._stop = stop
         self._loop = asyncio.get_running_loop()
         connection = await self._db()
-        await register_lineage(connection)
+        await register_lineage(connection, self._event_lineage())
         registry = RegistryClient(self.settings.registry)
-        decoder = DebeziumAvroDecoder(AvroCodec(registry))
+        codec = AvroCodec(registry)
+        decoder = DebeziumAvroDecoder(codec)
+        self._event_decoders = {
+            topic: PlainEventDecoder(codec, spec) for topic, spec in self.event_specs.items()
+        }
         dead_letters = DeadLetterPublisher(self.settings.kafka.bootstrap_servers)
         dead_letters.start()
         if self.settings.sink.openlineage_enabled:
@@ -281,7 +314,17 @@ class MedallionSink:
     def _decode(
         self, decoder: DebeziumAvroDecoder, message: Message, deadline: float
     ) -> ConsumedRecord:
+        events = self._event_decoders.get(message.topic() or "")
+        if events is not None:
+            return decode_event_record(events, message, self._backoff, deadline)
         return decode_cdc_record(decoder, message, self._backoff, deadline)
+
+    def _event_lineage(self) -> list[tuple[str, str, str, int]]:
+        """The lineage edges of the subscribed event topics (Kafka topic -> bronze table)."""
+        return [
+            (f"kafka.{topic}", f"bronze.{spec.table}", "EVENT_INGEST", 1)
+            for topic, spec in self.event_specs.items()
+        ]
 
     # -- one partition's batch ------------------------------------------------------------------
     async def _process(
@@ -299,6 +342,7 @@ class MedallionSink:
         plan = plan_batch(fresh, f"postgres.{self.settings.postgres.database}")
         if plan.dead_letters:
             await self._in_kafka_thread(publish_dead_letters, dead_letters, plan.dead_letters)
+        self._crash.reached("before_write")
         outcome = await self._commit(claim, plan)
         elapsed = time.monotonic() - started
         if outcome is None:
@@ -309,10 +353,18 @@ class MedallionSink:
     def _emit_lineage(self, plan: PlannedBatch, outcome: BatchOutcome, started: datetime) -> None:
         if self._lineage is None:
             return
-        table = plan.topic.rsplit(".", 1)[-1]
-        outputs = [Dataset("postgres", f"bronze.{table}"), Dataset("postgres", f"silver.{table}")]
-        if table == "orders":
-            outputs.append(Dataset("postgres", "gold.order_facts"))
+        spec = self.event_specs.get(plan.topic)
+        if spec is not None:  # an event topic: bronze only
+            table = spec.table
+            outputs = [Dataset("postgres", f"bronze.{table}")]
+        else:
+            table = plan.topic.rsplit(".", 1)[-1]
+            outputs = [
+                Dataset("postgres", f"bronze.{table}"),
+                Dataset("postgres", f"silver.{table}"),
+            ]
+            if table == "orders":
+                outputs.append(Dataset("postgres", "gold.order_facts"))
         events = batch_events(
             job=f"medallion.{table}",
             batch_key=f"{plan.topic}/{plan.partition}/{plan.first_offset}-{plan.last_offset}",
@@ -335,6 +387,7 @@ class MedallionSink:
             try:
                 connection = await self._db()
                 outcome = await self.writer.write(connection, claim, plan)
+                self._crash.reached("after_commit")
                 self.claims[(claim.topic, claim.partition)] = outcome.claim
                 return outcome
             except PartitionFencedError as exc:
@@ -523,6 +576,23 @@ def decode_cdc_record(
         origin.offset,
         decoded,
         trace_id_from_headers(list(origin.headers)) or _row_correlation_id(decoded),
+        origin,
+    )
+
+
+def decode_event_record(
+    decoder: PlainEventDecoder, message: Message, backoff: Backoff, deadline: float
+) -> ConsumedRecord:
+    """One consumed record of an event topic, decoded (transient registry faults retried
+    until ``deadline``) or made a dead letter."""
+    origin = origin_of(message)
+    decoded = decode_with_retry(decoder.decode, origin, backoff=backoff, deadline=deadline)
+    return ConsumedRecord(
+        origin.topic,
+        origin.partition,
+        origin.offset,
+        decoded,
+        trace_id_from_headers(list(origin.headers)),
         origin,
     )
 

@@ -265,6 +265,10 @@ class SinkSettings(_Section):
     retry_max_backoff_s: float = Field(default=10.0, gt=0)
     daily_sales_refresh_s: float = Field(default=300.0, gt=0)
     openlineage_enabled: bool = True
+    #: Also sink the scale-out topics (chat-messages, device-telemetry, social-posts) into
+    #: bronze, in the medallion group (docs/decisions/0015). ``bitvelocity worker
+    #: --with-scaleout`` sets it; off by default, like the scale-out services themselves.
+    scaleout_bronze: bool = False
 
 
 class WindowSettings(_Section):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from config.errors import FramingError, PermanentError, TransientError
 from serdes.dead_letters import DeadLetter, RecordOrigin, dead_letter
@@ -19,6 +20,8 @@ from serdes.debezium import Decoded
 from serdes.framing import Headers, detect
 
 Decode = Callable[[bytes | None, bytes | None, Headers | None], Decoded]
+#: What a decoder makes of a record: a Debezium change, or a plain event (``plain_events``).
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +40,9 @@ def _schema_id(origin: RecordOrigin) -> int | None:
         return None
 
 
-def decode_or_dead_letter(decode: Decode, origin: RecordOrigin) -> Decoded | DeadLetter:
+def decode_or_dead_letter(
+    decode: Callable[[bytes | None, bytes | None, Headers | None], T], origin: RecordOrigin
+) -> T | DeadLetter:
     """Decode once; a permanent failure becomes the record's dead letter. Transient errors
     propagate (the caller retries the same record)."""
     try:
@@ -47,14 +52,14 @@ def decode_or_dead_letter(decode: Decode, origin: RecordOrigin) -> Decoded | Dea
 
 
 def decode_with_retry(
-    decode: Decode,
+    decode: Callable[[bytes | None, bytes | None, Headers | None], T],
     origin: RecordOrigin,
     *,
     backoff: Backoff = Backoff(),
     deadline: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
     on_retry: Callable[[TransientError, int], None] | None = None,
-) -> Decoded | DeadLetter:
+) -> T | DeadLetter:
     """``decode_or_dead_letter``, retrying transient failures on this same record.
 
     After ``deadline`` (``time.monotonic()``), the last ``TransientError`` is raised: the

@@ -7,7 +7,8 @@ store (a NUL character in a string: text and jsonb refuse it) becomes a dead let
 one hostile record can never fail, and so stall, its whole batch. Silver changes are folded per
 key in offset order, so a batch writes each key once with its newest state; TOAST
 "unchanged" columns take the value of an earlier change of the same key in the batch,
-and otherwise stay marked so the upsert keeps the stored value.
+and otherwise stay marked so the upsert keeps the stored value. Plain events (the
+scale-out topics, ``serdes.plain_events``) become bronze rows only: they have no silver state.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from config.errors import PermanentError
 from serdes.dead_letters import DeadLetter, RecordOrigin, dead_letter
 from serdes.debezium import ChangeEvent, Decoded, Operation, Tombstone
 from serdes.logical_types import UNCHANGED, Unchanged
+from serdes.plain_events import PlainEvent
 from sinks.postgres.tables import TABLES, TableSpec
 
 #: Namespace of bronze event ids: uuid5(topic/partition/offset), the same on every replay.
@@ -61,7 +63,7 @@ class ConsumedRecord:
     topic: str
     partition: int
     offset: int
-    decoded: Decoded | DeadLetter
+    decoded: Decoded | PlainEvent | DeadLetter
     trace_id: str | None = None
     #: The bytes as consumed, for a dead letter decided after decoding (see ``plan_batch``).
     origin: RecordOrigin | None = None
@@ -132,6 +134,15 @@ def plan_batch(
         if isinstance(decoded, DeadLetter):
             plan.dead_letters.append(decoded)
             continue
+        if isinstance(decoded, PlainEvent):  # an event topic: bronze only, no silver state
+            event_row = _event_bronze_row(record, decoded)
+            if _JSON_NUL in event_row[_RAW_PAYLOAD] and _nested_nul(decoded.record):
+                plan.dead_letters.append(
+                    _unstorable(record, f"bronze.{decoded.table} event", decoded.schema_id)
+                )
+            else:
+                plan.bronze.setdefault(decoded.table, []).append(event_row)
+            continue
         if isinstance(decoded, Tombstone) or decoded.op is Operation.MESSAGE:
             plan.filtered += 1
             continue
@@ -142,7 +153,8 @@ def plan_batch(
         bronze_id = event_id(record.topic, record.partition, record.offset)
         bronze_row = _bronze_row(record, decoded, bronze_id, source_system)
         if _JSON_NUL in bronze_row[_RAW_PAYLOAD] and _holds_nul(decoded):
-            plan.dead_letters.append(_unstorable(record, decoded))
+            what = f"{decoded.schema}.{decoded.table} change"
+            plan.dead_letters.append(_unstorable(record, what, decoded.schema_id))
             continue
         plan.bronze.setdefault(spec.name, []).append(bronze_row)
         if decoded.op is not Operation.TRUNCATE and not bronze_only:
@@ -185,6 +197,25 @@ def _bronze_row(
     )
 
 
+def _event_bronze_row(record: ConsumedRecord, event: PlainEvent) -> tuple[Any, ...]:
+    """A plain event's bronze row: the event itself is the payload; no LSN, no transaction."""
+    return (
+        event_id(record.topic, record.partition, record.offset),
+        event.event_time,
+        event.source_system,
+        event.operation,
+        event.table,
+        orjson.dumps(event.record, default=_json_default).decode(),
+        record.topic,
+        record.partition,
+        record.offset,
+        None,
+        None,
+        record.trace_id or event.trace_id,
+        event.event_time.astimezone(UTC).date(),
+    )
+
+
 #: How a NUL character looks in the raw payload JSON (a cheap test before the exact one).
 _JSON_NUL = "\\u0000"
 _RAW_PAYLOAD = BRONZE_COLUMNS.index("raw_payload")
@@ -200,15 +231,26 @@ def _holds_nul(event: ChangeEvent) -> bool:
     )
 
 
-def _unstorable(record: ConsumedRecord, event: ChangeEvent) -> DeadLetter:
+def _nested_nul(value: Any) -> bool:
+    """True when a string anywhere in ``value`` (keys included) holds a NUL character."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_nested_nul(k) or _nested_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_nested_nul(v) for v in value)
+    return False
+
+
+def _unstorable(record: ConsumedRecord, what: str, schema_id: int | None) -> DeadLetter:
     error = UnstorableValueError(
-        f"{event.schema}.{event.table} change at {record.topic}/{record.partition}/"
-        f"{record.offset} holds a NUL character, which PostgreSQL text and jsonb cannot "
-        "store; the record is kept byte for byte in the dead-letter topic"
+        f"{what} at {record.topic}/{record.partition}/{record.offset} holds a NUL "
+        "character, which PostgreSQL text and jsonb cannot store; the record is kept byte "
+        "for byte in the dead-letter topic"
     )
     if record.origin is None:  # planned without its bytes: nothing to dead-letter with
         raise error
-    return dead_letter(record.origin, error, event.schema_id)
+    return dead_letter(record.origin, error, schema_id)
 
 
 def _fold_silver(

@@ -10,7 +10,7 @@ Everything commits together or nothing does: invariants I1, I2 and I6.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -188,9 +188,17 @@ LINEAGE_EDGES = [
 class MedallionWriter:
     """Writes planned batches; one instance per worker, one staging set per connection."""
 
-    def __init__(self, offsets: OffsetStore, quality: QualityGate) -> None:
+    def __init__(
+        self,
+        offsets: OffsetStore,
+        quality: QualityGate,
+        *,
+        after_bronze: Callable[[], None] = lambda: None,
+    ) -> None:
         self.offsets = offsets
         self.quality = quality
+        #: Called inside the transaction once bronze is copied (the fault tests' crash point).
+        self._after_bronze = after_bronze
         self._upserts = {name: _upsert_sql(spec) for name, spec in TABLES.items()}
         self._lineage_id: int | None = None
 
@@ -230,6 +238,7 @@ class MedallionWriter:
                 await connection.copy_records_to_table(
                     table, schema_name="bronze", records=rows, columns=BRONZE_COLUMNS
                 )
+            self._after_bronze()
             for table, changes in plan.silver.items():
                 await self._write_silver(connection, TABLES[table], changes, batch_id)
             claim = await self.offsets.advance(connection, claim, plan.last_offset + 1)
@@ -292,11 +301,13 @@ class MedallionWriter:
             await connection.execute(_GOLD_OPEN, self._lineage_id)
 
 
-async def register_lineage(connection: asyncpg.Connection) -> None:
-    """Record every edge the medallion pipeline writes (idempotent)."""
+async def register_lineage(
+    connection: asyncpg.Connection, extra: Sequence[tuple[str, str, str, int]] = ()
+) -> None:
+    """Record every edge the medallion pipeline writes, plus ``extra`` ones (idempotent)."""
     await connection.executemany(
         "INSERT INTO ops.data_lineage (source_dataset, target_dataset, transformation_type, "
         "dependency_level) VALUES ($1, $2, $3, $4) "
         "ON CONFLICT (source_dataset, target_dataset, transformation_type) DO NOTHING",
-        LINEAGE_EDGES,
+        [*LINEAGE_EDGES, *extra],
     )

@@ -5,6 +5,10 @@ with the row that records it, so a crash leaves it either fully applied or not a
 Concurrent runners serialise on an advisory lock. An applied migration whose file has
 changed since is an error, not a silent skip: history must not be rewritten. The files
 are written idempotently too (``IF NOT EXISTS``), so replaying one is harmless.
+
+Numbers are handed out to parallel branches ahead of time, so a folder may skip one
+(0005, then 0007 while 0006 is still on another branch). History stays linear anyway:
+a migration numbered below one already applied is refused, never applied out of order.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ class Migration:
 
 
 def load_migrations(directory: Path) -> list[Migration]:
-    """The migrations in ``directory``, ordered by version; gaps and duplicates are errors."""
+    """The migrations in ``directory``, ordered by version; duplicates are errors."""
     migrations = []
     for path in sorted(directory.glob("*.sql")):
         match = _FILE_PATTERN.match(path.name)
@@ -65,10 +69,8 @@ def load_migrations(directory: Path) -> list[Migration]:
             Migration(int(match.group(1)), match.group(2), path.read_text(encoding="utf-8"))
         )
     versions = [m.version for m in migrations]
-    if versions != list(range(1, len(versions) + 1)):
-        raise MigrationError(
-            f"{directory}: versions must be 1, 2, 3... without gaps, got {versions}"
-        )
+    if len(set(versions)) != len(versions) or 0 in versions:
+        raise MigrationError(f"{directory}: versions must be unique and start at 1, got {versions}")
     return migrations
 
 
@@ -86,6 +88,7 @@ async def apply_migrations(
             "SELECT version, checksum FROM bv_migrations.applied WHERE namespace = $1", namespace
         )
         applied = {row["version"]: row["checksum"] for row in rows}
+        newest = max(applied, default=0)
         done: list[Migration] = []
         for migration in migrations:
             recorded = applied.get(migration.version)
@@ -96,6 +99,11 @@ async def apply_migrations(
                         "changed after it was applied; add a new migration instead"
                     )
                 continue
+            if migration.version < newest:
+                raise MigrationError(
+                    f"{namespace} migration {migration.version:04d}_{migration.name} is older "
+                    f"than {newest:04d}, applied already; renumber it after {newest:04d}"
+                )
             progress(f"{namespace}: applying {migration.version:04d}_{migration.name}")
             async with connection.transaction():
                 await connection.execute(migration.sql)

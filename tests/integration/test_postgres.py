@@ -59,6 +59,24 @@ async def test_migrations_apply_once_and_refuse_edited_history(
         )
 
 
+async def test_a_migration_numbered_below_an_applied_one_is_refused_not_applied_late(
+    connection: asyncpg.Connection, tmp_path: Path
+) -> None:
+    namespace = f"test_{secrets.token_hex(4)}"
+    (tmp_path / "0001_a.sql").write_text("SELECT 1;")
+    (tmp_path / "0003_c.sql").write_text("SELECT 3;")  # 0002 reserved by another branch
+    try:
+        applied = await apply_migrations(connection, namespace, load_migrations(tmp_path))
+        assert [m.version for m in applied] == [1, 3]
+        (tmp_path / "0002_b.sql").write_text("SELECT 2;")
+        with pytest.raises(MigrationError, match="older than 0003"):
+            await apply_migrations(connection, namespace, load_migrations(tmp_path))
+    finally:
+        await connection.execute(
+            "DELETE FROM bv_migrations.applied WHERE namespace = $1", namespace
+        )
+
+
 async def test_a_failing_migration_leaves_no_trace(
     connection: asyncpg.Connection, tmp_path: Path
 ) -> None:

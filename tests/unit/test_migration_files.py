@@ -20,8 +20,8 @@ def test_migrations_load_in_version_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        (["0001_a.sql", "0003_c.sql"], "without gaps"),
-        (["0002_b.sql"], "without gaps"),
+        (["0001_a.sql", "0001_b.sql"], "unique"),
+        (["0000_zero.sql"], "start at 1"),
         (["1_a.sql"], "NNNN_lowercase_words"),
         (["0001_Bad-Name.sql"], "NNNN_lowercase_words"),
     ],
@@ -31,3 +31,9 @@ def test_malformed_folders_are_refused(tmp_path: Path, files: list[str], message
         (tmp_path / name).write_text("SELECT 1;")
     with pytest.raises(MigrationError, match=message):
         load_migrations(tmp_path)
+
+
+def test_a_number_reserved_by_another_branch_may_be_skipped(tmp_path: Path) -> None:
+    for name in ("0001_a.sql", "0003_c.sql"):
+        (tmp_path / name).write_text("SELECT 1;")
+    assert [m.version for m in load_migrations(tmp_path)] == [1, 3]
