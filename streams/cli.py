@@ -43,7 +43,7 @@ from streams.quality_cli import quality_app
 from streams.scaleout_cli import scaleout_app, scaleout_demo_section
 from streams.smoke import EXPECTED_OPS, run_smoke
 from streams.status_cli import status
-from streams.worker import AGENTS, main_worker
+from streams.worker import AGENTS, main_worker, with_scaleout_bronze
 
 app = typer.Typer(
     name="bitvelocity",
@@ -250,6 +250,14 @@ def worker(
         str | None, typer.Option(help="This worker's name in the group (default: host-pid).")
     ] = None,
     metrics: Annotated[bool, typer.Option(help="Serve /metrics (BV_WEB__METRICS_PORT).")] = True,
+    with_scaleout: Annotated[
+        bool,
+        typer.Option(
+            "--with-scaleout",
+            help="Also land chat-messages, device-telemetry and social-posts in bronze "
+            "(BV_SINK__SCALEOUT_BRONZE).",
+        ),
+    ] = False,
 ) -> None:
     """Run the pipeline's agents until SIGTERM/SIGINT (the batch in flight finishes first).
 
@@ -257,7 +265,10 @@ def worker(
     batches and offsets in one PostgreSQL transaction, so a crash or rebalance loses and
     duplicates nothing.
     """
-    main_worker(load_settings(), agents or list(AGENTS), worker_id, metrics)
+    settings = load_settings()
+    if with_scaleout:
+        settings = with_scaleout_bronze(settings)
+    main_worker(settings, agents or list(AGENTS), worker_id, metrics)
 
 
 @app.command("smoke")

@@ -35,6 +35,13 @@ log = logging.getLogger("bitvelocity.worker")
 AGENTS = ("medallion", "analytics", "cache")
 
 
+def with_scaleout_bronze(settings: Settings) -> Settings:
+    """``settings`` with the scale-out event topics added to the medallion sink (0015)."""
+    return settings.model_copy(
+        update={"sink": settings.sink.model_copy(update={"scaleout_bronze": True})}
+    )
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
