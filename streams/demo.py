@@ -136,7 +136,7 @@ async def _sink_until_caught_up(settings: Settings, topics: list[str], timeout_s
     try:
         while time.monotonic() < deadline and not task.done():
             ends = _partition_ends(consumer, admin, topics)
-            stored = await _stored_offsets(settings, sink.group_id)
+            stored = await stored_offsets(settings, sink.group_id)
             if all(stored.get(key, 0) >= end for key, end in ends.items() if end):
                 break
             await asyncio.sleep(0.5)
@@ -152,7 +152,8 @@ def _partition_ends(
     return partition_high_watermarks(consumer, admin, topics)
 
 
-async def _stored_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+async def stored_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+    """``(topic, partition) -> next offset`` the medallion ``group`` committed in PostgreSQL."""
     connection = await connect(settings.postgres)
     try:
         rows = await connection.fetch(

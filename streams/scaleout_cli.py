@@ -103,6 +103,9 @@ def scaleout_table(summary: ScaleoutSummary) -> Table:
         str(summary.posts_found),
         str(summary.posts_total),
     )
+    expected = summary.bronze_expected
+    for name, (rows, total) in summary.bronze.items():
+        table.add_row("PostgreSQL", f"bronze.{name}", str(expected[name]), str(rows), str(total))
     return table
 
 
@@ -116,8 +119,8 @@ def scaleout_demo_section(
     out.print(scaleout_table(summary))
     if not summary.ok:
         fail(
-            "scale-out events missing from their stores (see `bitvelocity scaleout counts` "
-            "and `bitvelocity stack logs cassandra|ferretdb`)",
+            "scale-out events missing from their stores or bronze (see `bitvelocity scaleout "
+            "counts`, `bitvelocity stack logs cassandra|ferretdb` and `bitvelocity dlq list`)",
             code=1,
         )
     return summary

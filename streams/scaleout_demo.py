@@ -3,8 +3,11 @@
 This run's events get event times starting now, so their keys are new whatever ran before.
 The store agents run in-process until their consumer groups have committed the topics' end
 offsets; then every event of this run is looked up by primary key in Cassandra and every
-post's version in MongoDB. The demo is ok when all of them are there (counts per store are
-shown next to the stores' totals, which include earlier runs).
+post's version in MongoDB. The medallion sink runs beside them on the same topics (its own
+group, the one of ``bitvelocity worker --with-scaleout``) until its stored offsets reach the
+ends too; this run's bronze rows are those at or past the offsets the topics ended at before
+the run. The demo is ok when all of them are there (counts per store are shown next to the
+stores' totals, which include earlier runs).
 """
 
 from __future__ import annotations
@@ -20,15 +23,22 @@ from typing import Any
 import pymongo
 from cassandra.concurrent import execute_concurrent_with_args
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
+from agents.medallion import MedallionSink
 from agents.scaleout_stores import ScaleoutStores
 from config.settings import Settings
 from oltp.scaleout_events import ScaleoutLoad, latest_posts
-from oltp.scaleout_load import produce_scaleout, scaleout_events
+from oltp.scaleout_load import ensure_topics, produce_scaleout, scaleout_events
+from quality.gate import RulesQualityGate
+from serdes.plain_events import scaleout_event_specs
 from sinks.cassandra.schema import CHAT_TABLE, TELEMETRY_TABLE
 from sinks.cassandra.session import cql_session
 from sinks.mongo.posts import POSTS
+from sinks.postgres.connection import connect
 from sinks.scaleout_counts import store_counts
+from streams.capture_admin import partition_high_watermarks
+from streams.demo import stored_offsets
 
 Progress = Callable[[str], None]
 
@@ -48,6 +58,17 @@ class ScaleoutSummary:
     posts_total: int
     post_versions: int
     seconds: float
+    #: Bronze table -> (this run's rows, the table's total), PostgreSQL warehouse.
+    bronze: dict[str, tuple[int, int]]
+
+    @property
+    def bronze_expected(self) -> dict[str, int]:
+        """One bronze row per record produced: every message, reading and post version."""
+        return {
+            "chat_messages": self.chat_produced,
+            "device_telemetry": self.telemetry_produced,
+            "social_posts": self.post_versions,
+        }
 
     @property
     def ok(self) -> bool:
@@ -55,6 +76,7 @@ class ScaleoutSummary:
             self.chat_found == self.chat_produced
             and self.telemetry_found == self.telemetry_produced
             and self.posts_found == self.posts_produced
+            and {t: rows for t, (rows, _total) in self.bronze.items()} == self.bronze_expected
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -80,11 +102,14 @@ def run_scaleout_demo(
         f"producing {load.chat_messages} chat messages, {load.telemetry} readings and "
         f"{load.posts} posts ({load.post_updates} updates)"
     )
+    ensure_topics(settings)
+    before = _ends(settings)
     produce_scaleout(settings, load)
-    progress("running the scale-out store agents until every event is stored")
+    progress("running the scale-out store agents and the bronze sink until every event is stored")
     started = time.monotonic()
     asyncio.run(_stores_until_caught_up(settings, timeout_s))
     seconds = time.monotonic() - started
+    bronze = asyncio.run(_bronze_rows(settings, before))
     events = scaleout_events(load)
     chat_found, telemetry_found = _found_in_cassandra(
         settings, events["ChatMessage"], events["DeviceTelemetry"]
@@ -103,23 +128,71 @@ def run_scaleout_demo(
         posts_total=totals.posts,
         post_versions=len(events["SocialPost"]),
         seconds=seconds,
+        bronze=bronze,
     )
 
 
 async def _stores_until_caught_up(settings: Settings, timeout_s: float) -> None:
     stores = ScaleoutStores(settings)
+    bronze = MedallionSink(
+        settings,
+        RulesQualityGate(settings),
+        worker_id="demo-scaleout",
+        topics=list(scaleout_event_specs(settings.topics)),
+    )
     stop = asyncio.Event()
-    task = asyncio.create_task(stores.run(stop))
+    tasks = [asyncio.create_task(stores.run(stop)), asyncio.create_task(bronze.run(stop))]
     deadline = time.monotonic() + timeout_s
     try:
-        while time.monotonic() < deadline and not task.done():
+        while time.monotonic() < deadline and not any(t.done() for t in tasks):
             lag = await asyncio.to_thread(_group_lag, settings, stores)
-            if lag == 0:
+            if lag == 0 and await _bronze_caught_up(settings, bronze.group_id):
                 return
             await asyncio.sleep(1.0)
     finally:
         stop.set()
-        await asyncio.wait_for(task, timeout=60)
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+
+
+def _ends(settings: Settings) -> dict[tuple[str, int], int]:
+    """End offset of every partition of the three topics."""
+    bootstrap = settings.kafka.bootstrap_servers
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bv-demo-watermarks"})
+    try:
+        return partition_high_watermarks(
+            consumer,
+            AdminClient({"bootstrap.servers": bootstrap}),
+            list(scaleout_event_specs(settings.topics)),
+        )
+    finally:
+        consumer.close()
+
+
+async def _bronze_caught_up(settings: Settings, group: str) -> bool:
+    ends = await asyncio.to_thread(_ends, settings)
+    stored = await stored_offsets(settings, group)
+    return all(stored.get(key, 0) >= end for key, end in ends.items() if end)
+
+
+async def _bronze_rows(
+    settings: Settings, before: dict[tuple[str, int], int]
+) -> dict[str, tuple[int, int]]:
+    """Bronze table -> (rows at or past ``before``'s offsets: this run's, all rows)."""
+    connection = await connect(settings.postgres)
+    try:
+        counts = {}
+        for topic, spec in scaleout_event_specs(settings.topics).items():
+            # Table names come from the specs (code constants), values travel as parameters.
+            rows = await connection.fetch(
+                f"SELECT source_partition, source_offset FROM bronze.{spec.table} "  # noqa: S608
+                "WHERE source_topic = $1",
+                topic,
+            )
+            ours = sum(1 for r in rows if r[1] >= before.get((topic, r[0]), 0))
+            counts[spec.table] = (ours, len(rows))
+        return counts
+    finally:
+        await connection.close()
 
 
 def _group_lag(settings: Settings, stores: ScaleoutStores) -> int:

@@ -35,6 +35,7 @@ from tests.integration.scaleout_oracle import (
     telemetry_keys,
     true,
 )
+from tests.integration.throwaway import throwaway_database
 
 __all__ = ["env", "scaleout_stores", "stack_is_ready"]  # fixtures
 
@@ -149,11 +150,21 @@ async def test_posts_indexes_exist_and_starting_again_keeps_them(env: ScaleoutEn
         assert {"author_recent", "hashtag_recent", "mentions", "recent"} <= names
 
 
-def test_demo_section_finds_every_event_of_its_run_in_its_store(env: ScaleoutEnv) -> None:
+def test_demo_section_finds_every_event_of_its_run_in_its_store_and_in_bronze(
+    env: ScaleoutEnv,
+) -> None:
     load = demo_load(seed=5, chat=200, telemetry=300, posts=40)
-    summary = run_scaleout_demo(env.settings, load, lambda _line: None, timeout_s=240)
+    with throwaway_database(env.settings, "bv_sodemo", oltp=False) as database:
+        postgres = env.settings.postgres.model_copy(update={"database": database})
+        settings = env.settings.model_copy(update={"postgres": postgres})
+        summary = run_scaleout_demo(settings, load, lambda _line: None, timeout_s=240)
     assert summary.ok
     assert (summary.chat_found, summary.telemetry_found, summary.posts_found) == (200, 300, 40)
     assert summary.post_versions == 120
-    # A fresh environment: the stores hold exactly this run's events.
+    # A fresh environment: the stores and bronze hold exactly this run's events.
     assert (summary.chat_total, summary.telemetry_total, summary.posts_total) == (200, 300, 40)
+    assert summary.bronze == {
+        "chat_messages": (200, 200),
+        "device_telemetry": (300, 300),
+        "social_posts": (120, 120),
+    }
