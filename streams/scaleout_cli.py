@@ -78,8 +78,10 @@ def counts_command(
 
 
 def scaleout_table(summary: ScaleoutSummary) -> Table:
-    """This run's events per store: produced, found by key, and the store's total."""
-    table = Table(title=f"Scale-out stores: this run's events stored in {summary.seconds:.1f} s")
+    """This run's events per store and bronze table: produced, found, and the total there."""
+    table = Table(
+        title=f"Scale-out events: this run's stored in {summary.seconds:.1f} s (stores, bronze)"
+    )
     for column in ("store", "events", "produced", "found", "store total"):
         table.add_column(column, justify="left" if column in ("store", "events") else "right")
     table.add_row(

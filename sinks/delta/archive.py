@@ -27,6 +27,7 @@ from typing import Any
 import asyncpg
 
 from config.errors import PermanentError
+from serdes.plain_events import SCALEOUT_BRONZE_TABLES
 from sinks.delta.bronze import KEY_COLUMNS, record_key, row_checksum, set_checksum
 from sinks.delta.store import DeltaBronzeStore
 from sinks.postgres.batch import BRONZE_COLUMNS
@@ -82,6 +83,10 @@ class ArchiveOutcome:
     dropped: bool
 
 
+#: Bronze tables whose detached partitions move to Delta: CDC ones and the event ones (0015).
+_ARCHIVED_TABLES = frozenset((*TABLES, *SCALEOUT_BRONZE_TABLES))
+
+
 async def archivable(
     connection: asyncpg.Connection, *, older_than: timedelta, now: datetime
 ) -> list[ArchivedPartition]:
@@ -90,7 +95,7 @@ async def archivable(
     found = []
     for row in await connection.fetch(_ARCHIVED, ARCHIVE_SCHEMA):
         match = _COMMENT.match(row["comment"] or "")
-        if match is None or match["table"] not in TABLES:
+        if match is None or match["table"] not in _ARCHIVED_TABLES:
             continue
         bounds = parse_partition_bound(match["bound"])
         if bounds.lower is None or bounds.upper is None:

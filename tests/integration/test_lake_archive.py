@@ -194,3 +194,19 @@ async def test_a_row_that_differs_in_delta_keeps_the_partition(
         "SELECT count(*) FROM ops.data_lineage WHERE source_dataset = $1",
         f"postgres.archive.{name}",
     )
+
+
+async def test_a_partition_of_a_scaleout_event_table_is_archived_like_a_cdc_one(
+    db: asyncpg.Connection, database: str, tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake"
+    day = date(2020, 2, 1)
+    name, _inserted = await detached_partition(db, "device_telemetry", day, rows=5)
+    result = run_cli(
+        "partitions", "archive", "--older-than", "90d", "--json", env=lake_env(lake, database)
+    )
+    outcomes = {o["partition"]: o for o in json.loads(result.stdout or "[]")}
+    assert outcomes[f"archive.{name}"]["rows"] == 5, result.stderr
+    assert outcomes[f"archive.{name}"]["dropped"] is True
+    assert len(delta_day(lake, "device_telemetry", day)) == 5
+    assert await db.fetchval("SELECT to_regclass($1)", f"archive.{name}") is None
