@@ -7,11 +7,8 @@ Cassandra and the newest version of every post in MongoDB, nothing more, nothing
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,7 @@ from oltp.scaleout_events import ScaleoutLoad
 from oltp.scaleout_load import produce_scaleout
 from stack.base import Service
 from stack.manager import Stack
+from tests.faults.cli_workers import start_cli
 from tests.integration.scaleout_oracle import (
     env,
     running_stores,
@@ -36,33 +34,12 @@ __all__ = ["env", "scaleout_stores", "stack_is_ready"]  # fixtures
 
 pytestmark = pytest.mark.timeout(600)
 
-_workers: list[subprocess.Popen[bytes]] = []
-
-
-@pytest.fixture(autouse=True)
-def no_orphan_workers() -> Iterator[None]:
-    """A failing test must not leave a worker running into the next test."""
-    yield
-    while _workers:
-        worker = _workers.pop()
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
-
 
 def start_worker(
     env: ScaleoutEnv, log: Path, crash_at: str | None = None
 ) -> subprocess.Popen[bytes]:
     extra = {CRASH_ENV: crash_at} if crash_at else {}
-    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "scaleout", "worker"],
-            env={**os.environ, **env.worker_env(), **extra},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
-    _workers.append(worker)
-    return worker
+    return start_cli(["scaleout", "worker"], {**env.worker_env(), **extra}, log)
 
 
 async def test_worker_sigkilled_mid_batch_twice_loses_and_duplicates_nothing(
