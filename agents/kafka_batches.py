@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from serdes.dead_letters import RecordOrigin
 
@@ -29,6 +29,25 @@ _GROUP_CHURN = frozenset(
     }
 )
 T = TypeVar("T")
+
+
+def assign_at(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    """Assign ``partitions`` at the offsets already set on them, and say where (the log line
+    operators read to see where a worker resumed after a crash or a rebalance)."""
+    consumer.assign(partitions)
+    log.info(
+        "assigned %s",
+        ", ".join(f"{p.topic}[{p.partition}]@{p.offset}" for p in partitions) or "nothing",
+    )
+
+
+def revoke_claims(
+    claims: dict[tuple[str, int], Any], consumer: Consumer, partitions: list[TopicPartition]
+) -> None:
+    """Forget the positions held for revoked ``partitions`` and unassign them."""
+    for partition in partitions:
+        claims.pop((partition.topic, partition.partition), None)
+    consumer.unassign()
 
 
 def origin_of(message: Message) -> RecordOrigin:

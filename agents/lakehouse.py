@@ -27,6 +27,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from deltalake.exceptions import DeltaError
 
 from agents.crash_points import CrashPoints
+from agents.kafka_batches import assign_at, revoke_claims
 from agents.medallion import decode_cdc_record, medallion_topics, publish_dead_letters
 from config.errors import TransientError
 from config.settings import Settings
@@ -182,16 +183,10 @@ class LakeSink:
                 version = stored[app]
                 self.claims[(partition.topic, partition.partition)] = version
                 partition.offset = OFFSET_BEGINNING if version is None else version
-        consumer.assign(partitions)
-        log.info(
-            "assigned %s",
-            ", ".join(f"{p.topic}[{p.partition}]@{p.offset}" for p in partitions) or "nothing",
-        )
+        assign_at(consumer, partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for partition in partitions:
-            self.claims.pop((partition.topic, partition.partition), None)
-        consumer.unassign()
+        revoke_claims(self.claims, consumer, partitions)
 
     def _rewind(self, consumer: Consumer) -> None:
         """Seek every owned partition back to its committed version (nothing was written)."""

@@ -37,7 +37,7 @@ import asyncpg
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from agents.crash_points import CrashPoints
-from agents.kafka_batches import origin_of
+from agents.kafka_batches import assign_at, origin_of, revoke_claims
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
 from lineage.openlineage import Dataset, LineagePublisher, batch_events
@@ -247,16 +247,10 @@ class MedallionSink:
         claims = future.result()
         for partition in partitions:
             partition.offset = claims[(partition.topic, partition.partition)].next_offset
-        consumer.assign(partitions)
-        log.info(
-            "assigned %s",
-            ", ".join(f"{p.topic}[{p.partition}]@{p.offset}" for p in partitions) or "nothing",
-        )
+        assign_at(consumer, partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for partition in partitions:
-            self.claims.pop((partition.topic, partition.partition), None)
-        consumer.unassign()
+        revoke_claims(self.claims, consumer, partitions)
 
     async def _claim_all(
         self, partitions: list[TopicPartition]

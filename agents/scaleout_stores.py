@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from confluent_kafka import Message
 
+from agents.crash_points import CrashPoints
 from agents.kafka_batches import KafkaBatches, origin_of
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
@@ -63,6 +64,7 @@ class StoreAgent:
         self.group_id = group_id
         self._write = write
         self.stats = StoreStats()
+        self._crash = CrashPoints()  # fault tests: ``BV_FAULT_CRASH_AT=<name>_after_write@n``
         scaleout = settings.sink
         self._backoff = Backoff(scaleout.retry_initial_backoff_s, scaleout.retry_max_backoff_s)
 
@@ -93,6 +95,7 @@ class StoreAgent:
                     return self.stats  # stopped during an outage: nothing committed
                 if letters:
                     await batches.in_thread(_publish, dead_letters, letters)
+                self._crash.reached(f"{self.name}_after_write")  # stored, not yet committed
                 await batches.commit()
                 self.stats.consumed += len(messages)
                 self.stats.dead_letters += len(letters)

@@ -14,14 +14,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from types import TracebackType
 
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection
+from aio_pika.connection import make_url
 
 from alerts.messages import Alert
 from config.errors import TransientError
+from config.lifecycle import AsyncStartStop
 from config.settings import RabbitMQSettings
 
 _BROKER_ERRORS = (
@@ -39,7 +40,7 @@ class BrokerUnavailableError(TransientError):
     """RabbitMQ did not confirm a batch: send it again later."""
 
 
-class ConfirmedPublisher:
+class ConfirmedPublisher(AsyncStartStop):
     """One connection and confirm-mode channel, remade after a failure; ``start()``/``stop()``."""
 
     def __init__(self, settings: RabbitMQSettings, queue: str | None = None) -> None:
@@ -60,15 +61,6 @@ class ConfirmedPublisher:
 
     async def stop(self) -> None:
         await self._disconnect()
-
-    async def __aenter__(self) -> ConfirmedPublisher:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def publish_all(self, alerts: Sequence[Alert]) -> None:
         """Every alert confirmed by the broker, or ``BrokerUnavailableError``."""
@@ -107,9 +99,14 @@ class ConfirmedPublisher:
         if self._channel is not None and not self._channel.is_closed:
             return self._channel
         await self._disconnect()
-        connection = await aio_pika.connect(
-            self._settings.url(), timeout=self._settings.confirm_timeout_s
-        )
+        # Not ``aio_pika.connect``: when the broker refuses, it drops its half-made connection
+        # unclosed, and that object's ``__del__`` later makes a never-awaited ``close()``.
+        connection = aio_pika.Connection(make_url(self._settings.url()))
+        try:
+            await connection.connect(timeout=self._settings.confirm_timeout_s)
+        except BaseException:
+            await connection.close()
+            raise
         self._connection = connection
         channel = await connection.channel(publisher_confirms=True)
         await channel.declare_queue(self.queue, durable=True)

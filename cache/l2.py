@@ -18,7 +18,6 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -28,6 +27,7 @@ from redis.backoff import NoBackoff
 from cache.codec import CacheValue, Invalidation, decode_entry, encode_entry, encode_invalidation
 from cache.keys import CacheKey, CacheKind, KeySpace
 from config.errors import TransientError
+from config.lifecycle import AsyncStartStop
 from config.settings import CacheSettings, RedisSettings
 
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
@@ -65,7 +65,7 @@ def new_generation() -> str:
     return secrets.token_hex(8)
 
 
-class RedisLayer:
+class RedisLayer(AsyncStartStop):
     """L2 operations on one Redis; ``start()``/``stop()`` or ``async with``."""
 
     def __init__(
@@ -111,15 +111,6 @@ class RedisLayer:
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
-
-    async def __aenter__(self) -> RedisLayer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     # -- availability -----------------------------------------------------------------------
     @property

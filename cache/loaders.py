@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from types import TracebackType
 from typing import Any, Protocol
 
 import asyncpg
@@ -19,6 +18,7 @@ import asyncpg
 from cache.codec import CacheValue
 from cache.keys import CacheKey, CacheKind
 from config.errors import ConfigurationError
+from config.lifecycle import AsyncStartStop
 from config.settings import PostgresSettings
 from sinks.postgres.connection import DatabaseUnavailableError
 
@@ -72,7 +72,7 @@ async def load_one(source: Source, key: CacheKey) -> CacheValue:
     return (await source.load_many(key.kind, [key.entity_id]))[key.entity_id]
 
 
-class PostgresSource:
+class PostgresSource(AsyncStartStop):
     """Loads through a small asyncpg pool; ``start()``/``stop()`` or ``async with``."""
 
     def __init__(self, pg: PostgresSettings, database: str | None = None, max_size: int = 4):
@@ -111,15 +111,6 @@ class PostgresSource:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
-
-    async def __aenter__(self) -> PostgresSource:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def load_many(self, kind: CacheKind, ids: Sequence[int]) -> dict[int, CacheValue]:
         if self._pool is None:

@@ -28,13 +28,13 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
 
 import nats
 import orjson
 from nats.aio.client import Client as NatsClient
 
 from cache.keys import CacheKey
+from config.lifecycle import AsyncStartStop
 from config.settings import NatsSettings
 from observability.metrics import Metrics, default_metrics
 from serdes.consumer_step import Backoff
@@ -87,7 +87,7 @@ def eviction_message(
     )
 
 
-class NatsInvalidationPublisher:
+class NatsInvalidationPublisher(AsyncStartStop):
     """Publishes submitted messages on one subject in the background; ``start()``/``stop()``."""
 
     def __init__(self, settings: NatsSettings, metrics: Metrics | None = None) -> None:
@@ -133,15 +133,6 @@ class NatsInvalidationPublisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._disconnect()
-
-    async def __aenter__(self) -> NatsInvalidationPublisher:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def _run(self) -> None:
         attempt = 0

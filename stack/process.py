@@ -7,6 +7,7 @@ stranger that happens to hold an old pid.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -19,6 +20,17 @@ from pathlib import Path
 # Children we started, kept so they are reaped (no zombies) and not garbage-collected
 # while running, which would make Python warn that it lost track of a live process.
 _children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@atexit.register
+def _hand_children_to_init() -> None:
+    """Services outlive the command (or test run) that started them: they run in a session
+    of their own and init reaps them once this process exits. Without this, every ``Popen``
+    of a still-running service warns "subprocess ... is still running" at interpreter exit."""
+    for process in _children.values():
+        if process.poll() is None:
+            process.returncode = 0  # released on purpose; nothing waits for it any more
+    _children.clear()
 
 
 def spawn(

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
+from agents.crash_points import ENV as CRASH_ENV
 from agents.lakehouse import LakeSink, lake_group
 from config.settings import Settings
 from oltp.loadgen import LoadgenConfig, run_loadgen
@@ -33,6 +32,7 @@ from sinks.delta.store import DeltaBronzeStore
 from sinks.postgres.batch import EVENT_ID_NAMESPACE
 from sinks.postgres.connection import connect
 from sinks.postgres.tables import TABLES
+from tests.faults.cli_workers import start_cli
 from tests.integration.sink_env import (
     SinkEnv,
     eventually,
@@ -58,36 +58,11 @@ def lake(tmp_path: Path) -> Path:
     return tmp_path / "lake"
 
 
-_workers: list[subprocess.Popen[bytes]] = []
-
-
-@pytest.fixture(autouse=True)
-def no_orphan_workers() -> Iterator[None]:
-    yield
-    while _workers:
-        worker = _workers.pop()
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
-
-
 def start_lake_worker(
     env: SinkEnv, lake: Path, log: Path, worker_id: str, crash_at: str
 ) -> subprocess.Popen[bytes]:
-    with log.open("ab") as handle:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "lake", "run", "--worker-id", worker_id],
-            env={
-                **os.environ,
-                **env.worker_env(),
-                "BV_LAKE__URI": str(lake),
-                "BV_FAULT_CRASH_AT": crash_at,
-            },
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
-    _workers.append(worker)
-    return worker
+    extra = {"BV_LAKE__URI": str(lake), CRASH_ENV: crash_at}
+    return start_cli(["lake", "run", "--worker-id", worker_id], {**env.worker_env(), **extra}, log)
 
 
 def lake_positions(env: SinkEnv, store: DeltaBronzeStore) -> dict[tuple[str, int], int | None]:

@@ -7,11 +7,9 @@ tables (tests/integration/sink_env.py), so a lost or duplicated record fails it.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from sinks.postgres.connection import connect
 from stack.manager import Stack
 from streams.capture_admin import drop_slot_when_released
 from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
+from tests.faults.cli_workers import start_cli
 from tests.faults.pg_proxy import CommitCuttingProxy
 from tests.integration.sink_env import (
     SinkEnv,
@@ -44,20 +43,6 @@ def env(settings: Settings) -> Iterator[SinkEnv]:
         yield environment
 
 
-_workers: list[subprocess.Popen[bytes]] = []
-
-
-@pytest.fixture(autouse=True)
-def no_orphan_workers() -> Iterator[None]:
-    """A failing test must not leave a worker running into the next test."""
-    yield
-    while _workers:
-        worker = _workers.pop()
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
-
-
 async def topics_exist(env: SinkEnv) -> None:
     """Start workers once Debezium created the topics, as an operator would."""
 
@@ -68,25 +53,8 @@ async def topics_exist(env: SinkEnv) -> None:
 
 
 def start_worker(env: SinkEnv, log: Path, worker_id: str) -> subprocess.Popen[bytes]:
-    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streams.cli",
-                "worker",
-                "--no-metrics",
-                "--agents",
-                "medallion",
-                "--worker-id",
-                worker_id,
-            ],
-            env={**os.environ, **env.worker_env()},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
-    _workers.append(worker)
-    return worker
+    args = ["worker", "--no-metrics", "--agents", "medallion", "--worker-id", worker_id]
+    return start_cli(args, env.worker_env(), log)
 
 
 async def committed_batches(env: SinkEnv) -> int:

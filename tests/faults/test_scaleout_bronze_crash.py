@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from bench.pipeline_env import SinkEnv
 from config.settings import Settings
 from oltp.scaleout_events import ScaleoutLoad
 from oltp.scaleout_load import produce_scaleout
-from tests.faults.worker_processes import start_cli, started_workers
+from tests.faults.cli_workers import start_cli
 from tests.integration.scaleout_bronze_env import (
     assert_bronze_exactly_once,
     bronze_rows,
@@ -32,8 +31,6 @@ from tests.integration.scaleout_bronze_env import (
     worker_env,
 )
 from tests.integration.sink_env import stored_offsets
-
-__all__ = ["started_workers"]  # fixture
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -49,12 +46,12 @@ def env(settings: Settings) -> Iterator[SinkEnv]:
 
 
 async def test_worker_killed_inside_and_after_the_bronze_transaction_loses_and_duplicates_nothing(
-    env: SinkEnv, tmp_path: Path, started_workers: list[subprocess.Popen[bytes]]
+    env: SinkEnv, tmp_path: Path
 ) -> None:
     await asyncio.to_thread(produce_scaleout, env.settings, LOAD)
     log = tmp_path / "worker.log"
     for point in ("after_bronze@3", "after_commit@4"):
-        worker = start_cli(started_workers, WORKER, {**worker_env(env), CRASH_AT: point}, log)
+        worker = start_cli(WORKER, {**worker_env(env), CRASH_AT: point}, log)
         code = await asyncio.to_thread(worker.wait, 240)
         assert code == -signal.SIGKILL, f"{point}: exit {code}\n{log.read_text()[-3000:]}"
         # At the instant of the kill, rows and offsets moved together (I2): one row per
@@ -63,7 +60,7 @@ async def test_worker_killed_inside_and_after_the_bronze_transaction_loses_and_d
         stored = sum((await stored_offsets(env)).values())
         assert rows == stored, f"{point}: {rows} bronze rows but offsets stored up to {stored}"
         assert 0 < rows < TOTAL, f"{point}: the kill did not come mid-load ({rows} rows)"
-    survivor = start_cli(started_workers, WORKER, worker_env(env), log)
+    survivor = start_cli(WORKER, worker_env(env), log)
     await wait_until_stored(env, TOTAL, timeout_s=240)
     survivor.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(survivor.wait, 60) == 0, log.read_text()[-3000:]

@@ -7,21 +7,20 @@ Cassandra and the newest version of every post in MongoDB, nothing more, nothing
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from agents.crash_points import ENV as CRASH_ENV
 from bench.pipeline_env import eventually
 from bench.scaleout_env import ScaleoutEnv
 from oltp.scaleout_events import ScaleoutLoad
 from oltp.scaleout_load import produce_scaleout
 from stack.base import Service
 from stack.manager import Stack
+from tests.faults.cli_workers import start_cli
 from tests.integration.scaleout_oracle import (
     env,
     running_stores,
@@ -35,51 +34,30 @@ __all__ = ["env", "scaleout_stores", "stack_is_ready"]  # fixtures
 
 pytestmark = pytest.mark.timeout(600)
 
-_workers: list[subprocess.Popen[bytes]] = []
 
-
-@pytest.fixture(autouse=True)
-def no_orphan_workers() -> Iterator[None]:
-    """A failing test must not leave a worker running into the next test."""
-    yield
-    while _workers:
-        worker = _workers.pop()
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
-
-
-def start_worker(env: ScaleoutEnv, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "scaleout", "worker"],
-            env={**os.environ, **env.worker_env()},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
-    _workers.append(worker)
-    return worker
+def start_worker(
+    env: ScaleoutEnv, log: Path, crash_at: str | None = None
+) -> subprocess.Popen[bytes]:
+    extra = {CRASH_ENV: crash_at} if crash_at else {}
+    return start_cli(["scaleout", "worker"], {**env.worker_env(), **extra}, log)
 
 
 async def test_worker_sigkilled_mid_batch_twice_loses_and_duplicates_nothing(
     env: ScaleoutEnv, tmp_path: Path
 ) -> None:
+    """The worker kills itself between a batch's store write and its offset commit, twice:
+    the exact spot where at-least-once redelivers, so the writes must be idempotent."""
     load = ScaleoutLoad(seed=31, chat_messages=1500, telemetry=3000, posts=200, post_updates=200)
     await asyncio.to_thread(produce_scaleout, env.settings, load)
     log = tmp_path / "worker.log"
-    seen = 0
-    for _ in range(2):
-        worker = start_worker(env, log)
-        floor = seen
-
-        async def progressed(floor: int = floor) -> bool:
-            return len(await asyncio.to_thread(telemetry_keys, env.settings)) > floor
-
-        await eventually(progressed, timeout_s=180, what="the worker to write telemetry")
-        worker.send_signal(signal.SIGKILL)  # wherever it is: inside a batch, most likely
-        worker.wait(10)
+    # Batches hold at most 200 records: the third write of the first run leaves >= 2,400
+    # telemetry events for the second run, whose second write is then surely mid-load too.
+    for crash_at in ("telemetry_after_write@3", "telemetry_after_write@2"):
+        worker = start_worker(env, log, crash_at)
+        code = await asyncio.to_thread(worker.wait, 180)
+        assert code == -signal.SIGKILL, f"{crash_at}: exit {code}\n{log.read_text()[-2000:]}"
         seen = len(telemetry_keys(env.settings))
-    assert seen < load.telemetry, "the kills came too late to interrupt anything"
+        assert 0 < seen < load.telemetry, f"{crash_at} did not interrupt the load ({seen} rows)"
     survivor = start_worker(env, log)
     await eventually(
         lambda: asyncio.to_thread(stores_hold, env.settings, load),

@@ -95,6 +95,9 @@ async def gold_differences(settings: Settings, watermark: datetime, as_of: datet
         for key in sorted(expected.keys() | nonzero.keys()):
             if expected.get(key) != nonzero.get(key):
                 problems.append(f"window {key}: gold {nonzero.get(key)} != {expected.get(key)}")
+        for key, (revenue, count, _) in sorted(gold.items()):
+            if count == 0 and revenue != 0:  # every order retracted: nothing may remain
+                problems.append(f"window {key}: no orders but revenue {revenue}")
         features = await expected_features(connection, as_of)
         rows = await connection.fetch("SELECT * FROM gold.customer_features")
         stored = {r["customer_id"]: tuple(r[c] for c in FEATURE_COLUMNS) for r in rows}
