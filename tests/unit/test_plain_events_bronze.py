@@ -12,8 +12,9 @@ from typing import Any, cast
 
 import pytest
 
+from agents.medallion import medallion_topics, sink_topics
 from config.errors import PermanentError
-from config.settings import TopicSettings
+from config.settings import Settings, SinkSettings, TopicSettings
 from oltp.scaleout_events import ScaleoutLoad, chat_events, post_events, telemetry_events, timeuuid
 from serdes.avro import AvroCodec
 from serdes.dead_letters import ERROR_CLASS, ORIGIN_OFFSET, RecordOrigin, dead_letter, header
@@ -30,6 +31,7 @@ from serdes.plain_events import (
 )
 from serdes.registry import RegistryClient
 from sinks.postgres.batch import BRONZE_COLUMNS, ConsumedRecord, event_id, plan_batch
+from streams.worker import with_scaleout_bronze
 from tests.unit.fake_registry import StaticRegistry
 
 START = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -159,3 +161,13 @@ def test_specs_follow_the_configured_topic_names() -> None:
         "b": DEVICE_TELEMETRY,
         "c": SOCIAL_POSTS,
     }
+
+
+def test_the_worker_reads_the_event_topics_only_with_scaleout_bronze() -> None:
+    settings = Settings().model_copy(update={"sink": SinkSettings()})  # the defaults
+    events = {"chat-messages", "device-telemetry", "social-posts"}
+    assert not events & set(sink_topics(settings))
+    assert set(medallion_topics(settings)) < set(sink_topics(with_scaleout_bronze(settings)))
+    assert events == set(sink_topics(with_scaleout_bronze(settings))) - set(
+        medallion_topics(settings)
+    )
