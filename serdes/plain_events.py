@@ -123,12 +123,19 @@ def event_of(spec: EventSpec, record: Any, record_name: str, schema_id: int) -> 
             f"expected a {spec.record_name} record for bronze.{spec.table}, got {record_name} "
             f"(schema id {schema_id})"
         )
+    try:
+        event_time, operation = spec.event_time(record), spec.operation(record)
+    except (TypeError, ValueError, AttributeError) as exc:  # a field of an unexpected shape
+        raise EventShapeError(
+            f"{record_name} record (schema id {schema_id}) has no valid event time or "
+            f"operation for bronze.{spec.table}: {type(exc).__name__}: {exc}"
+        ) from exc
     trace = record.get("traceId")
     return PlainEvent(
         table=spec.table,
         record=record,
-        event_time=spec.event_time(record),
-        operation=spec.operation(record),
+        event_time=event_time,
+        operation=operation,
         source_system=record_name,
         schema_id=schema_id,
         trace_id=trace if isinstance(trace, str) else None,
@@ -148,4 +155,6 @@ class PlainEventDecoder:
         framed = self._codec.unframe(value, headers)
         schema = self._codec.writer_schema(framed.schema_id, framed.id_kind)
         record = read_body(framed.body, schema, schema_id=framed.schema_id)
-        return event_of(self.spec, record, str(schema.get("name", "?")), framed.schema_id)
+        # A named type's parsed schema is a dict; a primitive one ("string") is not.
+        name = schema.get("name", "?") if isinstance(schema, dict) else str(schema)
+        return event_of(self.spec, record, str(name), framed.schema_id)

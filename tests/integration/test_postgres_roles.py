@@ -5,7 +5,8 @@
 - ``debezium`` streams WAL and reads the captured tables; nothing else.
 - No role a running process logs in with is a superuser (or may create roles or databases);
   only operator commands (``stack``, ``migrate``, ``backup``) use the admin login.
-Grants live in ``oltp/migrations/0002_roles.sql`` and ``sinks/postgres/migrations/0004_*``.
+Grants live in ``oltp/migrations/0002_roles.sql`` and ``sinks/postgres/migrations/0004_*``
+(``0007_*`` for the scale-out bronze tables).
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ WORKER_MUST_NOT = [
     "TRUNCATE bronze.orders",
     "DELETE FROM bronze.orders",
     "UPDATE bronze.orders SET table_name = 'x'",
+    "DELETE FROM bronze.chat_messages",  # the scale-out bronze tables (migration 0007)
+    "UPDATE bronze.social_posts SET table_name = 'x'",
+    "TRUNCATE bronze.device_telemetry",
     "DELETE FROM ops.consumer_offsets",
     "UPDATE ops.data_quality_rules SET is_active = false",
     "DELETE FROM ref.currency_rates",
@@ -111,6 +115,9 @@ async def test_the_worker_role_writes_the_warehouse_and_reads_the_source(
 ) -> None:
     may = {
         ("bronze.orders", "INSERT"),
+        ("bronze.chat_messages", "INSERT"),
+        ("bronze.device_telemetry", "INSERT"),
+        ("bronze.social_posts", "SELECT"),
         ("silver.orders", "UPDATE"),
         ("gold.order_facts", "INSERT"),
         ("ops.consumer_offsets", "UPDATE"),

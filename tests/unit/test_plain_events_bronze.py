@@ -36,8 +36,21 @@ from tests.unit.fake_registry import StaticRegistry
 
 START = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 IDS = {1: "ChatMessage", 2: "DeviceTelemetry", 3: "SocialPost"}
+#: Id 4: a plain string; id 5: a record named like ChatMessage whose messageTime is no UUID.
+ODD = {
+    4: '"string"',
+    5: {
+        "type": "record",
+        "name": "ChatMessage",
+        "namespace": "com.bitvelocity.social",
+        "fields": [{"name": "messageTime", "type": "string"}],
+    },
+}
 CODEC = AvroCodec(
-    cast(RegistryClient, StaticRegistry({i: load(name).text for i, name in IDS.items()}))
+    cast(
+        RegistryClient,
+        StaticRegistry({**{i: load(name).text for i, name in IDS.items()}, **ODD}),
+    )
 )
 
 
@@ -171,3 +184,14 @@ def test_the_worker_reads_the_event_topics_only_with_scaleout_bronze() -> None:
     assert events == set(sink_topics(with_scaleout_bronze(settings))) - set(
         medallion_topics(settings)
     )
+
+
+@pytest.mark.parametrize(
+    ("schema_id", "record"), [(4, "hello"), (5, {"messageTime": "not a uuid"})]
+)
+def test_a_record_of_an_unexpected_shape_is_a_dead_letter_not_a_crash(
+    schema_id: int, record: Any
+) -> None:
+    decoder = PlainEventDecoder(CODEC, CHAT_MESSAGES)
+    with pytest.raises(EventShapeError):
+        decoder.decode(None, CODEC.encode(schema_id, record), None)
