@@ -18,6 +18,7 @@ import json
 import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from typing import Any
 
 import fastavro
@@ -170,7 +171,11 @@ def decode_plainly(value: bytes, schema_name: str) -> Any:
 
 def as_json(event: dict[str, Any]) -> Any:
     """An event as JSON holds it (timestamps ISO 8601, UUIDs as text), via the stdlib."""
-    return json.loads(json.dumps(event, default=lambda v: getattr(v, "isoformat", v.__str__)()))
+    return json.loads(json.dumps(event, default=_json_value))
+
+
+def _json_value(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def expected_events(*loads: ScaleoutLoad) -> dict[str, Counter[str]]:
