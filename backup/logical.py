@@ -279,7 +279,7 @@ def restore_backup(
     if missing:
         raise BackupError(f"backup {name} has no {', '.join(missing)} dump; choose another --part")
     target = asyncio.run(_prepare_target(pg, target_db, parts, list(WAREHOUSE_SCHEMAS)))
-    with client_env(pg) as env, tempfile.TemporaryDirectory(prefix="bv-restore-") as folder:
+    with client_env(pg) as env, tempfile.TemporaryDirectory(prefix="bv-restore-") as lists:
         for part in PARTS:
             if part not in parts:
                 continue
@@ -287,7 +287,7 @@ def restore_backup(
                 [binary("pg_restore"), "--list", str(files[part])],
                 what=f"pg_restore --list {files[part]}",
             )
-            use_list = Path(folder) / f"{part}.list"
+            use_list = Path(lists) / f"{part}.list"
             use_list.write_text(skip_existing(toc, target), encoding="utf-8")
             command = [binary("pg_restore"), "--exit-on-error", "--single-transaction"]
             command += ["--no-owner", f"--dbname={target_db}", f"--use-list={use_list}"]

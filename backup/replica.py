@@ -61,15 +61,15 @@ async def _prepare_primary(pg: PostgresSettings, user: str, password: str) -> di
     """
     connection = await connect(pg, "postgres")
     try:
-        row = await connection.fetchrow(
-            "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser, "
-            "(SELECT rolreplication AND rolcanlogin FROM pg_roles WHERE rolname = $1) AS ready",
+        superuser, ready = await connection.fetchrow(
+            "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
+            "(SELECT rolreplication AND rolcanlogin FROM pg_roles WHERE rolname = $1)",
             user,
-        )
-        if row["superuser"]:
+        ) or (False, False)
+        if superuser:
             await connection.execute(_SET_ROLE)
             await connection.execute("SELECT pg_temp.bv_replicator($1, $2)", user, password)
-        elif not row["ready"]:
+        elif not ready:
             raise ReplicaError(
                 f"role {user} is missing or may not log in and replicate on port {pg.port}, and "
                 f"{pg.admin_user} may not create it (PostgreSQL 15: superuser only); run "
