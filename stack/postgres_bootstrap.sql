@@ -4,6 +4,8 @@
 -- by docker-compose.yml from /docker-entrypoint-initdb.d. Idempotent. Names and passwords come
 -- from the environment (never a command line); every BV_* variable below must be set.
 \set ON_ERROR_STOP on
+-- A failed statement below would otherwise be logged with the password it carries.
+SET log_min_error_statement = panic;
 \getenv admin_user BV_POSTGRES__ADMIN_USER
 \getenv admin_password BV_POSTGRES__ADMIN_PASSWORD
 \getenv debezium_user BV_POSTGRES__DEBEZIUM_USER

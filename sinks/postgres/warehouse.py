@@ -17,7 +17,10 @@ NAMESPACE = "warehouse"
 #: (docs/decisions/0016-no-superuser-in-settings.md).
 _AROUND = {
     4: (
-        "GRANT CREATE ON SCHEMA gold TO bv_worker",
+        # The role exists on the stack (its bootstrap); elsewhere 0004 creates it, which only
+        # works as a superuser, who needs no grant.
+        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bv_worker') THEN "
+        "GRANT CREATE ON SCHEMA gold TO bv_worker; END IF; END $$",
         "REVOKE CREATE ON SCHEMA gold FROM bv_worker",
     )
 }
