@@ -9,6 +9,11 @@ replays what Kafka still holds (DESIGN.md section 5): bronze ends exact (I1).
 
 Each backup carries a manifest with the SHA-256 of every file; ``verify`` checks the digests
 and that pg_restore can read each dump's table of contents.
+
+Restores run as the non-superuser admin role (docs/decisions/0016). A database it creates
+already has the superuser-only extensions (pg_partman and its schema, pg_stat_statements:
+the stack's bootstrap puts them in template1), and the admin may not re-create or comment
+them, so the restore skips those table-of-contents entries when the target holds them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -189,9 +195,42 @@ def verify_backup(settings: Settings, name: str) -> Manifest:
     return manifest
 
 
+@dataclass(frozen=True)
+class TargetCatalog:
+    """What a restore target holds already and must not be created again."""
+
+    schemas: frozenset[str]
+    extensions: frozenset[str]
+
+
+def skip_existing(toc: str, target: TargetCatalog) -> str:
+    """``pg_restore --list`` output without the extensions and schemas ``target`` holds.
+
+    Entries look like ``3; 2615 16385 SCHEMA - partman owner``, ``2; 3079 16386 EXTENSION -
+    pg_partman`` and ``4; 0 0 COMMENT - EXTENSION pg_partman``; the kept list goes back to
+    pg_restore as ``--use-list``, which restores exactly those entries, in that order.
+    """
+    kept = []
+    for line in toc.splitlines():
+        words = line.split(";", 1)[-1].split()
+        kind = words[2:5]
+        if (
+            (kind[:2] == ["SCHEMA", "-"] and len(words) > 4 and words[4] in target.schemas)
+            or (kind[:2] == ["EXTENSION", "-"] and len(words) > 4 and words[4] in target.extensions)
+            or (
+                kind == ["COMMENT", "-", "EXTENSION"]
+                and len(words) > 5
+                and words[5] in target.extensions
+            )
+        ):
+            continue
+        kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
 async def _prepare_target(
     pg: PostgresSettings, database: str, parts: tuple[Part, ...], schemas: list[str]
-) -> None:
+) -> TargetCatalog:
     await ensure_database(pg, database)
     connection = await connect(pg, database)
     try:
@@ -209,6 +248,11 @@ async def _prepare_target(
                 for schema in schemas:
                     quoted = await connection.fetchval("SELECT quote_ident($1)", schema)
                     await connection.execute(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")
+        present = await connection.fetch("SELECT nspname FROM pg_namespace")
+        extensions = await connection.fetch("SELECT extname FROM pg_extension")
+        return TargetCatalog(
+            frozenset(r["nspname"] for r in present), frozenset(r["extname"] for r in extensions)
+        )
     finally:
         await connection.close()
 
@@ -234,13 +278,19 @@ def restore_backup(
     missing = [part for part in parts if part not in files]
     if missing:
         raise BackupError(f"backup {name} has no {', '.join(missing)} dump; choose another --part")
-    asyncio.run(_prepare_target(pg, target_db, parts, list(WAREHOUSE_SCHEMAS)))
-    with client_env(pg) as env:
+    target = asyncio.run(_prepare_target(pg, target_db, parts, list(WAREHOUSE_SCHEMAS)))
+    with client_env(pg) as env, tempfile.TemporaryDirectory(prefix="bv-restore-") as lists:
         for part in PARTS:
             if part not in parts:
                 continue
+            toc = run_tool(
+                [binary("pg_restore"), "--list", str(files[part])],
+                what=f"pg_restore --list {files[part]}",
+            )
+            use_list = Path(lists) / f"{part}.list"
+            use_list.write_text(skip_existing(toc, target), encoding="utf-8")
             command = [binary("pg_restore"), "--exit-on-error", "--single-transaction"]
-            command += ["--no-owner", f"--dbname={target_db}"]
+            command += ["--no-owner", f"--dbname={target_db}", f"--use-list={use_list}"]
             if not privileges:
                 command.append("--no-privileges")
             run_tool(

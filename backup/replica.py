@@ -53,10 +53,29 @@ class ReplicaStatus:
 
 
 async def _prepare_primary(pg: PostgresSettings, user: str, password: str) -> dict[str, str]:
+    """Ensure the replication role, return the primary's limits the standby must match.
+
+    On PostgreSQL 15 only a superuser may create a REPLICATION role or set its password, and
+    the settings hold none (docs/decisions/0016): on the stack, ``stack up``'s bootstrap made
+    the role from BV_BACKUP__* already. A superuser login (a drill's own cluster) makes it here.
+    """
     connection = await connect(pg, "postgres")
     try:
-        await connection.execute(_SET_ROLE)
-        await connection.execute("SELECT pg_temp.bv_replicator($1, $2)", user, password)
+        superuser, ready = await connection.fetchrow(
+            "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
+            "(SELECT rolreplication AND rolcanlogin FROM pg_roles WHERE rolname = $1)",
+            user,
+        ) or (False, False)
+        if superuser:
+            await connection.execute(_SET_ROLE)
+            await connection.execute("SELECT pg_temp.bv_replicator($1, $2)", user, password)
+        elif not ready:
+            raise ReplicaError(
+                f"role {user} is missing or may not log in and replicate on port {pg.port}, and "
+                f"{pg.admin_user} may not create it (PostgreSQL 15: superuser only); run "
+                "`bitvelocity stack up` with BV_BACKUP__REPLICATION_USER/_PASSWORD set, whose "
+                "bootstrap creates it"
+            )
         return {name: str(await connection.fetchval(f"SHOW {name}")) for name in _AT_LEAST_PRIMARY}
     finally:
         await connection.close()

@@ -59,12 +59,18 @@ def _in_redis_namespace(value: str) -> str:
 
 
 class PostgresSettings(_Section):
-    """The PostgreSQL cluster holding the OLTP source and the warehouse."""
+    """The PostgreSQL cluster holding the OLTP source and the warehouse.
+
+    No role named here is a superuser (docs/decisions/0016-no-superuser-in-settings.md).
+    ``admin_user`` is the operators' role (``migrate``, ``backup``, ``dr``, tests): it may
+    create databases and roles, owns the app's databases and objects, may replicate, and is
+    NOT a superuser; the stack's superuser is used by ``stack/postgres_service.py`` alone.
+    """
 
     host: str = LOOPBACK
     port: Port = 55432
     database: str = "bitvelocity"
-    admin_user: str = "postgres"
+    admin_user: str = "bv_admin"
     admin_password: SecretStr = SecretStr("")
     debezium_user: str = "debezium"
     debezium_password: SecretStr = SecretStr("")

@@ -21,6 +21,8 @@ GENERATED = (
     "BV_NATS__TOKEN",
     "BV_RABBITMQ__PASSWORD",
     "BV_REDIS__ADMIN_PASSWORD",
+    # The streaming replica's REPLICATION role, created by the PostgreSQL bootstrap.
+    "BV_BACKUP__REPLICATION_PASSWORD",
 )
 
 

@@ -3,7 +3,14 @@
 ``initdb`` and ``postgres`` refuse to run as root, so as root every server command runs as
 the ``postgres`` OS user, and the cluster lives where that user can reach it: under the
 state folder when every parent folder is traversable, else under ``/var/tmp``.
-Authentication is scram-sha-256 on loopback with a generated superuser password.
+
+No superuser is in the settings (docs/decisions/0016-no-superuser-in-settings.md). ``initdb``
+names its superuser after the OS user that runs the server and gives it no password: it logs
+in only over the cluster's Unix socket (peer authentication), only from this module, to run
+``postgres_bootstrap.sql`` on every ``stack up``. That script creates the application's
+non-superuser admin role (``BV_POSTGRES__ADMIN_USER``), the REPLICATION roles and the
+superuser-only extensions (in template1). Everything else logs in over loopback TCP with
+scram-sha-256 and a generated password.
 """
 
 from __future__ import annotations
@@ -25,6 +32,18 @@ from stack.tools import postgres_bindir, run_checked
 
 _OS_USER = "postgres"
 _CONF_INCLUDE = "bitvelocity.conf"
+BOOTSTRAP_SQL = Path(__file__).resolve().parent / "postgres_bootstrap.sql"
+#: The settings the bootstrap script reads from its environment (never from a command line).
+BOOTSTRAP_ENV = (
+    "BV_POSTGRES__ADMIN_USER",
+    "BV_POSTGRES__ADMIN_PASSWORD",
+    "BV_POSTGRES__DEBEZIUM_USER",
+    "BV_POSTGRES__DEBEZIUM_PASSWORD",
+    "BV_POSTGRES__WORKER_USER",
+    "BV_POSTGRES__WORKER_PASSWORD",
+    "BV_BACKUP__REPLICATION_USER",
+    "BV_BACKUP__REPLICATION_PASSWORD",
+)
 
 
 class PostgresService(Service):
@@ -95,10 +114,13 @@ class PostgresService(Service):
         )
 
     def probe(self) -> str | None:
-        version = asyncio.run(self._query("SHOW server_version", database="postgres"))
+        # Over the socket as the bootstrap superuser: the admin role may not exist yet.
+        version = self._psql("SHOW server_version", database="postgres", timeout_s=10).strip()
         return f"PostgreSQL {version}, wal_level=logical"
 
     def after_ready(self, progress: Progress) -> None:
+        self._refuse_superuser_owned_database()
+        self._bootstrap(progress)
         asyncio.run(self._ensure_database(progress))
         asyncio.run(self._ensure_statement_stats(progress))
 
@@ -126,37 +148,100 @@ class PostgresService(Service):
 
     # -- helpers -------------------------------------------------------------------------
     def _initdb(self, bindir: Path) -> None:
-        password = self.settings.postgres.admin_password.get_secret_value()
-        if not password:
+        run_checked(
+            self._as_owner(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.superuser,
+                    "--auth-local=peer",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                ]
+            ),
+            what="initdb",
+        )
+
+    # -- the superuser's only work: bootstrap over the socket -----------------------------
+    @property
+    def superuser(self) -> str:
+        """The cluster's superuser: named after the OS user running the server (peer auth)."""
+        if self._running_as_root():
+            return _OS_USER
+        return pwd.getpwuid(os.geteuid()).pw_name
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.home / "socket"
+
+    def _psql(
+        self,
+        sql: str,
+        *,
+        database: str,
+        env: dict[str, str] | None = None,
+        timeout_s: float = 60,
+    ) -> str:
+        """Run ``sql`` (psql input, backslash commands allowed) as the superuser over the socket."""
+        pg = self.settings.postgres
+        command = [str(postgres_bindir() / "psql"), "-X", "-q", "-A", "-t"]
+        command += ["-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir), "-p", str(pg.port)]
+        command += ["-U", self.superuser, "-d", database, "-f", "-"]
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "BV_"))}
+        child_env.update(env or {})
+        return run_checked(
+            self._as_owner(command),
+            what=f"psql as the bootstrap superuser on {database}",
+            env=child_env,
+            timeout_s=timeout_s,
+            stdin=sql,
+        )
+
+    def _bootstrap(self, progress: Progress) -> None:
+        """Create or update the roles and template1's extensions (idempotent, every start)."""
+        pg, backup = self.settings.postgres, self.settings.backup
+        secrets = {
+            "BV_POSTGRES__ADMIN_PASSWORD": pg.admin_password,
+            "BV_POSTGRES__DEBEZIUM_PASSWORD": pg.debezium_password,
+            "BV_POSTGRES__WORKER_PASSWORD": pg.worker_password,
+        }
+        missing = [key for key, value in secrets.items() if not value.get_secret_value()]
+        if missing:
             raise ServiceStartError(
-                "postgres: no admin password set (BV_POSTGRES__ADMIN_PASSWORD); "
-                "`bitvelocity stack up` generates one in the state folder"
+                f"postgres: no password set for {', '.join(missing)}; "
+                "`bitvelocity stack up` generates them in the state folder"
             )
-        pwfile = self.home / ".initdb-password"
-        pwfile.write_text(password + "\n", encoding="utf-8")
-        pwfile.chmod(0o600)
-        self._chown(pwfile)
-        try:
-            run_checked(
-                self._as_owner(
-                    [
-                        str(bindir / "initdb"),
-                        "-D",
-                        str(self.data_dir),
-                        "-U",
-                        self.settings.postgres.admin_user,
-                        f"--pwfile={pwfile}",
-                        "--auth-local=peer",
-                        "--auth-host=scram-sha-256",
-                        "-E",
-                        "UTF8",
-                        "--no-locale",
-                    ]
-                ),
-                what="initdb",
+        env = {key: value.get_secret_value() for key, value in secrets.items()}
+        env.update(
+            BV_POSTGRES__ADMIN_USER=pg.admin_user,
+            BV_POSTGRES__DEBEZIUM_USER=pg.debezium_user,
+            BV_POSTGRES__WORKER_USER=pg.worker_user,
+            BV_BACKUP__REPLICATION_USER=backup.replication_user,
+            BV_BACKUP__REPLICATION_PASSWORD=backup.replication_password.get_secret_value(),
+        )
+        self._psql(BOOTSTRAP_SQL.read_text(encoding="utf-8"), database="postgres", env=env)
+        progress(f"postgres: roles and extensions bootstrapped (app admin: {pg.admin_user})")
+
+    def _refuse_superuser_owned_database(self) -> None:
+        """A cluster from before 0016 has the app's database owned by the superuser: say so."""
+        owned = self._psql(
+            "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
+            "WHERE r.rolsuper AND NOT d.datistemplate AND d.datname <> 'postgres'",
+            database="postgres",
+        ).split()
+        database = self.settings.postgres.database
+        if database in owned:
+            raise ServiceStartError(
+                f"postgres: database {database} in {self.data_dir} is owned by a superuser: the "
+                "cluster was created by an earlier `stack up`, whose admin login was the "
+                "superuser. Take a backup if you need its data (`bitvelocity backup create` "
+                "with BV_POSTGRES__ADMIN_USER=postgres), then `bitvelocity stack down`, delete "
+                f"{self.paths.state} (and {self.home} if it lies elsewhere) and `stack up` again"
             )
-        finally:
-            pwfile.unlink(missing_ok=True)
 
     def server_conf(self, socket_dir: Path) -> str:
         """The settings file included by postgresql.conf, from our settings."""
@@ -187,7 +272,7 @@ class PostgresService(Service):
         )
 
     def _write_conf(self) -> None:
-        socket_dir = self.home / "socket"
+        socket_dir = self.socket_dir
         socket_dir.mkdir(exist_ok=True)
         self._chown(socket_dir)
         if self.settings.backup.wal_archiving:
@@ -202,13 +287,6 @@ class PostgresService(Service):
         directive = f"include_if_exists = '{_CONF_INCLUDE}'"
         if directive not in text:
             main_conf.write_text(text + f"\n{directive}\n", encoding="utf-8")
-
-    async def _query(self, sql: str, *, database: str) -> str:
-        connection = await connect(self.settings.postgres, database)
-        try:
-            return str(await connection.fetchval(sql))
-        finally:
-            await connection.close()
 
     async def _ensure_database(self, progress: Progress) -> None:
         if await ensure_database(self.settings.postgres, self.settings.postgres.database):

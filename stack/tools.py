@@ -88,11 +88,13 @@ def run_checked(
     timeout_s: float = 120.0,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    stdin: str | None = None,
 ) -> str:
     """Run a short command, returning stdout; a failure raises with its output and purpose."""
     try:
         result = subprocess.run(
             command,
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=timeout_s,

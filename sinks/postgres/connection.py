@@ -57,6 +57,12 @@ async def connect(
             f"PostgreSQL at {pg.host}:{pg.port} refused the password of {login}: check "
             "BV_POSTGRES__* passwords against the cluster (generated ones live in the state folder)"
         ) from exc
+    except asyncpg.InvalidAuthorizationSpecificationError as exc:
+        raise ConfigurationError(
+            f"PostgreSQL at {pg.host}:{pg.port} refused the login {login} ({exc}); the stack's "
+            "roles are made by `bitvelocity stack up`, and a cluster from before "
+            "docs/decisions/0016 has no bv_admin: `stack up` says how to recreate it"
+        ) from exc
     except asyncpg.InvalidCatalogNameError as exc:
         raise ConfigurationError(
             f"database {target} does not exist on {pg.host}:{pg.port}; run `bitvelocity migrate`"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,8 +79,14 @@ async def apply_migrations(
     namespace: str,
     migrations: list[Migration],
     progress: Callable[[str], None] = lambda _: None,
+    around: Mapping[int, tuple[str, str]] | None = None,
 ) -> list[Migration]:
-    """Apply the migrations of ``namespace`` not applied yet; returns those applied now."""
+    """Apply the migrations of ``namespace`` not applied yet; returns those applied now.
+
+    ``around``: per version, SQL run before and after that migration in its own transaction
+    (a privilege the migration needs for that transaction only; never part of the checksum).
+    """
+    around = around or {}
     await connection.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
         await connection.execute(_BOOTSTRAP)
@@ -105,8 +111,13 @@ async def apply_migrations(
                     f"than {newest:04d}, applied already; renumber it after {newest:04d}"
                 )
             progress(f"{namespace}: applying {migration.version:04d}_{migration.name}")
+            before, after = around.get(migration.version, ("", ""))
             async with connection.transaction():
+                if before:
+                    await connection.execute(before)
                 await connection.execute(migration.sql)
+                if after:
+                    await connection.execute(after)
                 await connection.execute(
                     "INSERT INTO bv_migrations.applied (namespace, version, name, checksum) "
                     "VALUES ($1, $2, $3, $4)",
@@ -128,6 +139,7 @@ async def migrate_namespace(
     directory: Path,
     progress: Callable[[str], None] = lambda _: None,
     after: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    around: Mapping[int, tuple[str, str]] | None = None,
 ) -> list[Migration]:
     """Create ``database`` if missing, apply ``directory``'s pending migrations, run ``after``."""
     target = database or settings.postgres.database
@@ -135,7 +147,7 @@ async def migrate_namespace(
     connection = await connect(settings.postgres, target)
     try:
         applied = await apply_migrations(
-            connection, namespace, load_migrations(directory), progress
+            connection, namespace, load_migrations(directory), progress, around
         )
         if after is not None:
             await after(connection)

@@ -34,7 +34,7 @@ async def test_migrations_are_idempotent(settings: Settings, database: str) -> N
 
 
 async def test_audit_trail_records_old_new_and_the_correlation_id(
-    db: asyncpg.Connection,
+    settings: Settings, db: asyncpg.Connection
 ) -> None:
     order = await db.fetchrow(
         "SELECT order_id, created_date, status FROM orders WHERE status = 'PENDING' LIMIT 1"
@@ -55,7 +55,7 @@ async def test_audit_trail_records_old_new_and_the_correlation_id(
     assert audit["correlation_id"] == "corr-test-42"
     assert '"status": "PENDING"' in audit["old_data"]
     assert '"status": "CONFIRMED"' in audit["new_data"]
-    assert audit["changed_by"] == "postgres"
+    assert audit["changed_by"] == settings.postgres.admin_user  # the session's login
 
 
 async def test_every_update_increments_version(db: asyncpg.Connection) -> None:

@@ -5,6 +5,9 @@
 - ``debezium`` streams WAL and reads the captured tables; nothing else.
 - No role a running process logs in with is a superuser (or may create roles or databases);
   only operator commands (``stack``, ``migrate``, ``backup``) use the admin login.
+- No role the settings name is a superuser, the admin login included: it creates databases
+  and roles and owns what it migrates, but the superuser stays inside the stack's bootstrap
+  (``stack/postgres_bootstrap.sql``, docs/decisions/0016).
 Grants live in ``oltp/migrations/0002_roles.sql`` and ``sinks/postgres/migrations/0004_*``
 (``0007_*`` for the scale-out bronze tables).
 """
@@ -197,3 +200,45 @@ async def test_the_cache_loaders_log_in_as_the_worker_role(
         await source.stop()
         await admin.close()
     assert [r["usename"] for r in logins] == [settings.postgres.worker_user]
+
+
+async def test_no_role_the_settings_name_is_a_superuser(settings: Settings, database: str) -> None:
+    pg = settings.postgres
+    named = [pg.admin_user, pg.worker_user, pg.debezium_user, settings.backup.replication_user]
+    admin = await connect(pg, database)
+    try:
+        rows = await admin.fetch(
+            "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls FROM pg_roles "
+            "WHERE rolname = ANY($1::text[])",
+            named,
+        )
+        me = await admin.fetchrow(
+            "SELECT current_user AS login, (SELECT rolsuper FROM pg_roles "
+            "WHERE rolname = current_user) AS superuser, "
+            "(SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1) AS db_owner, "
+            "(SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'public.orders'::regclass)"
+            " AS orders_owner",
+            database,
+        )
+    finally:
+        await admin.close()
+    assert {r["rolname"] for r in rows} == set(named)  # the bootstrap made every one of them
+    assert [r["rolname"] for r in rows if r["rolsuper"] or r["rolbypassrls"]] == []
+    admin_row = next(r for r in rows if r["rolname"] == pg.admin_user)
+    assert admin_row["rolcreatedb"]
+    assert admin_row["rolcreaterole"]
+    assert me["login"] == pg.admin_user
+    assert me["superuser"] is False
+    assert me["db_owner"] == me["orders_owner"] == pg.admin_user  # it owns what it migrated
+
+
+async def test_the_worker_holds_no_create_on_gold_after_the_migration_that_needed_it(
+    worker: asyncpg.Connection,
+) -> None:
+    # Warehouse 0004 gave gold.daily_sales to the worker inside a transaction-long grant.
+    assert await worker.fetchval("SELECT has_schema_privilege('gold', 'CREATE')") is False
+    assert await refused(worker, "CREATE TABLE gold.worker_made (id int)")
+    owner = await worker.fetchval(
+        "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'gold.daily_sales'::regclass"
+    )
+    assert owner == await worker.fetchval("SELECT current_user")

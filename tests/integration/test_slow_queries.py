@@ -87,7 +87,8 @@ class ThrowAwayCluster:
 
     @property
     def settings(self) -> PostgresSettings:
-        return PostgresSettings(port=self.port, database="postgres")
+        # This test's own cluster, made by initdb -U postgres with trust: its superuser.
+        return PostgresSettings(port=self.port, database="postgres", admin_user="postgres")
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +172,7 @@ def test_cli_prints_the_report_as_json(cluster: ThrowAwayCluster, tmp_path: Path
         "BV_STACK__STATE_DIR": str(tmp_path),
         "BV_POSTGRES__PORT": str(cluster.port),
         "BV_POSTGRES__DATABASE": "postgres",
+        "BV_POSTGRES__ADMIN_USER": "postgres",
         "BV_POSTGRES__ADMIN_PASSWORD": "",
     }
     command = [sys.executable, "-m", "streams.cli", "db", "slow-queries"]

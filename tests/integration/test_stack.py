@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import time
 from pathlib import Path
 
 import pytest
 
+from config.errors import ServiceStartError
 from config.settings import Settings
 from stack.manager import SERVICE_NAMES, Stack
+from stack.postgres_service import PostgresService
 from tests.integration.cli import run_cli
 
 cli = run_cli
@@ -79,3 +82,20 @@ def test_logs_prints_the_service_log(service: str) -> None:
     result = cli("stack", "logs", service, "--lines", "5")
     assert result.returncode == 0, result.stderr
     assert f"{service}" in result.stdout
+
+
+def test_a_cluster_from_before_0016_is_refused_with_what_to_do(settings: Settings) -> None:
+    """Its app database is owned by the superuser: `stack up` says so instead of half-working."""
+    service = Stack(settings).service("postgres")
+    assert isinstance(service, PostgresService)
+    name = f"bv_stale_{secrets.token_hex(3)}"
+    # As the bootstrap superuser, over the socket: how an earlier `stack up` made the database.
+    service._psql(f'CREATE DATABASE "{name}"', database="postgres")
+    stale = settings.model_copy(
+        update={"postgres": settings.postgres.model_copy(update={"database": name})}
+    )
+    try:
+        with pytest.raises(ServiceStartError, match=r"owned by a superuser.*delete"):
+            Stack(stale).service("postgres").after_ready(lambda _: None)
+    finally:
+        service._psql(f'DROP DATABASE IF EXISTS "{name}"', database="postgres")

@@ -34,7 +34,7 @@ def test_the_password_travels_in_a_private_passfile_never_in_the_environment() -
     with client_env(pg) as env:
         passfile = Path(env["PGPASSFILE"])
         assert passfile.stat().st_mode & 0o777 == 0o600
-        assert passfile.read_text(encoding="utf-8") == "127.0.0.1:5999:*:postgres:s3cr\\:et\n"
+        assert passfile.read_text(encoding="utf-8") == "127.0.0.1:5999:*:bv_admin:s3cr\\:et\n"
         assert "s3cr" not in json.dumps({k: v for k, v in env.items() if k != "PGPASSFILE"})
     assert not passfile.exists()
 
