@@ -123,3 +123,12 @@ def test_redis_runs_the_same_acl_users_as_the_stack(compose: dict[str, Any]) -> 
         for rule in stack_rules
     ]
     assert users == expected
+
+
+def test_postgres_image_is_built_with_pg_partman(compose: dict[str, Any]) -> None:
+    """The bootstrap and the migrations need pg_partman, which the official image lacks."""
+    build = compose["services"]["postgres"]["build"]
+    text = (PROJECT_ROOT / build["context"] / "Dockerfile").read_text(encoding="utf-8")
+    assert "FROM postgres:${POSTGRES_MAJOR}" in text
+    assert "postgresql-${POSTGRES_MAJOR}-partman" in text
+    assert build["args"]["POSTGRES_MAJOR"] == str(versions.POSTGRES_MAJOR)
