@@ -65,6 +65,28 @@ def replay_plan(letter: RecordOrigin) -> ReplayPlan:
     return ReplayPlan(letter, target, (*kept, (REPLAY_OF, marker)))
 
 
+def one_per_origin(plans: list[ReplayPlan]) -> tuple[list[ReplayPlan], int]:
+    """The plans with each origin record once, and how many repeats were dropped (pure).
+
+    Two consumer groups that read the same topic (the scale-out store agents and the bronze
+    sink) each dead-letter a record neither can decode: replaying both copies would put the
+    record on its topic twice, so the first dead letter of an origin is kept."""
+    seen: set[tuple[str, str | None, str | None]] = set()
+    kept: list[ReplayPlan] = []
+    for plan in plans:
+        headers = plan.dlq.headers
+        origin = (
+            plan.target_topic,
+            header(headers, ORIGIN_PARTITION),
+            header(headers, ORIGIN_OFFSET),
+        )
+        if origin[1] is not None and origin[2] is not None and origin in seen:
+            continue
+        seen.add(origin)
+        kept.append(plan)
+    return kept, len(plans) - len(kept)
+
+
 def _headers(message: Message) -> tuple[tuple[str, bytes], ...]:
     raw: list[tuple[str, bytes | None]] = list(message.headers() or [])  # type: ignore[arg-type]
     return tuple((str(k), bytes(v) if v is not None else b"") for k, v in raw)
@@ -217,7 +239,11 @@ def dlq_replay(
 
     def run() -> None:
         settings = load_settings()
-        plans = [replay_plan(r) for r in _read(settings, topic, limit, from_offset, partition)]
+        plans, repeats = one_per_origin(
+            [replay_plan(r) for r in _read(settings, topic, limit, from_offset, partition)]
+        )
+        if repeats:
+            out.print(f"{repeats} dead letters repeat an origin record already listed: skipped")
         for plan in plans:
             verb = "would replay" if dry_run else "replaying"
             out.print(
