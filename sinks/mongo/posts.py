@@ -1,10 +1,13 @@
 """Social posts into MongoDB ``posts``: bulk writes, a post's newest version wins.
 
 Each post is one document with ``_id`` = post id. Per batch (only each post's highest
-version is sent): the stored versions of the batch's posts are read (one ``$in`` query),
-posts the store does not hold are inserted (``insert_many``, unordered), and held posts
-with an older version are replaced (``replace_one({_id}, doc)`` in small unordered bulks).
-A redelivered or reordered (older) version is therefore never written.
+version is sent): every post is first inserted (``insert_many``, unordered); the store
+refuses (duplicate key) exactly the posts it holds, and only their stored versions are
+read (one ``$in`` query); held posts with an older version are replaced
+(``replace_one({_id}, doc)`` in small unordered bulks). A redelivered or reordered (older)
+version is therefore never written. Insert first, because FerretDB 1.24 answers ``$in``
+by scanning the whole collection (0.2 s at 2,000 posts, 1.3 s at 8,000 here): a batch of
+new posts, the common case, then costs no read at all.
 
 The version check is a read before the write, not one atomic statement: it is safe
 because a post's versions reach one writer at a time (the topic is keyed by post id, and
@@ -176,17 +179,16 @@ class PostsWriter:
         newest = newest_per_post(documents)
         if not newest:
             return UpsertOutcome(0, 0)
-        applied = 0
-        pending = newest
         try:
+            applied, pending = await self._insert(newest)  # refused: the posts it holds
             for _ in range(3):  # a collision with a concurrent insert is re-read once more
+                if not pending:
+                    break
                 held = await self._held_versions(pending)
                 missing, newer = newer_than_held(pending, held)
                 inserted, collided = await self._insert(missing)
                 applied += inserted + await self._replace(newer)
                 pending = collided
-                if not pending:
-                    break
         except PyMongoError as exc:  # connection lost, timeouts, server restarting
             raise MongoUnavailableError(
                 f"writing {len(newest)} posts into {self.database}.{POSTS} failed: {exc}"

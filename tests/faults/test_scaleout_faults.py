@@ -64,7 +64,8 @@ def start_worker(env: ScaleoutEnv, log: Path) -> subprocess.Popen[bytes]:
 async def test_worker_sigkilled_mid_batch_twice_loses_and_duplicates_nothing(
     env: ScaleoutEnv, tmp_path: Path
 ) -> None:
-    load = ScaleoutLoad(seed=31, chat_messages=1500, telemetry=3000, posts=200, post_updates=200)
+    # Enough telemetry that the worker (~10k readings/s here) is still at it when killed.
+    load = ScaleoutLoad(seed=31, chat_messages=1500, telemetry=15000, posts=200, post_updates=200)
     await asyncio.to_thread(produce_scaleout, env.settings, load)
     log = tmp_path / "worker.log"
     seen = 0
