@@ -203,10 +203,13 @@ def run(
     json_path: Path = RESULTS,
     *,
     phase_timeout_s: float = PHASE_TIMEOUT_S,
+    batch_max_records: int | None = None,
 ) -> dict[str, Any]:
-    """Measure both agents and both raw baselines; the figures (also written to JSON)."""
+    """Measure both agents and both raw baselines; the figures (also written to JSON).
+    The agents take Kafka batches of ``batch_max_records`` (default: the configured one)."""
     base = load_settings()
-    with scaleout_stores_up(base), scaleout_environment(base, batch_max_records=2000) as env:
+    batch = batch_max_records or base.sink.batch_max_records
+    with scaleout_stores_up(base), scaleout_environment(base, batch_max_records=batch) as env:
         settings = env.settings
         load = ScaleoutLoad(seed=99, telemetry=telemetry, posts=posts)
         run_phase("produce", lambda: produce_scaleout(settings, load), timeout_s=phase_timeout_s)
@@ -244,6 +247,7 @@ def run(
         "cpus": os.cpu_count() or 0,
         "telemetry_events": telemetry,
         "posts": posts,
+        "batch_max_records": batch,
         "cassandra": _store_figures(agents["telemetry"], cassandra_rates, cassandra_cpu, rows),
         "mongodb": _store_figures(agents["posts"], mongo_rates, mongo_cpu, documents),
     }
@@ -312,11 +316,18 @@ def run_and_report(
     echo: Callable[[str], None],
     *,
     phase_timeout_s: float = PHASE_TIMEOUT_S,
+    batch_max_records: int | None = None,
 ) -> None:
     """Run, print the table; a stalled phase prints its error and ends the process (exit 3)
     at once: its stuck thread is not waited for."""
     try:
-        result = run(telemetry, posts, json_path, phase_timeout_s=phase_timeout_s)
+        result = run(
+            telemetry,
+            posts,
+            json_path,
+            phase_timeout_s=phase_timeout_s,
+            batch_max_records=batch_max_records,
+        )
     except PhaseStalledError as exc:
         print(f"scaleout benchmark stalled: {exc}", file=sys.stderr, flush=True)
         sys.stdout.flush()
