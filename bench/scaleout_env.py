@@ -120,8 +120,10 @@ def _drop(env: ScaleoutEnv) -> None:
     with contextlib.suppress(Exception):
         import pymongo
 
+        from sinks.mongo.posts import client_options
+
         client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
-            settings.mongo.uri(), serverSelectionTimeoutMS=5000
+            settings.mongo.uri(), **client_options(settings.mongo)
         )
         try:
             client.drop_database(settings.mongo.database)

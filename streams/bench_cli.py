@@ -49,8 +49,7 @@ def bench(
 
         changes = events or 20_000
         path = summary_json or scaleout.RESULTS
-        out.print(scaleout.render(scaleout.run(changes, max(changes // 4, 1), path)))
-        out.print(f"written {path}")
+        scaleout.run_and_report(changes, max(changes // 4, 1), path, out.print)
         return
     if scenario == ["analytics-detail"]:
         from bench.analytics import RESULTS as ANALYTICS_RESULTS

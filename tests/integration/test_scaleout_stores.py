@@ -104,6 +104,35 @@ async def test_older_post_version_arriving_later_on_the_topic_is_ignored(env: Sc
     assert post_versions(env.settings) == expected_versions(load)
 
 
+async def test_several_writers_replacing_posts_at_once_do_not_wait_on_each_other(
+    env: ScaleoutEnv,
+) -> None:
+    # FerretDB 1.24 holds a connection per statement of a running update command (100 per
+    # database): writers replacing in bulks of 50 at once could wedge it until their socket
+    # timeout (an interleaving, so several rounds).
+    writers_count, per_writer, rounds = 4, 50, 3
+    load = ScaleoutLoad(seed=13, posts=writers_count * per_writer)
+    first = [post_document(e) for e in post_events(load)]
+    mongo = env.settings.mongo.model_copy(update={"timeout_s": 5.0})
+    writers = [PostsWriter(mongo) for _ in range(writers_count)]
+    for writer in writers:
+        await writer.start()
+    try:
+        await writers[0].upsert(first)
+        for version in range(2, 2 + rounds):
+            newer = [{**d, "version": version} for d in first]
+            parts = [newer[i * per_writer : (i + 1) * per_writer] for i in range(writers_count)]
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(*(w.upsert(p) for w, p in zip(writers, parts, strict=True))),
+                timeout=300,
+            )
+            assert [o.applied for o in outcomes] == [per_writer] * writers_count
+    finally:
+        for writer in writers:
+            await writer.stop()
+    assert set(post_versions(env.settings).values()) == {1 + rounds}
+
+
 def test_writing_the_same_cassandra_batch_twice_keeps_one_row_per_event(env: ScaleoutEnv) -> None:
     load = ScaleoutLoad(seed=5, chat_messages=50, telemetry=80)
     writer = CassandraWriter(env.settings.cassandra)

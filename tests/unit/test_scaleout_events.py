@@ -28,7 +28,16 @@ from sinks.cassandra.writer import (
     group_by_partition,
     telemetry_row,
 )
-from sinks.mongo.posts import newer_than_held, newest_per_post, post_document, replace_requests
+from sinks.mongo.posts import (
+    CONCURRENT_WRITERS,
+    FERRETDB_CONNECTIONS,
+    REPLACE_CHUNK,
+    newer_than_held,
+    newest_per_post,
+    post_document,
+    replace_chunks,
+    replace_requests,
+)
 
 LOAD = ScaleoutLoad(seed=3, chat_messages=200, telemetry=300, posts=20, post_updates=60)
 
@@ -171,3 +180,12 @@ def test_cassandra_batches_hold_one_partition_each_and_at_most_the_size() -> Non
     for group in groups:
         assert 1 <= len(group) <= 7
         assert len({row[:2] for row in group}) == 1
+
+
+def test_replace_bulks_of_all_writers_fit_in_ferretdbs_connections_at_once() -> None:
+    # Each statement of a running bulk holds a connection, and each bulk needs one more.
+    assert CONCURRENT_WRITERS * (REPLACE_CHUNK + 1) <= FERRETDB_CONNECTIONS
+    documents = [{"_id": i} for i in range(3 * REPLACE_CHUNK + 1)]
+    chunks = replace_chunks(documents)
+    assert max(len(c) for c in chunks) == REPLACE_CHUNK
+    assert [d for c in chunks for d in c] == documents
