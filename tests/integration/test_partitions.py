@@ -24,7 +24,7 @@ from tests.integration.throwaway import throwaway_database
 BRONZE = {
     f"bronze.{t}"
     for t in ("categories", "customers", "products", "orders", "order_items", "payments")
-}
+} | {f"bronze.{t}" for t in ("chat_messages", "device_telemetry", "social_posts")}  # 0007
 OLD_DAY = date(2020, 1, 1)
 
 
