@@ -141,9 +141,10 @@ class Stack:
                     progress(f"{name}: ready")
                     del pending[name]
                 elif service.pid() is None:
+                    ended = process.how_it_ended(service.pid_path, service.marker)
                     raise ServiceStartError(
-                        f"{name} exited while starting; last lines of {service.log_path}:\n"
-                        + process.tail(service.log_path, 15)
+                        f"{name} exited while starting ({ended}); last lines of "
+                        f"{service.log_path}:\n" + process.tail(service.log_path, 15)
                     )
             if not pending:
                 return

@@ -91,6 +91,24 @@ def owned_pid(pid_path: Path, marker: str) -> int | None:
     return None
 
 
+def how_it_ended(pid_path: Path, marker: str) -> str:
+    """Why ``owned_pid`` found no process: its exit status when it was our child, else what
+    is known. For the "exited while starting" error, so a silent death is not a mystery."""
+    try:
+        pid = int(pid_path.read_text(encoding="utf-8").split()[0])
+    except (OSError, ValueError, IndexError):
+        return f"no readable pid in {pid_path}"
+    child = _children.get(pid)
+    code = child.poll() if child is not None else None
+    if code is not None:
+        if code < 0:
+            return f"pid {pid} killed by {signal.Signals(-code).name}"
+        return f"pid {pid} exit code {code}"
+    if is_alive(pid) and marker not in command_line(pid):
+        return f"pid {pid} now runs another program: {command_line(pid)[:120]!r}"
+    return f"pid {pid} is gone (exit status unknown: not started by this process)"
+
+
 def terminate(pid: int, *, timeout_s: float = 30.0) -> None:
     """SIGTERM the process group of ``pid``, then SIGKILL it if it outlives ``timeout_s``."""
     _signal_group(pid, signal.SIGTERM)

@@ -7,7 +7,17 @@ import sys
 import time
 from pathlib import Path
 
-from stack.process import is_alive, owned_pid, port_in_use, spawn, tail, terminate
+import pytest
+
+from stack.process import (
+    how_it_ended,
+    is_alive,
+    owned_pid,
+    port_in_use,
+    spawn,
+    tail,
+    terminate,
+)
 
 
 def test_spawned_process_is_owned_then_terminated(tmp_path: Path) -> None:
@@ -48,3 +58,21 @@ def test_port_probe_sees_a_listener() -> None:
         port = listener.getsockname()[1]
         assert port_in_use("127.0.0.1", port)
     assert not port_in_use("127.0.0.1", port)
+
+
+@pytest.mark.parametrize(
+    ("script", "ending"),
+    [("exit 3", "exit code 3"), ("kill -KILL $$", "killed by SIGKILL")],
+)
+def test_a_service_that_died_while_starting_says_how(
+    tmp_path: Path, script: str, ending: str
+) -> None:
+    pid_path = tmp_path / "run" / "svc.pid"
+    pid = spawn(
+        ["sh", "-c", script, str(tmp_path)], log_path=tmp_path / "svc.log", pid_path=pid_path
+    )
+    deadline = time.monotonic() + 10
+    while is_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert owned_pid(pid_path, str(tmp_path)) is None
+    assert how_it_ended(pid_path, str(tmp_path)) == f"pid {pid} {ending}"
