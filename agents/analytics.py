@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agents.analytics_state import AnalyticsStateStore, RestoreStats
+from agents.analytics_state import AnalyticsStateStore, RestoreStats, check_own_state
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
 from serdes.avro import AvroCodec
@@ -208,6 +208,8 @@ class AnalyticsRunner:
             store = self.store
             if store is not None:
                 self.restore = await loop.run_in_executor(self._executor, store.open)
+                topics = [*analytics_topics(self.settings), self._heartbeats]
+                check_own_state(store.topic, store.positions, topics)
                 self.positions.update(store.positions)
             core = AnalyticsCore(self.settings, rates, self.state)
             if store is not None:
