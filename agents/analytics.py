@@ -209,7 +209,11 @@ class AnalyticsRunner:
             if store is not None:
                 self.restore = await loop.run_in_executor(self._executor, store.open)
                 topics = [*analytics_topics(self.settings), self._heartbeats]
-                check_own_state(store.topic, store.positions, topics)
+                try:
+                    check_own_state(store.topic, store.positions, topics)
+                except PermanentError:
+                    await loop.run_in_executor(self._executor, store.close)
+                    raise
                 self.positions.update(store.positions)
             core = AnalyticsCore(self.settings, rates, self.state)
             if store is not None:
