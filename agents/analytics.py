@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import asyncpg
@@ -31,7 +32,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agents.analytics_state import AnalyticsStateStore, RestoreStats
+from agents.analytics_state import AnalyticsStateStore, RestoreStats, check_own_state
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
 from serdes.avro import AvroCodec
@@ -208,6 +209,12 @@ class AnalyticsRunner:
             store = self.store
             if store is not None:
                 self.restore = await loop.run_in_executor(self._executor, store.open)
+                topics = [*analytics_topics(self.settings), self._heartbeats]
+                try:
+                    check_own_state(store.topic, store.positions, topics)
+                except PermanentError:
+                    await loop.run_in_executor(self._executor, store.close)
+                    raise
                 self.positions.update(store.positions)
             core = AnalyticsCore(self.settings, rates, self.state)
             if store is not None:
@@ -409,9 +416,12 @@ class AnalyticsRunner:
             positions[(topic, partition)] = (message.offset() or 0) + 1
             try:
                 if topic == self._heartbeats:
-                    decoded.append((partition, topic, _heartbeat_time(codec, message.value())))
+                    moment = self._until_decoded(partial(_heartbeat_time, codec, message.value()))
+                    decoded.append((partition, topic, moment))
                 else:
-                    event = decoder.decode(message.key(), message.value())
+                    event = self._until_decoded(
+                        partial(decoder.decode, message.key(), message.value())
+                    )
                     decoded.append((partition, topic, event))
             except PermanentError as exc:  # the medallion sink dead-letters the same record
                 self.stats.undecodable += 1
@@ -419,6 +429,24 @@ class AnalyticsRunner:
                     "analytics skipped %s[%d]@%s: %s", topic, partition, message.offset(), exc
                 )
         return decoded, positions
+
+    def _until_decoded(self, decode: Callable[[], T]) -> T:
+        """``decode`` again, with backoff, while the schema registry is unavailable (a
+        TransientError): the record is not skipped, and the worker does not exit (I7; the
+        15-minute chaos run's registry outage did exit it). Gives up only when stopping;
+        the batch's positions are then not stored, so it is read again after a restart."""
+        attempt = 0
+        while True:
+            try:
+                return decode()
+            except TransientError as exc:
+                attempt += 1
+                if self._stop.is_set():
+                    raise
+                log.warning(
+                    "analytics: decoding waits for the registry (%s); retry %d", exc, attempt
+                )
+                time.sleep(self._backoff.delay(attempt))
 
 
 def _heartbeat_time(codec: AvroCodec, value: bytes | None) -> datetime:

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, cast
@@ -321,6 +322,30 @@ class AnalyticsStateStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+class ForeignStateError(PermanentError):
+    """The changelog holds another pipeline's state (positions of none of our topics)."""
+
+
+def check_own_state(changelog: str, positions: Positions, topics: Iterable[str]) -> None:
+    """Refuse state restored from a changelog another pipeline writes.
+
+    Every flush stores the state with the positions it came from, so a changelog that
+    holds positions, none of them on ``topics``, was written by a pipeline reading other
+    topics: its entries (order, item and product ids of another database) would mix with
+    ours. Found by the chaos soak (issue 11): its workers on the stack's default changelog
+    restored earlier runs' order items into preferred_category.
+    """
+    ours = set(topics)
+    theirs = sorted({topic for topic, _ in positions})
+    if theirs and not ours.intersection(theirs):
+        shown = ", ".join(theirs[:3]) + (", ..." if len(theirs) > 3 else "")
+        raise ForeignStateError(
+            f"analytics changelog {changelog} holds the state of a pipeline reading {shown},"
+            " none of this pipeline's topics: give each pipeline its own changelog"
+            " (BV_TOPICS__ANALYTICS_STATE)"
+        )
 
 
 def state_store(settings: Settings, group_id: str) -> AnalyticsStateStore:

@@ -26,6 +26,11 @@ _GROUP_CHURN = frozenset(
         KafkaError.REBALANCE_IN_PROGRESS,
         KafkaError.ILLEGAL_GENERATION,
         KafkaError.UNKNOWN_MEMBER_ID,
+        # A restarted broker answers these without flagging them retriable (the 15-minute
+        # chaos run: "Coordinator load in progress" exited the worker, I7).
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
     }
 )
 T = TypeVar("T")

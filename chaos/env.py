@@ -10,11 +10,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 
 import redis
 
-from bench.pipeline_env import PipelineNames, SinkEnv, pipeline_environment
+from bench.pipeline_env import (
+    PipelineNames,
+    SinkEnv,
+    pipeline_environment,
+    with_analytics_outputs,
+)
 from config.settings import Settings
 
 CHAOS_NAMES = PipelineNames("bv_chaos_", "bvchaos", "bv-chaos-", "bv-chaos-")
@@ -59,25 +63,23 @@ class ChaosEnv:
 
 
 def _derive(env: SinkEnv) -> ChaosEnv:
+    """The run's own names for everything its workers write. The analytics outputs (topics,
+    and above all the state changelog) come from ``with_analytics_outputs``: a worker on the
+    stack's default changelog restored other pipelines' state (the same order and item ids,
+    another database), which surfaced as preferred_category mismatches (I4)."""
     run = env.run_id
-    settings = env.settings
+    settings = with_analytics_outputs(env).settings
     prefix = settings.topics.cdc_prefix
     derived = settings.model_copy(
         update={
             "topics": settings.topics.model_copy(
                 update={
-                    "hourly_revenue": f"{prefix}.hourly-revenue",
-                    "customer_features": f"{prefix}.customer-features",
                     "product_updates": f"{prefix}.product-updates",
-                    "late_events": f"{prefix}.late-events",
                     "openlineage": f"{prefix}.openlineage",
                 }
             ),
             "features": settings.features.model_copy(
-                update={
-                    "redis_prefix": f"bv:chaos:{run}:features:customer:",
-                    "idle_partition_after": timedelta(seconds=1),
-                }
+                update={"redis_prefix": f"bv:chaos:{run}:features:customer:"}
             ),
             "cache": settings.cache.model_copy(
                 update={"key_prefix": f"bv:chaos:{run}:cache", "channel": f"bv:chaos:{run}:inv"}

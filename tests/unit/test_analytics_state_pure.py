@@ -9,7 +9,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from agents.analytics_state import POSITION, entry_key, parse_key
+import pytest
+
+from agents.analytics_state import (
+    POSITION,
+    ForeignStateError,
+    check_own_state,
+    entry_key,
+    parse_key,
+)
 from config.settings import Settings
 from streams.worker import analytics_service
 from tables.analytics import AnalyticsCore
@@ -58,3 +66,11 @@ def test_watermark_progress_survives_a_restart() -> None:
 def test_analytics_views_bind_to_loopback_by_default() -> None:
     _, views = analytics_service(Settings())
     assert views.host == "127.0.0.1"
+
+
+def test_state_of_another_pipeline_is_refused() -> None:
+    ours = ["bvchaos0b.public.orders", "bvchaos0b.public.products"]
+    check_own_state("x", {}, ours)  # a fresh changelog
+    check_own_state("x", {("bvchaos0b.public.orders", 0): 12}, ours)
+    with pytest.raises(ForeignStateError, match=r"bvchaos0a\.public\.orders"):
+        check_own_state("x", {("bvchaos0a.public.orders", 0): 12}, ours)

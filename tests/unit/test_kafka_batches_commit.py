@@ -38,6 +38,9 @@ def batches_over(consumer: RefusingConsumer) -> KafkaBatches:
         KafkaError.REBALANCE_IN_PROGRESS,
         KafkaError.ILLEGAL_GENERATION,
         KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,  # not flagged retriable after a restart
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
     ],
 )
 def test_a_commit_refused_by_group_churn_is_deferred(code: int) -> None:

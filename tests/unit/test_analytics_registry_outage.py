@@ -1,0 +1,45 @@
+"""A record the analytics cannot decode while the schema registry is down waits for it.
+
+The 15-minute chaos run's registry outage outlasted the registry client's own retries and
+the analytics exited its worker (I7). A transient error now retries the same record with
+backoff (never skips it); only a stopping runner gives up, before the batch's positions are
+stored, so the record is read again after a restart.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.analytics import AnalyticsRunner
+from config.errors import RegistryUnavailableError
+from config.settings import Settings, SinkSettings
+
+
+def runner() -> AnalyticsRunner:
+    sink = SinkSettings(retry_initial_backoff_s=0.001, retry_max_backoff_s=0.002)
+    return AnalyticsRunner(Settings(sink=sink), group_id="test")
+
+
+class FlakyRegistry:
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def decode(self) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise RegistryUnavailableError("registry down")
+        return "event"
+
+
+def test_a_record_waits_for_the_registry_instead_of_exiting() -> None:
+    registry = FlakyRegistry(failures=8)
+    assert runner()._until_decoded(registry.decode) == "event"
+    assert registry.calls == 9
+
+
+def test_a_stopping_runner_gives_up_waiting() -> None:
+    stopping = runner()
+    stopping._stop.set()
+    with pytest.raises(RegistryUnavailableError):
+        stopping._until_decoded(FlakyRegistry(failures=1).decode)
