@@ -9,9 +9,6 @@ equals what it was at that moment. The drill prints its RPO and RTO.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -26,22 +23,13 @@ from config.settings import PostgresSettings, Settings
 from oltp.loadgen import LoadgenConfig, run_loadgen
 from oltp.schema import CAPTURED_TABLES, migrate_oltp
 from sinks.postgres.connection import connect, ensure_database
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.local_resources import free_port, scratch_folder
 
 
 @pytest.fixture
 def root() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="bv-pitr-", dir="/var/tmp"))
-    folder.chmod(0o755)
-    try:
+    with scratch_folder("bv-pitr-") as folder:
         yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

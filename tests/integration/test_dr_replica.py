@@ -9,9 +9,6 @@ the offsets the replica holds, so I1 and I3 hold even for commits the replica ne
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,22 +29,13 @@ from tests.integration.sink_env import (
     sink_environment,
     wait_until_caught_up,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.local_resources import free_port, scratch_folder
 
 
 @pytest.fixture
 def root() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="bv-replica-", dir="/var/tmp"))
-    folder.chmod(0o755)
-    try:
+    with scratch_folder("bv-replica-") as folder:
         yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ Uses its own state folder and free ports, so the shared stack is untouched; stop
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,12 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from observability.metrics import Metrics
 from observability.server import MetricsServer
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.local_resources import free_port
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,14 +26,9 @@ from config.settings import PostgresSettings
 from observability.slow_queries import SlowStatement, ensure_extension, slow_statements
 from sinks.postgres.connection import connect
 from stack.tools import postgres_bindir
+from tests.local_resources import free_port
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class ThrowAwayCluster:

@@ -8,8 +8,6 @@ required by the settings; with one, requests without it get 401 (see also
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
@@ -22,6 +20,7 @@ from streams.analytics_views import AnalyticsWebServer, analytics_web_app
 from streams.app import create_app
 from tables.analytics import AnalyticsCore
 from tables.features import CurrencyRates
+from tests.local_resources import free_port
 
 
 def test_default_settings_bind_web_and_metrics_to_loopback() -> None:
@@ -78,12 +77,6 @@ def test_a_metrics_server_with_a_token_refuses_requests_without_it() -> None:
         assert httpx.get(server.url, timeout=5).status_code == 401
         ok = httpx.get(server.url, headers={"Authorization": "Bearer scrape-token"}, timeout=5)
         assert ok.status_code == 200
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def test_the_faust_web_server_serves_none_of_its_built_in_views() -> None:
