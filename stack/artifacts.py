@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +134,6 @@ def resolve(jvm_dir: Path, artifact: Artifact, progress: Progress) -> Path:
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    markers = Path(tempfile.mkdtemp(prefix="bv-mvn-markers-"))
     pom = artifact.pom or MAVEN_DIR / "pom.xml"
     command = [
         str(mvn),
@@ -146,16 +144,13 @@ def resolve(jvm_dir: Path, artifact: Artifact, progress: Progress) -> Path:
         str(pom),
         *artifact.goal_args,
         f"-DoutputDirectory={staging}",
-        # unpack remembers what it unpacked in marker files and then skips it: keep its
-        # markers in a throw-away folder so a re-resolution always really unpacks.
-        f"-DmarkersDirectory={markers}",
-        "-Dmdep.markersDirectory=" + str(markers),
+        # unpack remembers what it unpacked in marker files under the pom's target/ folder
+        # (the plugin offers no property to move them) and then skips it, whatever the output
+        # folder: a second state folder got nothing. Overwriting releases always unpacks.
+        "-Dmdep.overWriteReleases=true",
     ]
     progress(f"resolving {artifact.description} from Maven Central")
-    try:
-        _run_maven(command, artifact, progress)
-    finally:
-        shutil.rmtree(markers, ignore_errors=True)
+    _run_maven(command, artifact, progress)
     if not any(staging.iterdir()):
         raise ArtifactResolutionError(
             f"Maven resolved nothing for {artifact.description}; check {pom}"
