@@ -267,6 +267,12 @@ def _fold_silver(
     row = spec.silver_row(source_row)
     key = spec.key_of(row)
     previous = changes.get(key)
+    lsn = event.position.lsn or 0
+    if previous is not None and (lsn, record.offset) < (previous.lsn, previous.offset):
+        # Older than the key's change already in this batch (a re-snapshot's read emitted
+        # after a later delete): it loses here exactly as the silver upsert's (LSN, offset)
+        # guard makes it lose across batches.
+        return
     unchanged: set[str] = set()
     for column, value in row.items():
         if value is UNCHANGED or isinstance(value, Unchanged):
@@ -282,7 +288,7 @@ def _fold_silver(
         row=row,
         unchanged=unchanged,
         hard_deleted=is_delete,
-        lsn=event.position.lsn or 0,
+        lsn=lsn,
         partition=record.partition,
         offset=record.offset,
         tx_id=event.position.tx_id,
