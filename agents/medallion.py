@@ -75,6 +75,9 @@ class SinkStats:
     dead_letters: int = 0
     filtered: int = 0
     fenced: int = 0
+    #: Partition assignments and revocations seen: one of each per rebalance.
+    assignments: int = 0
+    revocations: int = 0
     db_retries: int = 0
     ambiguous_commits: int = 0
     outcomes: list[BatchOutcome] = field(default_factory=list)
@@ -210,12 +213,14 @@ class MedallionSink:
             topics=tuple(self.topics),
             max_records=sink.batch_max_records,
             max_wait_ms=sink.batch_max_ms,
+            max_poll_interval_ms=sink.max_poll_interval_ms,
         )
 
     # -- assignment: the seek happens before the first fetch ---------------------------------
     async def _claim_all(self, partitions: list[PartitionId]) -> dict[PartitionId, int]:
         """Claim newly assigned partitions (a new owner epoch) and start at their stored
         offsets; retried with backoff until PostgreSQL answers."""
+        self.stats.assignments += 1
         attempt = 0
         while True:
             try:
@@ -235,6 +240,7 @@ class MedallionSink:
                 await asyncio.sleep(self._backoff.delay(attempt))
 
     def _forget(self, partitions: list[PartitionId]) -> None:
+        self.stats.revocations += 1
         for key in partitions:
             self.claims.pop(key, None)
 

@@ -267,6 +267,9 @@ class SinkSettings(_Section):
 
     batch_max_records: int = Field(default=5000, ge=1)
     batch_max_ms: int = Field(default=200, ge=1)
+    #: The broker evicts a member that does not poll for this long; while a write waits out
+    #: an outage the runtime keeps polling with its partitions paused (streams/runtime.py).
+    max_poll_interval_ms: int = Field(default=120_000, ge=15_000)
     retry_initial_backoff_s: float = Field(default=0.2, gt=0)
     retry_max_backoff_s: float = Field(default=10.0, gt=0)
     daily_sales_refresh_s: float = Field(default=300.0, gt=0)
