@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from backup.wal_retention import (
     ArchivedFile,
     BaseBackupInfo,
+    RetentionPlan,
     RetentionPolicy,
     plan_retention,
     wal_position,
@@ -42,13 +43,17 @@ BACKUPS = [backup("b1", 3, 9), backup("b2", 6, 6), backup("b3", 9, 3)]
 KEEP_TWO = RetentionPolicy(keep_backups=2, min_age=timedelta(0))
 
 
+def oldest_kept(plan: RetentionPlan) -> str | None:
+    return plan.keep_from.name if plan.keep_from else None
+
+
 def names(files: tuple[ArchivedFile, ...]) -> set[str]:
     return {f.name for f in files}
 
 
 def test_keeps_wal_from_the_start_of_the_second_newest_verified_backup() -> None:
     plan = plan_retention(BACKUPS, SEGMENTS, KEEP_TWO, NOW)
-    assert plan.keep_from is not None and plan.keep_from.name == "b2"
+    assert oldest_kept(plan) == "b2"
     assert [b.name for b in plan.expired_backups] == ["b1"]
     assert names(plan.prunable) == {seg(1), seg(2), seg(3), seg(4), seg(5)}
     assert names(plan.kept) == {seg(n) for n in range(6, 13)}
@@ -58,21 +63,21 @@ def test_keeps_wal_from_the_start_of_the_second_newest_verified_backup() -> None
 def test_an_unverified_backup_does_not_count_towards_retention() -> None:
     backups = [backup("b1", 3, 9), backup("b2", 6, 6), backup("b3", 9, 3, verified=False)]
     plan = plan_retention(backups, SEGMENTS, KEEP_TWO, NOW)
-    assert plan.keep_from is not None and plan.keep_from.name == "b1"
+    assert oldest_kept(plan) == "b1"
     assert names(plan.prunable) == {seg(1), seg(2)}
     assert plan.expired_backups == ()
 
 
 def test_too_few_verified_backups_keep_everything_and_say_why() -> None:
     plan = plan_retention([backup("b1", 3, 9)], SEGMENTS, KEEP_TWO, NOW)
-    assert plan.prunable == () and plan.expired_backups == ()
+    assert (plan.prunable, plan.expired_backups) == ((), ())
     assert len(plan.kept) == 12
     assert "1 verified base backup(s), retention keeps 2" in plan.reason
 
 
 def test_no_backup_at_all_keeps_everything() -> None:
     plan = plan_retention([], SEGMENTS, KEEP_TWO, NOW)
-    assert plan.prunable == () and plan.keep_from is None
+    assert (plan.prunable, plan.keep_from) == ((), None)
     assert plan.reason.startswith("nothing pruned")
 
 
@@ -91,12 +96,12 @@ def test_a_backup_within_the_minimum_age_keeps_its_wal_too() -> None:
         BACKUPS, archive(*(seg(n) for n in range(1, 13)), days_ago=9.5), policy, NOW
     )
     # b1 started 9 days ago: outside 8 days, so b2 is still the oldest kept backup.
-    assert plan.keep_from is not None and plan.keep_from.name == "b2"
+    assert oldest_kept(plan) == "b2"
     policy = RetentionPolicy(keep_backups=2, min_age=timedelta(days=9.5))
     plan = plan_retention(
         BACKUPS, archive(*(seg(n) for n in range(1, 13)), days_ago=10), policy, NOW
     )
-    assert plan.keep_from is not None and plan.keep_from.name == "b1"
+    assert oldest_kept(plan) == "b1"
     assert names(plan.prunable) == {seg(1), seg(2)}
 
 
@@ -104,7 +109,7 @@ def test_a_pitr_target_keeps_the_backup_it_restores_from() -> None:
     target = NOW - timedelta(days=8)  # between b1 (day -9) and b2 (day -6)
     policy = RetentionPolicy(keep_backups=2, min_age=timedelta(0), pitr_target=target)
     plan = plan_retention(BACKUPS, SEGMENTS, policy, NOW)
-    assert plan.keep_from is not None and plan.keep_from.name == "b1"
+    assert oldest_kept(plan) == "b1"
     assert plan.expired_backups == ()
     assert names(plan.prunable) == {seg(1), seg(2)}
 
@@ -112,7 +117,7 @@ def test_a_pitr_target_keeps_the_backup_it_restores_from() -> None:
 def test_a_pitr_target_before_every_backup_keeps_everything() -> None:
     policy = RetentionPolicy(keep_backups=2, min_age=timedelta(0), pitr_target=NOW - 20 * DAY)
     plan = plan_retention(BACKUPS, SEGMENTS, policy, NOW)
-    assert plan.prunable == () and plan.expired_backups == ()
+    assert (plan.prunable, plan.expired_backups) == ((), ())
     assert "BV_BACKUP__PITR_TARGET" in plan.reason
 
 
