@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 import asyncpg
 
-from observability.disk import existing_parent, folder_bytes
+from config.settings import Settings
+from observability.disk import DiskUsageCollector, existing_parent, folder_bytes
 from observability.slots import SlotRetention, oversized, slot_retention, slot_warning
 from sinks.postgres.connection import DatabaseUnavailableError
 from stack.manager import Stack
@@ -79,3 +80,13 @@ def report_lines(report: DiskReport) -> list[str]:
         held = ", ".join(f"{s.name} {human_bytes(s.retained_bytes)}" for s in report.slots)
         lines.append(f"replication slots retain: {held}")
     return lines
+
+
+def disk_usage_collector(settings: Settings) -> DiskUsageCollector:
+    """The worker's collector of the local stack's state sizes and free disk space."""
+    stack = Stack(settings)
+    return DiskUsageCollector(
+        stack.state_folders(),
+        stack.wal_archive_dir(),
+        cache_s=settings.monitoring.disk_usage_cache_s,
+    )
