@@ -18,6 +18,9 @@ from serdes.registry import RegistryClient
 from tests.integration import all_types_sql
 from tests.integration.capture import CaptureRun, RawRecord, capture
 
+#: Everything the module creates is removed again, also when a test fails.
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
 
 @pytest.fixture(scope="module")
 def captured(settings: Settings) -> tuple[list[RawRecord], list[dict[str, Any]]]:
