@@ -110,7 +110,7 @@ class DiskUsageCollector(Collector):
         yield GaugeMetricFamily(
             "bv_wal_archive_bytes", "Bytes of archived PostgreSQL WAL.", value=archive_bytes
         )
-        size = GaugeMetricFamily(
+        capacity = GaugeMetricFamily(
             "bv_filesystem_size_bytes", "Size of a file system holding state.", labels=["path"]
         )
         avail = GaugeMetricFamily(
@@ -120,9 +120,9 @@ class DiskUsageCollector(Collector):
         )
         for path in self.watched_paths():
             usage = shutil.disk_usage(existing_parent(path))
-            size.add_metric([str(path)], usage.total)
+            capacity.add_metric([str(path)], usage.total)
             avail.add_metric([str(path)], usage.free)
-        yield size
+        yield capacity
         yield avail
 
     def watched_paths(self) -> list[Path]:

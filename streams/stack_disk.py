@@ -12,11 +12,15 @@ from dataclasses import asdict, dataclass, field
 
 import asyncpg
 
+from config.errors import ConfigurationError
 from config.settings import Settings
 from observability.disk import DiskUsageCollector, existing_parent, folder_bytes
 from observability.slots import SlotRetention, oversized, slot_retention, slot_warning
 from sinks.postgres.connection import DatabaseUnavailableError
 from stack.manager import Stack
+
+#: Why the slot check may fail without failing ``stack status``.
+_UNCHECKED = (DatabaseUnavailableError, ConfigurationError, asyncpg.PostgresError, OSError)
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,12 @@ def disk_report(stack: Stack, *, postgres_ready: bool) -> DiskReport:
     if postgres_ready:
         try:
             slots = asyncio.run(slot_retention(settings.postgres))
-        except (DatabaseUnavailableError, asyncpg.PostgresError, OSError) as exc:
+        except (
+            DatabaseUnavailableError,
+            ConfigurationError,
+            asyncpg.PostgresError,
+            OSError,
+        ) as exc:
             warnings.append(f"replication slots not checked: {exc}")
     warnings += [slot_warning(s, threshold) for s in oversized(slots, threshold)]
     return DiskReport(

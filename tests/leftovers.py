@@ -4,7 +4,9 @@ two REST calls, one SQL query); ``wait_for_no_leftovers`` compares with a snapsh
 before, polling a short while because Kafka and Connect finish deletions asynchronously.
 
 Objects the stack makes by itself on first use (the consumer offsets and transaction state
-topics) are not a test's leftovers and are ignored.
+topics), and the product's own fixed-name topics and subjects that any worker creates on
+start (``openlineage``, ``hourly-revenue``, ``product-updates-value``, ...) are shared, not
+a test's leftovers, and are ignored.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import httpx
 from confluent_kafka.admin import AdminClient
 
 from config.settings import Settings
+from serdes import own_schemas
 from serdes.registry import RegistryClient
 from sinks.postgres.connection import connect
 
@@ -52,11 +55,21 @@ async def _postgres_objects(settings: Settings) -> tuple[frozenset[str], frozens
     return frozenset(r["slot_name"] for r in slots), frozenset(r["datname"] for r in databases)
 
 
+def shared_names(settings: Settings) -> tuple[frozenset[str], frozenset[str]]:
+    """The product's fixed topic names (TopicSettings) and its own value subjects."""
+    topics = settings.topics
+    fixed = {v for v in topics.model_dump().values() if isinstance(v, str)}
+    fixed -= {topics.cdc_prefix, topics.dlq_suffix}
+    fixed.add(own_schemas.ORDER_EVENTS_TOPIC)
+    return frozenset(fixed | BROKER_INTERNAL_TOPICS), frozenset(own_schemas.subjects(settings))
+
+
 def snapshot_objects(settings: Settings) -> StackObjects:
+    shared_topics, shared_subjects = shared_names(settings)
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
-    topics = frozenset(admin.list_topics(timeout=10).topics) - BROKER_INTERNAL_TOPICS
+    topics = frozenset(admin.list_topics(timeout=10).topics) - shared_topics
     with RegistryClient(settings.registry) as registry:
-        subjects = frozenset(registry.subjects())
+        subjects = frozenset(registry.subjects()) - shared_subjects
     response = httpx.get(f"{settings.connect.url}/connectors", timeout=10)
     response.raise_for_status()
     slots, databases = asyncio.run(_postgres_objects(settings))

@@ -113,7 +113,9 @@ def capture(
         with ConnectClient(settings) as connect_client:
             connect_client.delete(spec.name)
         asyncio.run(_drop_everything(settings, run, spec))
-        remove_capture_outputs(settings, run.prefix)
+        # The subjects outlive the capture: the caller decodes by schema id, then removes
+        # them with remove_capture_outputs(settings, run.prefix).
+        remove_capture_outputs(settings, run.prefix, subjects=False)
 
 
 def _consume(

@@ -93,24 +93,27 @@ async def archived_through(pg: PostgresSettings, *, timeout_s: float) -> None:
         await connection.close()
 
 
-async def test_point_in_time_restore_equals_the_snapshot_at_that_moment(
-    settings: Settings, root: Path, primary: LocalCluster
-) -> None:
+async def migrated_primary(settings: Settings, primary: LocalCluster) -> Settings:
+    """``settings`` pointed at the drill's own cluster, with the OLTP schema in place."""
     pg = primary.settings(settings.postgres).model_copy(
         update={"admin_user": "postgres", "admin_password": settings.postgres.admin_password}
     )
     own = settings.model_copy(update={"postgres": pg})
     await ensure_database(pg, pg.database)
     await migrate_oltp(own)
+    return own
+
+
+async def test_point_in_time_restore_equals_the_snapshot_at_that_moment(
+    settings: Settings, root: Path, primary: LocalCluster
+) -> None:
+    own = await migrated_primary(settings, primary)
+    pg = own.postgres
     await run_loadgen(own, LoadgenConfig(seed=41, transactions=60))
     base = await asyncio.to_thread(take_base_backup, pg, root / "base")
 
     await run_loadgen(own, LoadgenConfig(seed=42, transactions=60))  # after the base backup
-    connection = await connect(pg)
-    try:
-        target: datetime = await connection.fetchval("SELECT clock_timestamp()")
-    finally:
-        await connection.close()
+    target = await now_on(pg)
     at_target = await snapshot(pg)
     await run_loadgen(own, LoadgenConfig(seed=43, transactions=60))  # to be undone
     assert await snapshot(pg) != at_target
@@ -164,13 +167,9 @@ def archivecleanup_would_remove(wal_dir: Path, oldest_kept: str) -> set[str]:
 async def test_pruned_archive_still_restores_after_the_oldest_kept_backup_and_refuses_before(
     settings: Settings, root: Path, primary: LocalCluster
 ) -> None:
-    pg = primary.settings(settings.postgres).model_copy(
-        update={"admin_user": "postgres", "admin_password": settings.postgres.admin_password}
-    )
-    own = settings.model_copy(update={"postgres": pg})
+    own = await migrated_primary(settings, primary)
+    pg = own.postgres
     wal_dir, base_root = root / "wal", root / "base"
-    await ensure_database(pg, pg.database)
-    await migrate_oltp(own)
     backups = []
     for seed in (51, 52, 53):  # three base backups, WAL switched and load between them
         await run_loadgen(own, LoadgenConfig(seed=seed, transactions=30))
