@@ -91,7 +91,7 @@ def base() -> None:
     settings = load_settings()
     taken = take_base_backup(settings.postgres, base_backup_root(settings))
     out.print(f"base backup {taken.folder} (verified, WAL from {taken.start_segment})")
-    if settings.backup.prune_after_base:
+    if settings.backup.prune_after_base and settings.backup.wal_archiving:
         _prune(settings, dry_run=False)
 
 
