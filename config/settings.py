@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
@@ -460,6 +460,10 @@ class MonitoringSettings(_Section):
     extra_targets: tuple[str, ...] = ()
     #: The freshness SLO ``bitvelocity status`` compares against (alerts.yml uses 60 s too).
     freshness_slo_s: float = Field(default=60.0, gt=0)
+    #: ``stack status`` warns on a replication slot holding back more WAL than this.
+    slot_retained_wal_warn_bytes: int = Field(default=1 << 30, ge=0)
+    #: Seconds a worker reuses its measurement of state folder sizes (``bv_state_bytes``).
+    disk_usage_cache_s: float = Field(default=60.0, ge=0)
 
 
 class BackupSettings(_Section):
@@ -478,6 +482,24 @@ class BackupSettings(_Section):
     target: Literal["local"] = "local"
     #: pg_dump compression level of the custom format.
     compression: int = Field(default=6, ge=0, le=9)
+    #: WAL retention (``bitvelocity backup prune``, run after each ``backup base``): keep the
+    #: WAL needed to restore from this many newest verified base backups; older base
+    #: backups and the WAL before them are deleted.
+    base_retention: int = Field(default=2, ge=1)
+    #: Base backups and archived WAL files younger than this are never pruned.
+    wal_min_age_s: float = Field(default=3600.0, ge=0)
+    #: A point-in-time target that must stay restorable (ISO time with zone); None: none.
+    pitr_target: datetime | None = None
+    #: Prune the WAL archive automatically after every ``backup base``.
+    prune_after_base: bool = True
+
+    @field_validator("pitr_target")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("BV_BACKUP__PITR_TARGET needs a time zone, e.g. 2026-01-01T12:00Z")
+        return value
+
     #: The streaming replica of ``bitvelocity dr replica``.
     replica_port: Port = 23433
     replica_dir: Path | None = None

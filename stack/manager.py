@@ -11,9 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from config.errors import ConfigurationError, ServiceStartError
 from config.settings import Settings, load_settings
+from observability.disk import folder_bytes
 from stack import ports, process
 from stack.base import Endpoint, Progress, Service, StackContext
 from stack.cassandra_service import CassandraService
@@ -59,6 +61,8 @@ class ServiceStatus:
     pid: int | None
     addresses: str
     detail: str
+    #: Bytes of the service's state folder (``status(sizes=True)`` only).
+    state_bytes: int | None = None
 
     @property
     def ready(self) -> bool:
@@ -190,8 +194,13 @@ class Stack:
         return stopped
 
     # -- status ------------------------------------------------------------------------------
-    def status(self, names: Iterable[str] | None = None) -> list[ServiceStatus]:
+    def status(
+        self, names: Iterable[str] | None = None, *, sizes: bool = False
+    ) -> list[ServiceStatus]:
+        """One row per service; ``sizes`` also measures each state folder (walks the tree)."""
         rows = []
+        folders = self.state_folders() if sizes else {}
+        archive = (self.wal_archive_dir(),)
         for service in self.select(names):
             pid = service.pid()
             detail = service.probe_quietly() if pid is not None else None
@@ -204,10 +213,24 @@ class Stack:
             addresses = ", ".join(f"{e.label} {e.host}:{e.port}" for e in service.endpoints())
             rows.append(
                 ServiceStatus(
-                    service.name, service.description, state, pid, addresses, detail or ""
+                    service.name,
+                    service.description,
+                    state,
+                    pid,
+                    addresses,
+                    detail or "",
+                    folder_bytes(folders[service.name], exclude=archive) if sizes else None,
                 )
             )
         return rows
+
+    def state_folders(self) -> dict[str, Path]:
+        """Each service's state folder (PostgreSQL's may live outside the state folder)."""
+        return {service.name: service.home for service in self.services}
+
+    def wal_archive_dir(self) -> Path:
+        """The WAL archive, measured on its own (not within PostgreSQL's state)."""
+        return PostgresService(StackContext(self.settings)).wal_archive_dir
 
     def service(self, name: str) -> Service:
         return self.select([name])[0]

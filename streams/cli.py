@@ -29,6 +29,7 @@ from streams.console import (
     ProgressLog,
     change_table,
     demo_table,
+    err,
     fail,
     guarded,
     out,
@@ -43,6 +44,7 @@ from streams.partitions_cli import partitions_app
 from streams.quality_cli import quality_app
 from streams.scaleout_cli import scaleout_app, scaleout_demo_section
 from streams.smoke import EXPECTED_OPS, run_smoke
+from streams.stack_disk import disk_report, report_lines
 from streams.status_cli import status
 from streams.worker import AGENTS, main_worker, with_scaleout_bronze
 
@@ -140,13 +142,23 @@ def stack_status(
     with_monitoring: WithMonitoring = False,
     with_scaleout: WithScaleout = False,
 ) -> None:
-    """Show each service: ready, starting or stopped, with pid, ports and version."""
+    """Show each service: ready, starting or stopped, with pid, ports, version, state size.
+
+    Also the WAL archive's size, and a warning for each replication slot retaining more WAL
+    than BV_MONITORING__SLOT_RETAINED_WAL_WARN_BYTES.
+    """
     stack = Stack.from_environment(with_monitoring=with_monitoring, with_scaleout=with_scaleout)
-    rows = stack.status()
+    rows = stack.status(sizes=True)
+    postgres_ready = any(row.name == "postgres" and row.ready for row in rows)
+    disk = disk_report(stack, postgres_ready=postgres_ready)
     if as_json:
         out.print_json(json.dumps([row.__dict__ for row in rows]))
     else:
         out.print(status_table(rows))
+        for line in report_lines(disk):
+            out.print(line)
+    for warning in disk.warnings:
+        err.print(f"[bold yellow]warning:[/] {warning}")
     if not all(row.ready for row in rows):
         raise typer.Exit(1)
 

@@ -23,6 +23,7 @@ from agents.medallion import MedallionSink, SinkStats
 from cache.service import run_cache_service
 from config.errors import ConfigurationError
 from config.settings import Settings
+from observability.disk import register_disk_usage
 from observability.logging import configure_logging
 from observability.metrics import default_metrics
 from observability.server import MetricsServer
@@ -30,6 +31,7 @@ from quality.alerting import quality_gate
 from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
 from streams.analytics_views import AnalyticsWebServer, analytics_web_app
+from streams.stack_disk import disk_usage_collector
 
 log = logging.getLogger("bitvelocity.worker")
 AGENTS = ("medallion", "analytics", "cache")
@@ -97,6 +99,8 @@ async def run_worker(
         else None
     )
     if metrics_server is not None:
+        # State and disk sizes (bv_state_bytes, bv_filesystem_*) for the disk alerts.
+        register_disk_usage(default_metrics().registry, disk_usage_collector(settings))
         metrics_server.start()
     try:
         with RegistryClient(settings.registry) as registry:  # our own output schemas

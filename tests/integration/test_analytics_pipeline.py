@@ -29,6 +29,9 @@ from tests.integration.analytics_env import (
 )
 from tests.integration.sink_env import SinkEnv, high_watermarks
 
+#: Everything the module creates is removed again, also when a test fails.
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
 TRANSACTIONS = 12500  # ~5k orders over 40 days: ~25 s of loading on the shared 2-core box
 
 
