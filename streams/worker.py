@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from agents.alert_relay import AlertRelay
@@ -79,8 +79,13 @@ async def run_worker(
     worker_id: str | None = None,
     stop: asyncio.Event | None = None,
     serve_metrics: bool = True,
+    on_analytics: Callable[[AnalyticsRunner], None] | None = None,
 ) -> dict[str, SinkStats]:
-    """Run the chosen agents until ``stop`` is set (or SIGTERM/SIGINT arrives)."""
+    """Run the chosen agents until ``stop`` is set (or SIGTERM/SIGINT arrives).
+
+    ``on_analytics`` receives the analytics runner once made (the demo waits on its
+    positions and flushes it before judging gold).
+    """
     unknown = set(agents) - set(AGENTS)
     if unknown:
         raise ConfigurationError(
@@ -113,6 +118,8 @@ async def run_worker(
                     group.create_task(AlertRelay(settings).run(stop))
             if "analytics" in agents:
                 runner, views = analytics_service(settings)
+                if on_analytics is not None:
+                    on_analytics(runner)
                 await views.start()
                 log.info("analytics views on http://%s:%d", views.host, views.port)
                 group.create_task(_serving(runner.run(stop), views))
