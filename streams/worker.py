@@ -17,12 +17,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from agents.alert_relay import AlertRelay
-from agents.analytics import AnalyticsRunner
+from agents.analytics import AnalyticsRunner, analytics_topics, heartbeat_topic
 from agents.analytics_state import state_store
 from agents.medallion import MedallionSink, SinkStats
 from cache.service import run_cache_service
 from config.errors import ConfigurationError
 from config.settings import Settings
+from observability.analytics_probe import probe_analytics
 from observability.logging import configure_logging
 from observability.metrics import default_metrics
 from observability.server import MetricsServer
@@ -123,6 +124,10 @@ async def run_worker(
                 await views.start()
                 log.info("analytics views on http://%s:%d", views.host, views.port)
                 group.create_task(_serving(runner.run(stop), views))
+                topics = [*analytics_topics(settings), heartbeat_topic(settings)]
+                group.create_task(
+                    probe_analytics(settings, runner, topics, default_metrics(), stop)
+                )
             if "cache" in agents:
                 group.create_task(run_cache_service(settings, stop))
         if "medallion" in agents:
