@@ -6,10 +6,12 @@ readable line on stderr and a non-zero exit code, never a stack trace (``guarded
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -35,7 +37,13 @@ from streams.console import (
 )
 from streams.db_cli import db_app
 from streams.demo import run_demo
-from streams.demo_report import demo_failure, print_demo_checks
+from streams.demo_checks import check_analytics
+from streams.demo_report import (
+    analytics_problems,
+    demo_failure,
+    print_analytics,
+    print_demo_checks,
+)
 from streams.dlq_cli import dlq_app
 from streams.lake_cli import lake_app
 from streams.oltp_cli import connector_app, loadgen, migrate
@@ -194,6 +202,14 @@ def demo(
         Path | None, typer.Option("--json", help="Also write the summary to this JSON file.")
     ] = None,
     with_scaleout: WithScaleout = False,
+    check_only: Annotated[
+        bool,
+        typer.Option(
+            "--check-only",
+            help="Only judge what gold and the Redis feature store hold now against SQL over "
+            "the OLTP tables (no stack start, load or agents); exit 1 on any difference.",
+        ),
+    ] = False,
 ) -> None:
     """The end-to-end demo: stack, OLTP schema, Debezium, a seeded workload, a checked summary.
 
@@ -205,6 +221,13 @@ def demo(
     written, captured and stored. Exits 1 when a change did not arrive. The stack keeps
     running afterwards (`bitvelocity stack down` stops it).
     """
+    if check_only:
+        check = asyncio.run(check_analytics(load_settings(), datetime.now(UTC)))
+        print_analytics(check)
+        if not check.ok:
+            fail("demo checks failed: " + "; ".join(analytics_problems(check)), code=1)
+        out.print("[green]checks ok[/]: gold and the Redis feature store equal SQL")
+        return
     progress = ProgressLog()
     stack = Stack.from_environment(create_credentials=True, with_scaleout=with_scaleout)
     out.print(status_table(stack.up(progress)))

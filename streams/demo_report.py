@@ -118,27 +118,33 @@ def views_lines(views: ViewsAnswer | None) -> list[str]:
 def print_demo_checks(summary: DemoSummary) -> None:
     """The analytics, feature, Redis, cache and web-view blocks, each with its verdict."""
     if summary.analytics is not None:
-        out.print(hourly_table(summary.analytics))
-        out.print(features_table(summary.analytics))
-        for line in analytics_lines(summary.analytics):
-            out.print(line)
+        print_analytics(summary.analytics)
     for line in [*cache_lines(summary.cache), *views_lines(summary.views)]:
         out.print(line, soft_wrap=True)
 
 
+def analytics_problems(check: AnalyticsCheck) -> list[str]:
+    """The first differences, each naming its table and key."""
+    shown = check.mismatches[:3]
+    problems = [str(m) for m in shown]
+    if len(check.mismatches) > len(shown):
+        problems.append(f"and {len(check.mismatches) - len(shown)} more differences")
+    if not check.windows_compared or not check.customers_compared:
+        problems.append("nothing to compare: no confirmed orders within retention in public.orders")
+    return problems
+
+
+def print_analytics(check: AnalyticsCheck) -> None:
+    out.print(hourly_table(check))
+    out.print(features_table(check))
+    for line in analytics_lines(check):
+        out.print(line)
+
+
 def demo_failure(summary: DemoSummary) -> str:
     """One line naming what differs: the table and key of the first differences."""
-    problems: list[str] = []
     check = summary.analytics
-    if check is None:
-        problems.append("the analytics were not checked")
-    else:
-        shown = check.mismatches[:3]
-        problems += [str(m) for m in shown]
-        if len(check.mismatches) > len(shown):
-            problems.append(f"and {len(check.mismatches) - len(shown)} more differences")
-        if not check.windows_compared or not check.customers_compared:
-            problems.append("nothing to compare: no orders within retention in public.orders")
+    problems = ["the analytics were not checked"] if check is None else analytics_problems(check)
     if summary.cache is None or not summary.cache.ok:
         problems.append("the cache did not serve the new price after the change")
     if summary.views is None or not summary.views.ok:
