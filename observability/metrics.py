@@ -35,6 +35,7 @@ METRIC_FAMILIES = (
     "bv_data_records_processed",
     "bv_data_processing_errors",
     "bv_consumer_lag_records",
+    "bv_pipeline_lag_records",
     "bv_event_freshness_seconds",
     "bv_dlq_records",
     "bv_late_events",

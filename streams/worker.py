@@ -24,6 +24,7 @@ from cache.service import run_cache_service
 from config.errors import ConfigurationError
 from config.settings import Settings
 from observability.analytics_probe import probe_analytics
+from observability.dashboard import dashboard_page
 from observability.logging import configure_logging
 from observability.metrics import default_metrics
 from observability.server import MetricsServer
@@ -98,7 +99,9 @@ async def run_worker(
         loop.add_signal_handler(sig, stop.set)
     identity = worker_id or default_worker_id()
     metrics_server = (
-        MetricsServer.from_settings(default_metrics().registry, settings.web)
+        MetricsServer.from_settings(
+            default_metrics().registry, settings.web, dashboard=dashboard_page(settings)
+        )
         if serve_metrics
         else None
     )
