@@ -19,14 +19,18 @@ from typing import Any
 from agents.alert_relay import AlertRelay
 from agents.analytics import AnalyticsRunner, analytics_topics, heartbeat_topic
 from agents.analytics_state import state_store
+from agents.cache_invalidation import PIPELINE as CACHE_INVALIDATION
+from agents.cache_invalidation import CacheInvalidationAgent
 from agents.medallion import MedallionSink, SinkStats
+from agents.product_updates import PIPELINE as PRODUCT_UPDATES
+from agents.product_updates import ProductUpdatesAgent
 from cache.service import run_cache_service
 from config.errors import ConfigurationError
 from config.settings import Settings
-from observability.analytics_probe import probe_analytics
 from observability.dashboard import dashboard_page
 from observability.logging import configure_logging
 from observability.metrics import default_metrics
+from observability.pipeline_probes import probe_analytics, probe_group_lag
 from observability.server import MetricsServer
 from quality.alerting import quality_gate
 from serdes.own_schemas import register_all
@@ -42,6 +46,15 @@ def with_scaleout_bronze(settings: Settings) -> Settings:
     return settings.model_copy(
         update={"sink": settings.sink.model_copy(update={"scaleout_bronze": True})}
     )
+
+
+def cache_groups(settings: Settings) -> dict[str, tuple[str, list[str]]]:
+    """The cache's pipelines, their consumer groups and topics (for their lag)."""
+    derive, evict = ProductUpdatesAgent(settings), CacheInvalidationAgent(settings)
+    return {
+        PRODUCT_UPDATES: (derive.group_id, [derive.source_topic]),
+        CACHE_INVALIDATION: (evict.group_id, [evict.topic]),
+    }
 
 
 def default_worker_id() -> str:
@@ -133,6 +146,9 @@ async def run_worker(
                 )
             if "cache" in agents:
                 group.create_task(run_cache_service(settings, stop))
+                group.create_task(
+                    probe_group_lag(settings, cache_groups(settings), default_metrics(), stop)
+                )
         if "medallion" in agents:
             results["medallion"] = medallion.result()
             log.info("worker %s stopped after %d batches", identity, results["medallion"].batches)

@@ -1,4 +1,8 @@
-"""The analytics pipeline's figures on ``/metrics``: records, freshness and lag.
+"""Figures of pipelines with no per-batch hook of their own, published on ``/metrics``.
+
+``probe_analytics``: records, freshness and lag of the analytics runner. ``probe_group_lag``:
+the lag of pipelines whose positions are plain Kafka commits (the cache's agents), from the
+group's committed offsets.
 
 The analytics runner drives its own consumer and flushes on a timer, with no per-batch hook
 to time; this probe reads what the runner already keeps (records consumed, positions
@@ -14,7 +18,7 @@ import contextlib
 from datetime import datetime
 from typing import Protocol
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from config.errors import TransientError
@@ -52,9 +56,11 @@ async def probe_analytics(
     topics: list[str],
     metrics: Metrics,
     stop: asyncio.Event,
-    interval_s: float = 5.0,
+    interval_s: float = 1.0,
+    lag_every: int = 5,
 ) -> None:
-    """Publish the runner's figures every ``interval_s`` until ``stop`` is set."""
+    """Publish the runner's records and freshness every ``interval_s``, its lag every
+    ``lag_every`` of those (a watermark request per partition), until ``stop`` is set."""
     bootstrap = settings.kafka.bootstrap_servers
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "bv-analytics-lag-probe",
@@ -62,16 +68,20 @@ async def probe_analytics(
     )  # fmt: skip
     admin = AdminClient({"bootstrap.servers": bootstrap})
     reported = 0
+    ticks = 0
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
+            ticks += 1
             consumed = runner.stats.consumed
             metrics.record_processed(PIPELINE, consumed - reported)
             reported = consumed
             newest = runner.newest_committed_at
             if newest is not None:
                 metrics.record_committed_event_time(PIPELINE, newest)
+            if ticks % lag_every != 1 and lag_every > 1:
+                continue
             try:
                 ends = await asyncio.to_thread(partition_high_watermarks, consumer, admin, topics)
             except TransientError:
@@ -79,3 +89,48 @@ async def probe_analytics(
             metrics.set_pipeline_lag(PIPELINE, pipeline_lag(dict(runner.positions), ends))
     finally:
         await asyncio.to_thread(consumer.close)
+
+
+def _committed(consumer: Consumer, ends: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+    """The group's committed offsets of ``ends``' partitions (without joining the group)."""
+    asked = [TopicPartition(topic, partition) for topic, partition in ends]
+    try:
+        found = consumer.committed(asked, timeout=5)
+    except KafkaException as exc:
+        raise TransientError(f"committed offsets unavailable: {exc}") from exc
+    return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in found}
+
+
+async def probe_group_lag(
+    settings: Settings,
+    groups: dict[str, tuple[str, list[str]]],
+    metrics: Metrics,
+    stop: asyncio.Event,
+    interval_s: float = 5.0,
+) -> None:
+    """``pipeline -> (consumer group, topics)``: publish each pipeline's lag until ``stop``."""
+    bootstrap = settings.kafka.bootstrap_servers
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    consumers = {
+        pipeline: Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        )
+        for pipeline, (group, _topics) in groups.items()
+    }
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+            for pipeline, consumer in consumers.items():
+                topics = groups[pipeline][1]
+                try:
+                    ends = await asyncio.to_thread(
+                        partition_high_watermarks, consumer, admin, topics
+                    )
+                    committed = await asyncio.to_thread(_committed, consumer, ends)
+                except TransientError:
+                    continue
+                metrics.set_pipeline_lag(pipeline, pipeline_lag(committed, ends))
+    finally:
+        for consumer in consumers.values():
+            await asyncio.to_thread(consumer.close)
