@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -103,6 +104,14 @@ def legend_name(template: str, labels: dict[str, str], expr: str) -> str:
     return expr if len(expr) <= 60 else expr[:57] + "..."
 
 
+class RangeQueries(Protocol):
+    """Where panels get their series from (Prometheus, or a table in the unit tests)."""
+
+    def query_range(
+        self, target: Target, start: datetime, end: datetime, step_s: float
+    ) -> list[Series]: ...
+
+
 class PrometheusReader:
     """``query_range`` against Prometheus' HTTP API."""
 
@@ -146,7 +155,7 @@ class PrometheusReader:
 
 
 def gather(
-    reader: PrometheusReader,
+    reader: RangeQueries,
     panels: Sequence[Panel],
     now: datetime,
     window: timedelta = timedelta(minutes=15),

@@ -136,7 +136,8 @@ def _handler_for(
             # page's self-refresh keeps the URL).
             given = parse_qs(query).get("token", [None])[0]
             header = self.headers.get("Authorization")
-            if not (authorized(header, token) or authorized(f"Bearer {given}", token)):
+            by_query = given is not None and authorized(f"Bearer {given}", token)
+            if not (authorized(header, token) or by_query):
                 self._reply(401, b"unauthorized\n", "text/plain", authenticate=True)
                 return
             assert dashboard is not None
