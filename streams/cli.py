@@ -217,9 +217,11 @@ def demo(
     and posts events through the store agents (`bitvelocity scaleout`).
 
     Starts what is missing, migrates, registers the connector, runs the load generator for a
-    bounded time, waits until every change reached Kafka, and prints per table what was
-    written, captured and stored. Exits 1 when a change did not arrive. The stack keeps
-    running afterwards (`bitvelocity stack down` stops it).
+    bounded time, waits until every change reached Kafka, runs every agent until caught up,
+    and prints per table what was written, captured and stored, then the hourly revenue,
+    customer features and Redis feature store checked against SQL, a cache round and the web
+    views. Exits 1 on any difference. The stack keeps running afterwards (`bitvelocity stack
+    down` stops it).
     """
     if check_only:
         check = asyncio.run(check_analytics(load_settings(), datetime.now(UTC)))

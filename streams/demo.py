@@ -1,10 +1,13 @@
-"""The end-to-end demo: OLTP workload -> Debezium -> Kafka, checked and summarised.
+"""The end-to-end demo: OLTP workload -> Debezium -> Kafka -> every agent, checked and summarised.
 
 It migrates the OLTP database, registers the production connector, runs a bounded seeded
-workload, waits until every row change the workload made has reached its topic, and
-reports per table: row changes written, change events captured, rows in the database.
-It fails, saying what is missing, when a change does not arrive in time. Later pipeline
-stages (bronze/silver/gold, features, caches) add their own lines as they land.
+workload, waits until every row change the workload made has reached its topic, then runs
+the worker's agents (medallion, analytics, cache) until the medallion offsets and the
+analytics positions reach every topic's end. While they run it does the cache round
+(``demo_cache``) and asks the web views (``demo_views``); once they stopped, it judges gold
+and the Redis feature store against SQL over the OLTP tables (``demo_checks``). It reports
+per table: row changes written, change events captured, rows in the database, bronze and
+silver rows.
 """
 
 from __future__ import annotations
