@@ -28,8 +28,7 @@ def hourly_table(check: AnalyticsCheck) -> Table:
     """The busiest windows per currency and the totals, with the verdict of the comparison."""
     bad = {m.key for m in check.mismatches if m.table == "gold.hourly_revenue"}
     table = Table(
-        title=f"Hourly revenue (gold vs SQL over public.orders, {check.windows_compared} windows "
-        "within retention)"
+        title=f"Hourly revenue, gold vs SQL ({check.windows_compared} windows in retention)"
     )
     for column in ("currency", "window (UTC)", "revenue", "orders", ""):
         table.add_column(
@@ -50,8 +49,8 @@ def hourly_table(check: AnalyticsCheck) -> Table:
 def features_table(check: AnalyticsCheck) -> Table:
     bad = {m.key for m in check.mismatches if m.table == "gold.customer_features"}
     table = Table(
-        title=f"Customer features (gold vs SQL, {check.customers_compared} customers compared; "
-        "the top by lifetime value)"
+        title=f"Customer features, gold vs SQL ({check.customers_compared} customers; "
+        f"top {len(check.customers)} by lifetime value)"
     )
     table.add_column("customer")
     for column in SHOWN:
