@@ -24,7 +24,6 @@ from confluent_kafka.admin import AdminClient
 from config.errors import TransientError
 from config.settings import Settings
 from observability.metrics import Metrics
-from streams.capture_admin import partition_high_watermarks
 
 PIPELINE = "analytics"
 
@@ -43,6 +42,26 @@ class AnalyticsFigures(Protocol):
     def positions(self) -> dict[tuple[str, int], int]: ...
     @property
     def newest_committed_at(self) -> datetime | None: ...
+
+
+#: Seconds a probe waits for Kafka: short, so a stopping worker never waits on a probe long.
+PROBE_TIMEOUT_S = 1.0
+
+
+def _ends(consumer: Consumer, admin: AdminClient, topics: list[str]) -> dict[tuple[str, int], int]:
+    """High watermark of every partition of ``topics`` (those that exist), asked once."""
+    try:
+        metadata = admin.list_topics(timeout=PROBE_TIMEOUT_S).topics
+        return {
+            (topic, p): consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=PROBE_TIMEOUT_S
+            )[1]
+            for topic in topics
+            if topic in metadata
+            for p in metadata[topic].partitions
+        }
+    except KafkaException as exc:
+        raise TransientError(f"watermarks of {', '.join(topics)}: {exc}") from exc
 
 
 def pipeline_lag(positions: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]) -> int:
@@ -83,7 +102,7 @@ async def probe_analytics(
             if ticks % lag_every != 1 and lag_every > 1:
                 continue
             try:
-                ends = await asyncio.to_thread(partition_high_watermarks, consumer, admin, topics)
+                ends = await asyncio.to_thread(_ends, consumer, admin, topics)
             except TransientError:
                 continue  # Kafka briefly away: the last lag figure stays
             metrics.set_pipeline_lag(PIPELINE, pipeline_lag(dict(runner.positions), ends))
@@ -95,7 +114,7 @@ def _committed(consumer: Consumer, ends: dict[tuple[str, int], int]) -> dict[tup
     """The group's committed offsets of ``ends``' partitions (without joining the group)."""
     asked = [TopicPartition(topic, partition) for topic, partition in ends]
     try:
-        found = consumer.committed(asked, timeout=5)
+        found = consumer.committed(asked, timeout=PROBE_TIMEOUT_S)
     except KafkaException as exc:
         raise TransientError(f"committed offsets unavailable: {exc}") from exc
     return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in found}
@@ -124,9 +143,7 @@ async def probe_group_lag(
             for pipeline, consumer in consumers.items():
                 topics = groups[pipeline][1]
                 try:
-                    ends = await asyncio.to_thread(
-                        partition_high_watermarks, consumer, admin, topics
-                    )
+                    ends = await asyncio.to_thread(_ends, consumer, admin, topics)
                     committed = await asyncio.to_thread(_committed, consumer, ends)
                 except TransientError:
                     continue
