@@ -21,6 +21,7 @@ from config.settings import PROJECT_ROOT, load_settings
 from oltp.loadgen import LoadgenConfig
 from stack import process
 from stack.manager import MONITORING_NAMES, SCALEOUT_NAMES, SERVICE_NAMES, Stack
+from stack.restart_cycle import cycle_services
 from streams.alerts_cli import alerts_app
 from streams.backup_cli import backup_app, dr_app
 from streams.bench_cli import bench
@@ -159,6 +160,37 @@ def stack_status(
         raise typer.Exit(1)
 
 
+@stack_app.command("cycle")
+@guarded
+def stack_cycle(
+    services: ServiceNames = None,
+    times: Annotated[int, typer.Option("--times", min=1, help="Restarts per service.")] = 20,
+    clients: Annotated[
+        int,
+        typer.Option(
+            "--clients", min=0, help="Fresh client connections held open while each is down."
+        ),
+    ] = 20,
+    with_scaleout: WithScaleout = False,
+) -> None:
+    """Restart each service N times while clients hold connections; exit 1 on any failure.
+
+    A drill for the stack's ports: a port inside this machine's ephemeral range can be taken
+    by any client's outgoing connection while its service is down. Restarts the services of
+    THIS stack: run it on a stack of your own.
+    """
+    progress = ProgressLog()
+    stack = Stack.from_environment(create_credentials=True, with_scaleout=with_scaleout)
+    stack.up(progress, services)
+    results = cycle_services(stack, services, times, clients, progress)
+    for result in results:
+        out.print(f"{result.ok} of {result.rounds} restarts of {result.service} ok")
+        for failure in result.failures:
+            out.print(f"  [red]{failure}[/]")
+    if any(result.failures for result in results):
+        raise typer.Exit(1)
+
+
 @stack_app.command("logs")
 @guarded
 def stack_logs(
@@ -267,7 +299,8 @@ def demo(
         f"cache; in {progress.elapsed:.0f} s. Next: `bitvelocity worker` (web views on "
         f"{stack.settings.web.host}:{stack.settings.web.port}, /metrics and /dashboard on "
         f"{stack.settings.web.host}:{stack.settings.web.metrics_port}), "
-        "`bitvelocity loadgen --rate 50 --duration 60`, `bitvelocity status`; the stack is "
+        "`bitvelocity loadgen --rate 50 --duration 60`, `bitvelocity quality report`, "
+        "`bitvelocity status`; the stack is "
         "still running (`bitvelocity stack down`)."
     )
 

@@ -71,6 +71,49 @@ def test_a_port_held_by_another_program_is_a_one_line_error_naming_the_setting(
     assert "Traceback" not in result.stderr
 
 
+def test_a_port_taken_as_a_connections_source_port_names_the_connection_then_up_works(
+    tmp_path: Path,
+) -> None:
+    """The issue-25 failure: no listener, only a client whose ephemeral source port is ours."""
+    env = {"BV_STACK__STATE_DIR": str(tmp_path / "state")}
+    with socket.socket() as server, socket.socket() as client:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        client.bind(("127.0.0.1", 0))
+        port, server_port = client.getsockname()[1], server.getsockname()[1]
+        client.connect(server.getsockname())
+        env["BV_REDIS__PORT"] = str(port)
+        result = cli("stack", "up", "redis", env=env, timeout=60)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2, result.stderr
+    assert len(errors) == 1, result.stderr
+    line = errors[0]
+    assert f"port {port}" in line
+    assert "BV_REDIS__PORT" in line
+    assert "established connection" in line
+    assert f"127.0.0.1:{port} -> 127.0.0.1:{server_port}" in line
+    assert "Traceback" not in result.stderr
+    # The connection closed, the same port starts (TIME_WAIT does not count as taken).
+    try:
+        started = cli("stack", "up", "redis", "--quiet", env=env, timeout=60)
+        assert started.returncode == 0, started.stderr
+    finally:
+        cli("stack", "down", "redis", env=env, timeout=60)
+
+
+def test_restarting_a_service_while_clients_hold_connections_never_finds_its_port_taken(
+    settings: Settings,
+) -> None:
+    """With the default band below the ephemeral range, restarts do not race client ports.
+
+    CI cycles Redis with a dozen live clients; `bitvelocity stack cycle` runs the long version
+    over every service (docs/decisions/0018-ports-outside-the-ephemeral-range.md).
+    """
+    result = cli("stack", "cycle", "redis", "--times", "5", "--clients", "12", timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert "5 of 5 restarts of redis ok" in result.stdout, result.stdout
+
+
 def test_unknown_service_name_is_refused() -> None:
     result = cli("stack", "up", "zookeeper")
     assert result.returncode == 2

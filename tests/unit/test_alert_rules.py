@@ -96,4 +96,4 @@ def test_stack_prometheus_config_is_valid(tmp_path: Path) -> None:
     result = promtool("check", "config", service.config_path, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     rendered = json.loads(Path(service.config_path).read_text(encoding="utf-8"))
-    assert rendered["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:56067"]
+    assert rendered["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:23067"]

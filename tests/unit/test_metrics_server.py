@@ -83,7 +83,7 @@ def test_with_a_token_requests_without_it_get_401(metrics: Metrics) -> None:
 def test_server_from_default_settings_binds_loopback_on_the_metrics_port() -> None:
     web = WebSettings()
     server = MetricsServer.from_settings(CollectorRegistry(), web)
-    assert (server.host, server.requested_port) == ("127.0.0.1", 56067)
+    assert (server.host, server.requested_port) == ("127.0.0.1", 23067)
 
 
 def test_a_taken_port_is_a_configuration_error_naming_the_setting(metrics: Metrics) -> None:
