@@ -182,6 +182,8 @@ class AnalyticsRunner:
         self.core: AnalyticsCore | None = None
         self.sinks: AnalyticsSinks | None = None
         self.positions: dict[tuple[str, int], int] = {}
+        #: Source commit time of the newest change applied (freshness, for ``/metrics``).
+        self.newest_committed_at: datetime | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics-kafka")
         self._consumer: Consumer | None = None
         self._heartbeats = heartbeat_topic(settings)
@@ -357,6 +359,9 @@ class AnalyticsRunner:
         elif isinstance(event, ChangeEvent):
             self.stats.changes += 1
             core.apply(partition, event)
+            newest = self.newest_committed_at
+            if newest is None or event.committed_at > newest:
+                self.newest_committed_at = event.committed_at
 
     # -- Kafka thread -------------------------------------------------------------------------
     def _consumer_config(self) -> dict[str, Any]:

@@ -427,7 +427,7 @@ class MedallionSink:
         except TransientError as exc:
             log.debug("lag not measured: %s", exc)
             return
-        self.metrics.set_lag(compute_lag(committed, marks))
+        self.metrics.set_lag(compute_lag(committed, marks), PIPELINE)
 
     async def _refresh_daily_sales(self) -> None:
         """Keep gold.daily_sales fresh without blocking readers (CONCURRENTLY)."""

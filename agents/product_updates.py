@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from confluent_kafka import Message, Producer
@@ -19,6 +20,7 @@ from agents.kafka_batches import KafkaBatches, origin_of
 from cache.product_updates import ProductUpdate, derive, to_avro
 from config.errors import TransientError
 from config.settings import Settings
+from observability.metrics import default_metrics
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff, decode_with_retry
 from serdes.dead_letters import DeadLetter, DeadLetterPublisher
@@ -40,6 +42,7 @@ class ProductUpdatesAgent:
         self.group_id = group_id or f"{settings.kafka.consumer_group}-product-updates"
         self.produced = 0
         self.dead_letters = 0
+        self.metrics = default_metrics()
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
@@ -76,8 +79,9 @@ class ProductUpdatesAgent:
                 messages = await batches.take()
                 if not messages:
                     continue
+                started = time.monotonic()
                 try:
-                    await batches.in_thread(
+                    newest = await batches.in_thread(
                         self._handle, messages, decoder, codec, schema_id, producer, dead_letters
                     )
                 except TransientError as exc:  # nothing committed: the batch is read again
@@ -85,6 +89,9 @@ class ProductUpdatesAgent:
                     await asyncio.sleep(backoff.max_s)
                     continue
                 await batches.commit()
+                self.metrics.record_batch(PIPELINE, len(messages), time.monotonic() - started)
+                if newest is not None:
+                    self.metrics.record_committed_event_time(PIPELINE, newest)
         finally:
             await batches.stop()
             producer.flush(10)
@@ -99,7 +106,8 @@ class ProductUpdatesAgent:
         schema_id: int,
         producer: Producer,
         dead_letters: DeadLetterPublisher,
-    ) -> None:
+    ) -> datetime | None:
+        """Decode, derive and produce one batch; the newest source commit time in it."""
         deadline = time.monotonic() + 30
         failures: list[str] = []
 
@@ -109,12 +117,14 @@ class ProductUpdatesAgent:
 
         updates: list[ProductUpdate] = []
         letters = 0
+        newest: datetime | None = None
         for message in messages:
             decoded = decode_with_retry(decoder.decode, origin_of(message), deadline=deadline)
             if isinstance(decoded, DeadLetter):
                 dead_letters.publish(decoded)
                 letters += 1
             elif isinstance(decoded, ChangeEvent):
+                newest = max(newest or decoded.committed_at, decoded.committed_at)
                 update = derive(decoded)
                 if update is not None:
                     updates.append(update)
@@ -135,3 +145,4 @@ class ProductUpdatesAgent:
             )
         self.produced += len(updates)
         self.dead_letters += letters
+        return newest

@@ -419,7 +419,7 @@ async def _check_redis(
             customer = name[len(prefix) :]
             row = rows.get(int(customer)) if customer.isdigit() else None
             cached = {_text(k): _text(v) for k, v in (await client.hgetall(raw)).items()}
-            if row is None or not _feature_hash_matches(cached, row):
+            if row is None or not feature_hash_matches(cached, row):
                 mismatches += 1
                 if mismatches == 1:
                     verdict.violate("I5", f"Redis {name} differs from gold: {cached}")
@@ -454,7 +454,7 @@ async def _check_redis(
     verdict.figures["Redis mismatches"] = mismatches
 
 
-def _feature_hash_matches(cached: dict[str, str], row: asyncpg.Record) -> bool:
+def feature_hash_matches(cached: dict[str, str], row: asyncpg.Record) -> bool:
     """The Redis hash format of DESIGN.md section 8 (null = empty string, ``_ts`` = as_of ms)."""
     if cached.get("_version") != str(row["feature_version"]):
         return False

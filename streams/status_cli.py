@@ -54,7 +54,7 @@ def status(
         return
     slo = settings.monitoring.freshness_slo_s
     table = Table(title=f"Pipelines ({len(second)} worker(s), rates over {interval:g} s)")
-    for column in ("pipeline", "records/s", "records", "freshness", "recent errors"):
+    for column in ("pipeline", "records/s", "records", "lag", "freshness", "recent errors"):
         table.add_column(column)
     for p in report.pipelines:
         if p.freshness_s is None:
@@ -63,8 +63,9 @@ def status(
             colour = "green" if p.freshness_s <= slo else "red"
             fresh = f"[{colour}]{p.freshness_s:.1f} s[/]"
         errors = ", ".join(f"{k}: {v:g}" for k, v in sorted(p.recent_errors.items()))
+        behind = "-" if p.lag_records is None else f"{p.lag_records:,.0f}"
         table.add_row(
-            p.pipeline, f"{p.records_per_s:,.0f}", f"{p.records_total:,.0f}", fresh,
+            p.pipeline, f"{p.records_per_s:,.0f}", f"{p.records_total:,.0f}", behind, fresh,
             f"[red]{errors}[/]" if errors else "none",
         )  # fmt: skip
     out.print(table)

@@ -103,3 +103,33 @@ def test_stopped_server_no_longer_answers(metrics: Metrics) -> None:
     server.stop()
     with pytest.raises(httpx.ConnectError):
         httpx.get(url, timeout=2)
+
+
+@pytest.fixture
+def dashboard_server(metrics: Metrics) -> Iterator[MetricsServer]:
+    with MetricsServer(
+        metrics.registry,
+        host="127.0.0.1",
+        port=0,
+        token=SecretStr("s3cret-token"),
+        dashboard=lambda: "<html>panels</html>",
+    ) as running:
+        yield running
+
+
+def test_the_dashboard_needs_the_token_in_the_header_or_the_query(
+    dashboard_server: MetricsServer,
+) -> None:
+    base = f"http://127.0.0.1:{dashboard_server.port}/dashboard"
+    assert httpx.get(base, timeout=5).status_code == 401
+    assert httpx.get(f"{base}?token=wrong", timeout=5).status_code == 401
+    assert httpx.get(base, headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 401
+    by_header = httpx.get(base, headers={"Authorization": "Bearer s3cret-token"}, timeout=5)
+    assert by_header.status_code == 200
+    assert by_header.text == "<html>panels</html>"
+    assert by_header.headers["content-type"].startswith("text/html")
+    assert httpx.get(f"{base}?token=s3cret-token", timeout=5).status_code == 200
+
+
+def test_without_a_dashboard_the_path_is_not_found(server: MetricsServer) -> None:
+    assert httpx.get(f"http://127.0.0.1:{server.port}/dashboard", timeout=5).status_code == 404

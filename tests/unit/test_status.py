@@ -72,7 +72,7 @@ def busy_worker() -> Iterator[MetricsServer]:
     metrics = Metrics(CollectorRegistry())
     metrics.record_committed_event_time("bronze", datetime.now(UTC))
     metrics.record_errors("bronze", "FramingError")
-    metrics.set_lag([PartitionLag("bitvelocity.public.orders", 0, 42)])
+    metrics.set_lag([PartitionLag("bitvelocity.public.orders", 0, 42)], "bronze")
     metrics.record_dlq("bitvelocity.public.orders", "FramingError")
     stop = threading.Event()
 
@@ -107,6 +107,7 @@ def test_status_reads_a_running_worker(busy_worker: MetricsServer, tmp_path: Pat
     assert bronze["pipeline"] == "bronze"
     assert bronze["records_per_s"] > 0
     assert 0 <= bronze["freshness_s"] < 30
+    assert bronze["lag_records"] == 42
     assert report["lag_by_topic"] == {"bitvelocity.public.orders": 42}
     assert report["dlq_by_topic"] == {"bitvelocity.public.orders": 1}
     table = cli("--target", target, "--interval", "0.2", tmp_path=tmp_path)
