@@ -16,7 +16,6 @@ from typing import Any
 
 from confluent_kafka import Message, Producer
 
-from agents.kafka_batches import KafkaBatches, origin_of
 from cache.product_updates import ProductUpdate, derive, to_avro
 from config.errors import TransientError
 from config.settings import Settings
@@ -27,6 +26,7 @@ from serdes.dead_letters import DeadLetter, DeadLetterPublisher
 from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
 from serdes.own_schemas import load
 from serdes.registry import RegistryClient
+from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
 
 log = logging.getLogger("bitvelocity.product_updates")
 PIPELINE = "product-updates"
@@ -64,19 +64,22 @@ class ProductUpdatesAgent:
         )
         dead_letters = DeadLetterPublisher(settings.kafka.bootstrap_servers)
         dead_letters.start()
-        batches = KafkaBatches(
+        batches = ConsumerRuntime(
             settings.kafka.bootstrap_servers,
-            self.group_id,
-            [self.source_topic],
-            max_records=settings.cache.batch_max_records,
-            max_ms=settings.cache.batch_max_ms,
-            name="product-updates",
+            ConsumerSpec(
+                name="product-updates",
+                group_id=self.group_id,
+                topics=(self.source_topic,),
+                max_records=settings.cache.batch_max_records,
+                max_wait_ms=settings.cache.batch_max_ms,
+                fetch_wait_max_ms=20,
+            ),
         )
         await batches.start()
         backoff = Backoff(settings.sink.retry_initial_backoff_s, settings.sink.retry_max_backoff_s)
         try:
             while not stop.is_set():
-                messages = await batches.take()
+                messages = await batches.take_messages()
                 if not messages:
                     continue
                 started = time.monotonic()

@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -53,6 +53,13 @@ StartPositions = Callable[
     [list[PartitionId]], "dict[PartitionId, int] | Awaitable[dict[PartitionId, int]]"
 ]
 PartitionsHook = Callable[[list[PartitionId]], None]
+
+
+class StopSignal(Protocol):
+    """An ``asyncio.Event`` or a ``threading.Event``: anything that says "stop now"."""
+
+    def is_set(self) -> bool: ...
+
 
 #: Consume errors that are part of normal life, not worth a warning.
 _QUIET_ERRORS = frozenset({KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART})
@@ -230,7 +237,7 @@ class ConsumerRuntime:
         return converted
 
     # -- waiting without leaving the group ------------------------------------------------
-    async def hold(self, seconds: float, stop: asyncio.Event | None = None) -> None:
+    async def hold(self, seconds: float, stop: StopSignal | None = None) -> None:
         """Wait ``seconds`` (less if ``stop`` is set) with every partition paused, polling.
 
         The broker evicts a member that does not poll for ``max.poll.interval.ms``; a
@@ -240,6 +247,17 @@ class ConsumerRuntime:
             await self.in_thread(self._poll_paused, min(HOLD_POLL_S, seconds))
             await asyncio.sleep(0)
         await self.in_thread(self._resume_all)
+
+    async def polling_while(self, work: Awaitable[T], *, grace_s: float = 5.0) -> T:
+        """Await ``work`` (blocking I/O in another thread); once it has taken longer than
+        ``grace_s`` (a retry loop waiting out an outage), keep polling, paused, until it ends."""
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait({task}, timeout=grace_s)
+        while not done:
+            await self.in_thread(self._poll_paused, HOLD_POLL_S)
+            done, _ = await asyncio.wait({task}, timeout=0)
+        await self.in_thread(self._resume_all)
+        return task.result()
 
     def _poll_paused(self, timeout_s: float) -> None:
         consumer = self.consumer
