@@ -91,7 +91,9 @@ async def quiescent(runner: AnalyticsRunner, env: SinkEnv, timeout_s: float) -> 
     raise AssertionError(f"analytics did not catch up: {runner.positions} vs {marks}")
 
 
-async def gold_differences(settings: Settings, as_of: datetime) -> list[str]:
+async def gold_differences(
+    settings: Settings, as_of: datetime, *, min_windows: int = 50
+) -> list[str]:
     """How gold differs from the SQL oracle (I4); empty when equal to the cent.
 
     Hourly: every window, each order as it stood before its window left retention (the
@@ -127,7 +129,7 @@ async def gold_differences(settings: Settings, as_of: datetime) -> list[str]:
         for customer_id in stored.keys() - features.keys():
             if stored[customer_id][4] != 0:  # lifetime_order_count
                 problems.append(f"customer {customer_id}: in gold, unknown to the oracle")
-        if len(expected) < 50 or len(features) < 10:
+        if len(expected) < min_windows or len(features) < 10:
             problems.append(f"too little: {len(expected)} windows, {len(features)} customers")
         return problems
     finally:
