@@ -244,9 +244,12 @@ class HourlyRevenue:
             return RevenueChange()
         rows = []
         expired = []
+        # Forgotten a grace period after the edge: a change made just before the edge may
+        # still be on its way (a heartbeat can advance an idle partition past it first).
+        forget_at = watermark - self.grace
         for key, totals in list(self.windows.items()):
             window = Window(totals.window_start, totals.window_end)
-            if forget and is_beyond_retention(window, watermark, self.retention):
+            if forget and is_beyond_retention(window, forget_at, self.retention):
                 expired.append(key)
             elif not totals.is_final and is_final(window, watermark, self.grace):
                 updated = replace(totals, is_final=True, version=totals.version + 1)

@@ -118,6 +118,9 @@ def test_change_beyond_retention_goes_to_late_events_and_is_not_applied() -> Non
     assert new.rows == ()
     assert len(new.late) == 1
     revenue.advance()
+    assert totals(revenue) == (Decimal("10.00"), 1)  # kept for a grace period after the edge
+    marks.observe(0, H10 + timedelta(days=35, hours=1, minutes=5))
+    revenue.advance()
     assert revenue.windows == {}
     assert revenue.contributions == {}
 
@@ -171,5 +174,6 @@ def test_advance_without_forgetting_keeps_windows_beyond_retention() -> None:
     (final,) = revenue.advance(forget=False).rows
     assert final.is_final
     assert totals(revenue) == (Decimal("10.00"), 1)
+    marks.observe(0, EDGE + timedelta(minutes=5))  # plus the grace period
     revenue.advance()
     assert revenue.windows == {}
