@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 import pytest
 import redis
 from confluent_kafka import Producer
@@ -108,11 +109,7 @@ async def test_oracle_passes_the_pipeline_and_names_each_deliberate_break(
             "RETURNING *"
         )
         verdict = await judge(target)
-        columns = ", ".join(skipped.keys())
-        values = ", ".join(f"${i}" for i in range(1, len(skipped) + 1))
-        await connection.execute(
-            f"INSERT INTO bronze.orders ({columns}) VALUES ({values})", *skipped.values()
-        )
+        await _insert(connection, "bronze.orders", skipped)
     finally:
         await connection.close()
     assert {"I1", "I2", "I6"} <= set(verdict.broken), render(verdict)
@@ -146,6 +143,13 @@ async def test_oracle_passes_the_pipeline_and_names_each_deliberate_break(
 
     await _late_breaks(env, target)
     assert (await judge(target)).passed
+
+
+async def _insert(connection: asyncpg.Connection, table: str, row: asyncpg.Record) -> None:
+    """Put back a row a break removed (``table`` is a constant of this test)."""
+    columns = ", ".join(row.keys())
+    values = ", ".join(f"${i}" for i in range(1, len(row) + 1))
+    await connection.execute(f"INSERT INTO {table} ({columns}) VALUES ({values})", *row.values())
 
 
 async def _late_breaks(env: ChaosEnv, target: OracleTarget) -> None:
@@ -184,11 +188,7 @@ async def _late_breaks(env: ChaosEnv, target: OracleTarget) -> None:
             currency,
         )
         if saved is not None:
-            columns = ", ".join(saved.keys())
-            values = ", ".join(f"${i}" for i in range(1, len(saved) + 1))
-            await connection.execute(
-                f"INSERT INTO gold.hourly_revenue ({columns}) VALUES ({values})", *saved.values()
-            )
+            await _insert(connection, "gold.hourly_revenue", saved)
     finally:
         await connection.close()
     assert verdict.broken == ["I4"], render(verdict)
