@@ -170,7 +170,7 @@ class AnalyticsCore:
         """
         # Finality as of the replayed watermark, before comparing. Windows beyond retention
         # stay until the next tick: one rebuilt from changes that were not late (by their
-        # commit time) but that no run published yet (a first start) is written below.
+        # own time) but that no run published yet (a first start) is written below.
         self.revenue.advance(forget=False)
         # What the replay emitted is superseded below, except late events: the caller
         # publishes them (docs/decisions/0017).

@@ -213,9 +213,8 @@ async def _late_breaks(env: ChaosEnv, target: OracleTarget) -> None:
 def _copy_late_events(settings: Settings, topic: str, *, drop: int) -> int:
     """``late-events`` copied to ``topic`` without the records of order ``drop``."""
     bootstrap = settings.kafka.bootstrap_servers
-    AdminClient({"bootstrap.servers": bootstrap}).create_topics([NewTopic(topic, 1, 1)])[
-        topic
-    ].result(30)
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # alive until the topic exists
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
     producer = Producer({"bootstrap.servers": bootstrap})
     kept = 0
     for key, value in read_late_records(bootstrap, settings.topics.late_events):
