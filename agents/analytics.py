@@ -35,6 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from agents.analytics_state import AnalyticsStateStore, RestoreStats, check_own_state
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
+from observability.metrics import default_metrics
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff
 from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
@@ -51,6 +52,7 @@ from sinks.postgres.analytics import (
 from sinks.postgres.connection import DB_ERRORS, connect
 from sinks.redis.feature_store import RedisFeatureStore
 from tables.analytics import TABLES, AnalyticsCore, AnalyticsOutputs, AnalyticsState
+from tables.revenue import LateEvent
 
 log = logging.getLogger("bitvelocity.analytics")
 Clock = Callable[[], datetime]
@@ -142,6 +144,18 @@ class AnalyticsSinks:
         publisher.publish_features(outputs.features)
         publisher.publish_late(outputs.late)
         await asyncio.to_thread(publisher.flush)
+        default_metrics().record_late_events(len(outputs.late))
+
+    async def publish_late(self, events: list[LateEvent]) -> None:
+        """Late events alone (seen while replaying, before any flush): keyed by the change's
+        identity, so one published again after a crash is recognisably the same."""
+        if not events:
+            return
+        if self.publisher is None:
+            raise PermanentError("AnalyticsSinks.publish_late before start(); call start()")
+        self.publisher.publish_late(events)
+        await asyncio.to_thread(self.publisher.flush)
+        default_metrics().record_late_events(len(events))
 
 
 @dataclass
@@ -240,9 +254,12 @@ class AnalyticsRunner:
                         self._apply(core, partition, topic, event)
                     self.positions.update(positions)  # applied: may now be stored
                     if self.recovering:
-                        # Superseded by reconcile(); late events seen in a replay were
-                        # published by the run that first saw them (or are counted here).
-                        self.stats.late_events_replayed += len(core.drain().late)
+                        # Rows are superseded by reconcile(); late events are published
+                        # now: on a first start or with the state lost no earlier run saw
+                        # them, and one published twice keeps its identity (0017).
+                        late = core.drain().late
+                        await self._retrying(partial(sinks.publish_late, late))
+                        self.stats.late_events_replayed += len(late)
                         if await loop.run_in_executor(self._executor, self._replayed):
                             await self._reconcile(core)
                         continue

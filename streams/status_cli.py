@@ -46,11 +46,13 @@ def status(
     started = time.monotonic()
     time.sleep(interval)
     second = _scrape_all(list(first), web.token)
-    report = summarize(
-        merge(list(first.values())), merge(list(second.values())), time.monotonic() - started
-    )
+    latest = merge(list(second.values()))
+    report = summarize(merge(list(first.values())), latest, time.monotonic() - started)
+    late = late_events_total(latest)
     if as_json:
-        out.print_json(json.dumps({"workers": list(second), **asdict(report)}))
+        out.print_json(
+            json.dumps({"workers": list(second), **asdict(report), "late_events_total": late})
+        )
         return
     slo = settings.monitoring.freshness_slo_s
     table = Table(title=f"Pipelines ({len(second)} worker(s), rates over {interval:g} s)")
@@ -79,6 +81,12 @@ def status(
             f"{report.dlq_by_topic.get(topic, 0):,.0f}",
         )
     out.print(lag)
+    out.print(f"late events (changes beyond window retention, on late-events): {late:,.0f}")
+
+
+def late_events_total(samples: Samples) -> float:
+    """``bv_late_events_total`` summed over the workers (published, republished included)."""
+    return sum(v for (name, _), v in samples.items() if name == "bv_late_events_total")
 
 
 def _scrape_all(urls: list[str], token: SecretStr | None) -> dict[str, Samples]:
