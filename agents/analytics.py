@@ -256,7 +256,7 @@ class AnalyticsRunner:
                     if self.recovering:
                         # Rows are superseded by reconcile(); late events are published
                         # now: on a first start or with the state lost no earlier run saw
-                        # them, and one published twice keeps its identity (0017).
+                        # them, and one published twice keeps its identity (0020).
                         late = core.drain().late
                         await self._retrying(partial(sinks.publish_late, late))
                         self.stats.late_events_replayed += len(late)

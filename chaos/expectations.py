@@ -5,7 +5,7 @@ at a given as-of time, with the definitions of DESIGN.md section 8. Ties on cate
 compare in code-point order (``COLLATE "C"``), as Python's ``str`` does. The analytics
 integration test (``tests/integration/analytics_oracle.py``) judges by the same queries.
 
-Retention (docs/decisions/0017): a change to an order is late when its hour's end plus the
+Retention (docs/decisions/0020): a change to an order is late when its hour's end plus the
 retention is not after the change's time in the source (the row's ``updated_at``; the
 audit time of a hard delete). A window therefore holds each of its orders as they stood
 before their window left retention: ``HOURLY_SETTLED`` rebuilds that state from the audit

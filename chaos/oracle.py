@@ -399,7 +399,7 @@ async def _check_gold(
     """I4: hourly revenue to the cent, and features as of ``as_of``. Windows and customers
     the source no longer has must have been retracted to zero. Retention: each window
     holds its orders as they stood before it left retention, and every order changed
-    later is on ``late-events`` (docs/decisions/0017)."""
+    later is on ``late-events`` (docs/decisions/0020)."""
     retention, size = settings.windows.retention, settings.windows.hourly_revenue_size
     late_wanted = await expected_late_orders(connection, retention, size)
     late_named, late_records = read_late_events(

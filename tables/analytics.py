@@ -80,7 +80,7 @@ def _key_int(event: ChangeEvent, column: str) -> int | None:
 def _changed_at(row: Mapping[str, Any] | None, event: ChangeEvent) -> datetime:
     """When the change happened in the source: the row's ``updated_at`` (set on every write,
     and the same in a snapshot read of the row as in the change itself), else (a hard
-    delete, a row without it) the commit time. Lateness is judged by it (0017)."""
+    delete, a row without it) the commit time. Lateness is judged by it (0020)."""
     stamp = None if row is None else row.get("updated_at")
     if isinstance(stamp, datetime) and stamp.tzinfo is not None:
         return stamp.astimezone(UTC)
@@ -173,7 +173,7 @@ class AnalyticsCore:
         # own time) but that no run published yet (a first start) is written below.
         self.revenue.advance(forget=False)
         # What the replay emitted is superseded below, except late events: the caller
-        # publishes them (docs/decisions/0017).
+        # publishes them (docs/decisions/0020).
         self.outputs = AnalyticsOutputs(late=self.outputs.late)
         for key, totals in list(self.state.windows.items()):
             stored = stored_windows.get(key)

@@ -12,7 +12,7 @@ beyond retention is not applied and becomes a ``LateEvent``. "Beyond retention" 
 by the change's own time in the source (``end + retention <= changed_at``: the row's
 ``updated_at``, the commit time for a hard delete), never by the watermark at the moment
 it is processed: a replay after a restart grows its watermark differently from the live
-run, and a change must be late (or not) on every path alike (docs/decisions/0017). Every
+run, and a change must be late (or not) on every path alike (docs/decisions/0020). Every
 emitted row carries the window's version, which only grows. State lives in two mappings
 the caller supplies (plain dicts in tests, the changelog-backed tables in the worker); the
 watermark is the caller's ``Watermarks``.
