@@ -170,6 +170,8 @@ class ConsumerRuntime:
         self._window_opened = time.monotonic()
         self._subscribed_at = 0.0
         self.assigned_once = False
+        #: Consumers replaced after a fatal error (the pipeline sees a rebalance).
+        self.recreated = 0
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -228,6 +230,14 @@ class ConsumerRuntime:
             if error is None:
                 converted.append(convert(message))
                 handed[(message.topic() or "", message.partition() or 0)] = message.offset() or 0
+            elif error.fatal():
+                # E.g. a static member fenced by its own earlier incarnation after a broker
+                # restart: this consumer can do nothing more, a new one rejoins (the chaos
+                # soak's analytics stalled silently on it). Positions come from the
+                # pipeline's store on the new assignment, as after any rebalance.
+                log.error("%s: fatal consumer error, starting a new consumer: %s", spec.name, error)
+                self._recreate()
+                return converted
             elif error.code() not in _QUIET_ERRORS:
                 log.warning("%s: consume error: %s", spec.name, error)
         if self._kafka_commits and handed:
@@ -281,8 +291,10 @@ class ConsumerRuntime:
 
     def _seek(self, positions: dict[PartitionId, int]) -> None:
         self._held = [m for m in self._held if (m.topic(), m.partition()) not in positions]
+        owned = set(self.assignment())
         for (topic, partition), offset in positions.items():
-            self.consumer.seek(TopicPartition(topic, partition, offset))
+            if (topic, partition) in owned:  # a revoked one starts over on its next owner
+                self.consumer.seek(TopicPartition(topic, partition, offset))
 
     async def commit(self) -> None:
         """Commit Kafka offsets of everything taken so far (after its outputs are safe)."""
@@ -323,6 +335,18 @@ class ConsumerRuntime:
         self.consumer.subscribe(
             list(self.spec.topics), on_assign=self._assign, on_revoke=self._revoke
         )
+
+    def _recreate(self) -> None:
+        old = self._consumer
+        self._held = []
+        if old is not None:
+            try:
+                old.close()
+            except KafkaException as exc:
+                log.warning("%s: closing the failed consumer: %s", self.spec.name, exc)
+        self._consumer = Consumer(self._config)
+        self.recreated += 1
+        self._subscribe()
 
     def _resubscribe_if_never_assigned(self) -> None:
         if self.assigned_once or time.monotonic() - self._subscribed_at < RESUBSCRIBE_AFTER_S:
