@@ -322,7 +322,11 @@ def demo(
 def worker(
     agents: Annotated[
         list[str] | None,
-        typer.Option("--agents", help=f"Agents to run (default: all of {', '.join(AGENTS)})."),
+        typer.Option(
+            "--agents",
+            help=f"Agents to run, repeatable (default: {', '.join(AGENTS)}; also: lake, "
+            "stores = the scale-out Cassandra/MongoDB store agents).",
+        ),
     ] = None,
     worker_id: Annotated[
         str | None, typer.Option(help="This worker's name in the group (default: host-pid).")

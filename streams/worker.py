@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -21,9 +22,11 @@ from agents.analytics import AnalyticsRunner, analytics_topics, heartbeat_topic
 from agents.analytics_state import state_store
 from agents.cache_invalidation import PIPELINE as CACHE_INVALIDATION
 from agents.cache_invalidation import CacheInvalidationAgent
+from agents.lakehouse import LakeSink
 from agents.medallion import MedallionSink, SinkStats
 from agents.product_updates import PIPELINE as PRODUCT_UPDATES
 from agents.product_updates import ProductUpdatesAgent
+from agents.scaleout_stores import ScaleoutStores
 from cache.service import run_cache_service
 from config.errors import ConfigurationError
 from config.settings import Settings
@@ -40,7 +43,11 @@ from streams.analytics_views import AnalyticsWebServer, analytics_web_app
 from streams.stack_disk import disk_usage_collector
 
 log = logging.getLogger("bitvelocity.worker")
+#: What ``bitvelocity worker`` runs without ``--agents``.
 AGENTS = ("medallion", "analytics", "cache")
+#: Every agent a worker can run: the lake sink (bronze in Delta) and the scale-out stores
+#: (Cassandra, MongoDB; ``stack up --with-scaleout``) only when named.
+ALL_AGENTS = (*AGENTS, "lake", "stores")
 
 
 def with_scaleout_bronze(settings: Settings) -> Settings:
@@ -103,10 +110,10 @@ async def run_worker(
     ``on_analytics`` receives the analytics runner once made (the demo waits on its
     positions and flushes it before judging gold).
     """
-    unknown = set(agents) - set(AGENTS)
+    unknown = set(agents) - set(ALL_AGENTS)
     if unknown:
         raise ConfigurationError(
-            f"unknown agent(s) {', '.join(sorted(unknown))}; choose from {', '.join(AGENTS)}"
+            f"unknown agent(s) {', '.join(sorted(unknown))}; choose from {', '.join(ALL_AGENTS)}"
         )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -148,6 +155,10 @@ async def run_worker(
                 group.create_task(
                     probe_analytics(settings, runner, topics, default_metrics(), stop)
                 )
+            if "lake" in agents:
+                group.create_task(_lake(settings, identity, stop))
+            if "stores" in agents:
+                group.create_task(ScaleoutStores(settings).run(stop))
             if "cache" in agents:
                 group.create_task(run_cache_service(settings, stop))
                 group.create_task(
@@ -162,6 +173,17 @@ async def run_worker(
             loop.remove_signal_handler(sig)
         if metrics_server is not None:
             metrics_server.stop()
+
+
+async def _lake(settings: Settings, worker_id: str, stop: asyncio.Event) -> None:
+    """The lake sink: its Delta writes run in threads, which wait on a thread-safe stop."""
+    stopping = threading.Event()
+    relay = asyncio.ensure_future(stop.wait())
+    relay.add_done_callback(lambda _: stopping.set())
+    try:
+        await LakeSink(settings, worker_id=worker_id).serve(stopping)
+    finally:
+        relay.cancel()
 
 
 async def _serving(run: Awaitable[object], views: AnalyticsWebServer) -> None:
