@@ -6,6 +6,10 @@ name exactly as in Avro (plans are cached per distinct schema text). With
 column type map (``compile_column_types``) for those columns, or configure the connector
 with ``decimal.handling.mode=string``; without a map the values stay as JSON gives them
 (the TOAST placeholder in text columns still becomes ``UNCHANGED``).
+
+The transaction topic decodes to ``TransactionEvent`` in all three forms the connector's
+records take: ``{"schema": ..., "payload": ...}``, the bare payload, and ``{"schema": null,
+"payload": ...}`` (what some pipelines make of it).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import orjson
 
 from serdes.debezium import (
     NEW_KEY_HEADER,
+    TRANSACTION_HINT,
     Decoded,
     EnvelopeError,
     Tombstone,
@@ -26,6 +31,7 @@ from serdes.debezium import (
 from serdes.field_plan import RowPlan, apply_row, compile_connect_row
 from serdes.framing import Headers
 from serdes.logical_types import unchanged_if_placeholder
+from serdes.transactions import TransactionEvent, build_transaction_event, is_transaction_payload
 
 _MAX_CACHED_PLANS = 1024
 
@@ -45,7 +51,8 @@ def _unwrap(document: Any) -> tuple[Any, Any]:
 
 
 class DebeziumJsonDecoder:
-    """Decode JsonConverter records (schemas on or off) into ``ChangeEvent``/``Tombstone``."""
+    """Decode JsonConverter records (schemas on or off) into ``ChangeEvent``/``Tombstone``,
+    and transaction topic records into ``TransactionEvent``."""
 
     def __init__(self, column_types: Mapping[str, RowPlan] | None = None) -> None:
         """``column_types``: for schemaless JSON, a plan per ``<schema>.<table>``."""
@@ -78,10 +85,42 @@ class DebeziumJsonDecoder:
     def decode(
         self, key: bytes | None, value: bytes | None, headers: Headers | None = None
     ) -> Decoded:
-        decoded_key = self.decode_key(key)
+        """One change topic record -> ``ChangeEvent`` (or ``Tombstone``)."""
+        decoded = self._decode(key, value, headers, transactions=False)
+        if isinstance(decoded, TransactionEvent):  # never: _decode refused it; for the type
+            raise EnvelopeError(f"value is not a Debezium change envelope{TRANSACTION_HINT}")
+        return decoded
+
+    def decode_transaction(
+        self, key: bytes | None, value: bytes | None, headers: Headers | None = None
+    ) -> TransactionEvent:
+        """One transaction topic record -> ``TransactionEvent`` (the key is not read)."""
         if value is None:
-            return Tombstone(decoded_key, header_key(headers, NEW_KEY_HEADER))
+            raise EnvelopeError("a transaction metadata record has a value; this one is null")
+        _, payload = _unwrap(_loads(value, "value"))
+        if not isinstance(payload, dict) or not is_transaction_payload(payload):
+            raise EnvelopeError(
+                f"value is not a transaction metadata record (status, id): {value[:80]!r}"
+            )
+        return build_transaction_event(payload)
+
+    def decode_any(
+        self, key: bytes | None, value: bytes | None, headers: Headers | None = None
+    ) -> Decoded | TransactionEvent:
+        """A change event, tombstone or transaction record, whichever the value is."""
+        return self._decode(key, value, headers, transactions=True)
+
+    def _decode(
+        self, key: bytes | None, value: bytes | None, headers: Headers | None, *, transactions: bool
+    ) -> Decoded | TransactionEvent:
+        if value is None:
+            return Tombstone(self.decode_key(key), header_key(headers, NEW_KEY_HEADER))
         schema, envelope = _unwrap(_loads(value, "value"))
+        if isinstance(envelope, dict) and "op" not in envelope and is_transaction_payload(envelope):
+            if transactions:
+                return build_transaction_event(envelope)
+            raise EnvelopeError(f"value is not a Debezium change envelope{TRANSACTION_HINT}")
+        decoded_key = self.decode_key(key)
         if envelope is None:  # {"schema": ..., "payload": null}: a tombstone in disguise
             return Tombstone(decoded_key, header_key(headers, NEW_KEY_HEADER))
         if not isinstance(envelope, dict):
