@@ -10,6 +10,9 @@ MESSAGE_PREFIX = "bv-decoder"
 TABLE_RECORDS = 5 + 4 + 2 * 2  # 5 inserts, 4 updates, 2 deletes with their tombstones
 #: Logical messages on ``<prefix>.message``.
 MESSAGE_RECORDS = 3
+#: BEGIN and END of each of the 10 transactions (one per statement, messages included, except
+#: the non-transactional message on its own).
+TRANSACTION_RECORDS = 2 * 10
 #: The first transaction writes two tables: its BEGIN/END counts are checked against this.
 FIRST_TRANSACTION_COUNTS = {"keyed": 2, "full_rows": 1}
 
