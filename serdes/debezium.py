@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 
 from config.errors import EnvelopeError as EnvelopeError  # re-exported: callers import it here
-from serdes.avro import AvroCodec, read_body
 from serdes import images
+from serdes.avro import AvroCodec, read_body
 from serdes.field_plan import RowPlan, apply_row, compile_avro_row
 from serdes.framing import Headers, IdKind, detect
 from serdes.images import Image
@@ -38,12 +38,12 @@ from serdes.transactions import (
 )
 
 NEW_KEY_HEADER = "__debezium.newkey"
+OLD_KEY_HEADER = "__debezium.oldkey"
 #: Appended to the error of a transaction record fed to ``decode`` (a dead letter there).
 TRANSACTION_HINT = (
     ": it is a transaction metadata record (BEGIN/END); decode it with decode_transaction"
     " or decode_any"
 )
-OLD_KEY_HEADER = "__debezium.oldkey"
 
 
 class Operation(StrEnum):
@@ -121,7 +121,7 @@ class ChangeEvent:
 
     @property
     def has_unchanged(self) -> bool:
-        return self.after is not None and any(v is UNCHANGED for v in self.after.values())
+        return self.after is not None and images.has_unchanged(self.after)
 
     # Image completeness is computed on access, never while decoding: most consumers never
     # ask, and the decode loop is the hot path (DESIGN.md section 12).

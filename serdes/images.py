@@ -116,9 +116,7 @@ def _differs(old: Any, new: Any) -> bool:
     return not (isinstance(old, float) and isinstance(new, float) and old != old and new != new)
 
 
-def changed_columns(
-    before: Mapping[str, Any], after: Mapping[str, Any]
-) -> frozenset[str]:
+def changed_columns(before: Mapping[str, Any], after: Mapping[str, Any]) -> frozenset[str]:
     """Columns whose value differs between a full ``before`` and ``after``.
 
     An ``UNCHANGED`` value in ``after`` is unchanged by definition (PostgreSQL leaves a TOAST

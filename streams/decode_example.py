@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 
 from confluent_kafka.admin import AdminClient
 
+from agents.kafka_batches import origin_of
 from config.settings import Settings, load_settings
 from serdes.avro import AvroCodec
 from serdes.consumer_step import decode_or_dead_letter
@@ -54,14 +55,7 @@ def read_decoded(
             else DebeziumAvroDecoder(AvroCodec(registry))
         )
         for message in messages[:max_records]:
-            origin = RecordOrigin(
-                str(message.topic()),
-                int(message.partition() or 0),
-                int(message.offset() or 0),
-                message.key(),
-                message.value(),
-                tuple((k, v or b"") for k, v in (message.headers() or [])),
-            )
+            origin = origin_of(message)
             yield origin, decode_or_dead_letter(decoder.decode_any, origin)
 
 
@@ -72,8 +66,10 @@ def describe(record: Record) -> str:
     if isinstance(record, Tombstone):
         return f"tombstone key={record.key}"
     if isinstance(record, TransactionEvent):
+        if record.event_count is None:
+            return f"{record.status} tx={record.tx_id}"
         counts = ", ".join(f"{name}={n}" for name, n in record.data_collections.items())
-        return f"{record.status} tx={record.tx_id} events={record.event_count} {counts}".rstrip()
+        return f"{record.status} tx={record.tx_id} events={record.event_count} {counts}"
     where = f"{record.schema}.{record.table}" if record.table else "-"
     tx = record.position.tx_id
     if record.message is not None:

@@ -23,7 +23,10 @@ from tests.integration import decoder_sql
 from tests.integration.capture import CaptureRun, RawRecord, capture
 
 RECORDS = decoder_sql.TABLE_RECORDS + decoder_sql.MESSAGE_RECORDS + decoder_sql.TRANSACTION_RECORDS
-JSON_WITH_SCHEMAS = {"key.converter.schemas.enable": "true", "value.converter.schemas.enable": "true"}
+JSON_WITH_SCHEMAS = {
+    "key.converter.schemas.enable": "true",
+    "value.converter.schemas.enable": "true",
+}
 
 
 def _capture(
@@ -34,7 +37,9 @@ def _capture(
     extra = {"skipped.operations": "none"}
     if converter == "json":
         extra |= JSON_WITH_SCHEMAS
-    run = CaptureRun(settings, converter="avro" if converter == "avro" else "json", extra_config=extra)
+    run = CaptureRun(
+        settings, converter="avro" if converter == "avro" else "json", extra_config=extra
+    )
     records, _ = capture(
         run,
         decoder_sql.ddl(run.schema),
@@ -96,7 +101,10 @@ def test_json_records_tell_what_debezium_says(
 ) -> None:
     decoder = DebeziumJsonDecoder()
     decoded = [
-        (_suffix(r), decoder.decode_any(_rewrapped(r.key, form), _rewrapped(r.value, form), r.headers))
+        (
+            _suffix(r),
+            decoder.decode_any(_rewrapped(r.key, form), _rewrapped(r.value, form), r.headers),
+        )
         for r in json_records
     ]
     check(decoded)

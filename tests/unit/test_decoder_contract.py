@@ -102,8 +102,14 @@ def test_truncated_or_altered_transaction_records_are_permanent_errors() -> None
     assert value is not None
     with pytest.raises(PermanentError):
         avro.decode_any(key, value[:-2], headers)
-    payload: dict[str, Any] = orjson.loads(next(r for r in _raw("json") if r[0] == "transaction")[2] or b"")
+    payload: dict[str, Any] = orjson.loads(
+        next(r for r in _raw("json") if r[0] == "transaction")[2] or b""
+    )
     json_decoder = DebeziumJsonDecoder()
-    for broken in ({**payload, "status": "COMMIT"}, {**payload, "ts_ms": "soon"}, {**payload, "id": 5}):
+    for broken in (
+        {**payload, "status": "COMMIT"},
+        {**payload, "ts_ms": "soon"},
+        {**payload, "id": 5},
+    ):
         with pytest.raises(EnvelopeError):
             json_decoder.decode_any(None, orjson.dumps(broken))

@@ -34,8 +34,11 @@ NON_ZERO = st.one_of(
 )
 #: What Debezium writes for a column PostgreSQL left out of a key-only image.
 ZEROS = st.sampled_from(
-    [None, 0, "", Decimal("0.00"), False, b"", datetime(1970, 1, 1, tzinfo=UTC), date(1970, 1, 1)]
-    + [time(0), "1970-01-01T00:00:00Z", "AA==", 0.0]
+    [
+        *(None, 0, 0.0, "", Decimal("0.00"), False, b""),
+        *(datetime(1970, 1, 1, tzinfo=UTC), date(1970, 1, 1), time(0)),
+        *("1970-01-01T00:00:00Z", "AA=="),  # schemaless JSON without a column map
+    ]
 )
 
 
@@ -108,7 +111,9 @@ def test_nan_to_nan_is_no_change_and_a_schema_change_is() -> None:
 
 
 def test_transaction_end_sums_message_entries_and_splits_the_tx_id() -> None:
-    monitor = "io.debezium.connector.postgresql.LogicalDecodingMessageMonitor$LogicalDecodingMessageId"
+    monitor = (
+        "io.debezium.connector.postgresql.LogicalDecodingMessageMonitor$LogicalDecodingMessageId"
+    )
     event = build_transaction_event(
         {
             "status": "END",
