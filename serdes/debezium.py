@@ -356,6 +356,16 @@ class DebeziumAvroDecoder:
             apply_row(plan.row, record)
         return record
 
+    def _read_value(self, value: bytes, headers: Headers | None) -> tuple[int, EnvelopePlan, Any]:
+        """(writer schema id, its plan, the record as fastavro reads it) of a value."""
+        framed = detect(value, headers)
+        plan = self.plan(framed.schema_id, framed.id_kind)
+        return (
+            framed.schema_id,
+            plan,
+            read_body(framed.body, plan.parsed, schema_id=framed.schema_id),
+        )
+
     def decode(
         self, key: bytes | None, value: bytes | None, headers: Headers | None = None
     ) -> Decoded:
@@ -363,12 +373,10 @@ class DebeziumAvroDecoder:
         decoded_key = self.decode_key(key, headers)
         if value is None:
             return Tombstone(decoded_key, header_key(headers, NEW_KEY_HEADER))
-        framed = detect(value, headers)
-        plan = self.plan(framed.schema_id, framed.id_kind)
-        envelope = read_body(framed.body, plan.parsed, schema_id=framed.schema_id)
+        schema_id, plan, envelope = self._read_value(value, headers)
         if not plan.is_envelope:
             raise EnvelopeError(
-                f"value written with schema {framed.schema_id} is not a Debezium envelope"
+                f"value written with schema {schema_id} is not a Debezium envelope"
                 + (TRANSACTION_HINT if plan.is_transaction else "")
             )
         row = plan.row
@@ -378,7 +386,7 @@ class DebeziumAvroDecoder:
         after = envelope.get("after")
         if after is not None:
             apply_row(row, after)
-        return build_change_event(envelope, decoded_key, headers, framed.schema_id)
+        return build_change_event(envelope, decoded_key, headers, schema_id)
 
     def decode_transaction(
         self, key: bytes | None, value: bytes | None, headers: Headers | None = None
@@ -387,12 +395,10 @@ class DebeziumAvroDecoder:
         (``{id}``) repeats the value's id and is not read."""
         if value is None:
             raise EnvelopeError("a transaction metadata record has a value; this one is null")
-        framed = detect(value, headers)
-        plan = self.plan(framed.schema_id, framed.id_kind)
-        record = read_body(framed.body, plan.parsed, schema_id=framed.schema_id)
+        schema_id, plan, record = self._read_value(value, headers)
         if not plan.is_transaction:
             raise EnvelopeError(
-                f"value written with schema {framed.schema_id} is not a transaction "
+                f"value written with schema {schema_id} is not a transaction "
                 "metadata record (status, id, data_collections)"
             )
         return build_transaction_event(record)
