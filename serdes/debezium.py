@@ -27,7 +27,13 @@ import orjson
 from config.errors import EnvelopeError as EnvelopeError  # re-exported: callers import it here
 from serdes import images
 from serdes.avro import AvroCodec, read_body
-from serdes.field_plan import RowPlan, apply_row, compile_avro_row
+from serdes.field_plan import (
+    RowDefaults,
+    RowPlan,
+    apply_row,
+    compile_avro_defaults,
+    compile_avro_row,
+)
 from serdes.framing import Headers, IdKind, detect
 from serdes.images import Image
 from serdes.logical_types import UNCHANGED, timestamp_from_micros, timestamp_from_millis
@@ -118,6 +124,9 @@ class ChangeEvent:
     new_key: Mapping[str, Any] | None = None
     old_key: Mapping[str, Any] | None = None
     schema_id: int | None = None
+    #: The writer schema's defaults of NOT NULL columns (shared by all its events): what
+    #: Debezium writes in a key-only before-image for a column PostgreSQL did not send.
+    column_defaults: Mapping[str, Any] | None = None
 
     @property
     def has_unchanged(self) -> bool:
@@ -128,7 +137,7 @@ class ChangeEvent:
     @property
     def before_image(self) -> Image:
         """What ``before`` holds: FULL, KEY_ONLY, UNCHANGED_COLUMNS, MISSING or NONE."""
-        return images.before_image(self.op.value, self.before, self.key)
+        return images.before_image(self.op.value, self.before, self.key, self.column_defaults)
 
     @property
     def after_image(self) -> Image:
@@ -234,6 +243,7 @@ def build_change_event(
     key: Mapping[str, Any] | None,
     headers: Headers | None = None,
     schema_id: int | None = None,
+    column_defaults: Mapping[str, Any] | None = None,
 ) -> ChangeEvent:
     """A ``ChangeEvent`` from an envelope whose rows are already converted."""
     try:
@@ -282,6 +292,7 @@ def build_change_event(
             header_key(headers, NEW_KEY_HEADER) if op is Operation.DELETE else None,
             header_key(headers, OLD_KEY_HEADER) if op is Operation.CREATE else None,
             schema_id,
+            column_defaults,
         )
     except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
         if isinstance(exc, EnvelopeError):
@@ -303,6 +314,8 @@ class EnvelopePlan:
     is_envelope: bool
     #: A transaction metadata value (BEGIN/END): no rows, ``serdes.transactions`` reads it.
     is_transaction: bool = False
+    #: Decoded defaults of the row's NOT NULL columns (``ChangeEvent.column_defaults``).
+    defaults: RowDefaults | None = None
 
 
 def compile_envelope_plan(schema_text: str, parsed: Any) -> EnvelopePlan:
@@ -321,7 +334,8 @@ def compile_envelope_plan(schema_text: str, parsed: Any) -> EnvelopePlan:
         )
         if not isinstance(row_type, dict):
             raise EnvelopeError(f"envelope's before is not an inline record: {row_type!r}")
-        return EnvelopePlan(parsed, compile_avro_row(row_type, named), True)
+        row = compile_avro_row(row_type, named)
+        return EnvelopePlan(parsed, row, True, defaults=compile_avro_defaults(row_type, row))
     if is_transaction_payload(fields):
         return EnvelopePlan(parsed, (), False, is_transaction=True)
     return EnvelopePlan(parsed, compile_avro_row(schema, named), False)
@@ -386,7 +400,7 @@ class DebeziumAvroDecoder:
         after = envelope.get("after")
         if after is not None:
             apply_row(row, after)
-        return build_change_event(envelope, decoded_key, headers, schema_id)
+        return build_change_event(envelope, decoded_key, headers, schema_id, plan.defaults)
 
     def decode_transaction(
         self, key: bytes | None, value: bytes | None, headers: Headers | None = None

@@ -5,13 +5,17 @@ Debezium does not say in a record what REPLICA IDENTITY the table has, yet it de
 
 - FULL: ``before`` is the whole old row (unchanged TOAST values included);
 - DEFAULT: an update has no ``before`` at all; a delete's ``before`` holds the key columns,
-  every other column null, or, when the column is NOT NULL, the zero value Debezium's
-  converters put in its place (``""``, ``0``, ``0.00``, ``false``, the epoch, ...);
+  every other column null, or, when the column is NOT NULL, the column's default as the
+  schema states it (``'PENDING'``, ``1``, even ``'CURRENT_USER'`` for ``DEFAULT CURRENT_USER``)
+  or, without one, a zero value (``""``, ``0``, ``0.00``, ``false``, the epoch, ...);
 - an unchanged TOASTed column (DEFAULT identity) is the placeholder, decoded as ``UNCHANGED``.
 
-So an image is *key-only* when every column outside the record key is null or such a zero
-value. A FULL image whose other columns really are all null or zero reads as key-only too:
-it then says nothing a key-only image could not, so the error is on the safe side.
+So an image is *key-only* when every column outside the record key is null, a zero value or
+the column's schema default. A FULL image whose other columns really all hold such values
+reads as key-only too: it then says nothing a key-only image could not, so the error is on
+the safe side. Schemaless JSON carries no defaults: there a key-only delete image of a table
+with NOT NULL columns that have defaults reads as FULL (the unsafe side: use Avro or JSON
+with schemas when you rely on this flag).
 
 Everything here is computed on demand from an already decoded event (``ChangeEvent``'s
 properties call it), so decoding an ordinary record costs nothing more.
@@ -60,37 +64,44 @@ _ZERO_VALUES: tuple[Any, ...] = (
 )
 
 
-def _says_nothing(value: Any) -> bool:
+def _says_nothing(value: Any, default: Any) -> bool:
     if value is None:
         return True
     if value is UNCHANGED:
         return False
-    return not value or value in _ZERO_VALUES
+    return not value or value in _ZERO_VALUES or (default is not None and value == default)
 
 
-def is_key_only(row: Mapping[str, Any], key: Mapping[str, Any] | None) -> bool:
-    """True when ``row`` holds nothing beyond ``key``'s columns (see the module docstring).
+def is_key_only(
+    row: Mapping[str, Any], key: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None = None
+) -> bool:
+    """True when ``row`` holds nothing beyond ``key``'s columns (see the module docstring);
+    ``defaults`` are the NOT NULL columns' schema defaults.
 
     Without a key (a table without primary key) there is nothing to compare: False. A row
     with no column besides the key is the full row, not a key-only image.
     """
     if not key:
         return False
-    others = [value for column, value in row.items() if column not in key]
-    return bool(others) and all(_says_nothing(value) for value in others)
+    defaults = defaults or {}
+    others = [(value, defaults.get(column)) for column, value in row.items() if column not in key]
+    return bool(others) and all(_says_nothing(value, default) for value, default in others)
 
 
 def has_unchanged(row: Mapping[str, Any]) -> bool:
     return any(value is UNCHANGED for value in row.values())
 
 
-def before_image(op: str, before: Mapping[str, Any] | None, key: Mapping[str, Any] | None) -> Image:
+def before_image(
+    op: str,
+    before: Mapping[str, Any] | None,
+    key: Mapping[str, Any] | None,
+    defaults: Mapping[str, Any] | None = None,
+) -> Image:
     """What ``before`` holds for an event of operation ``op`` (``u``, ``d``, ...)."""
-    if op not in ("u", "d"):
-        return Image.NONE if before is None else _image(before, key)
     if before is None:
-        return Image.MISSING
-    return _image(before, key)
+        return Image.MISSING if op in ("u", "d") else Image.NONE
+    return _image(before, key, defaults)
 
 
 def after_image(op: str, after: Mapping[str, Any] | None) -> Image:
@@ -100,10 +111,12 @@ def after_image(op: str, after: Mapping[str, Any] | None) -> Image:
     return Image.UNCHANGED_COLUMNS if has_unchanged(after) else Image.FULL
 
 
-def _image(row: Mapping[str, Any], key: Mapping[str, Any] | None) -> Image:
+def _image(
+    row: Mapping[str, Any], key: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None
+) -> Image:
     if has_unchanged(row):
         return Image.UNCHANGED_COLUMNS
-    if is_key_only(row, key):
+    if is_key_only(row, key, defaults):
         return Image.KEY_ONLY
     return Image.FULL
 

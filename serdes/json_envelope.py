@@ -28,7 +28,13 @@ from serdes.debezium import (
     build_change_event,
     header_key,
 )
-from serdes.field_plan import RowPlan, apply_row, compile_connect_row
+from serdes.field_plan import (
+    RowDefaults,
+    RowPlan,
+    apply_row,
+    compile_connect_defaults,
+    compile_connect_row,
+)
 from serdes.framing import Headers
 from serdes.logical_types import unchanged_if_placeholder
 from serdes.transactions import TransactionEvent, build_transaction_event, is_transaction_payload
@@ -57,29 +63,30 @@ class DebeziumJsonDecoder:
     def __init__(self, column_types: Mapping[str, RowPlan] | None = None) -> None:
         """``column_types``: for schemaless JSON, a plan per ``<schema>.<table>``."""
         self._column_types = dict(column_types or {})
-        self._plans: dict[bytes, RowPlan] = {}
+        self._plans: dict[bytes, tuple[RowPlan, RowDefaults]] = {}
 
-    def _plan_of(self, schema: Mapping[str, Any]) -> RowPlan:
+    def _plan_of(self, schema: Mapping[str, Any]) -> tuple[RowPlan, RowDefaults]:
+        """The row plan of a record's schema and its NOT NULL columns' decoded defaults."""
         cache_key = orjson.dumps(schema)
-        plan = self._plans.get(cache_key)
-        if plan is None:
+        cached = self._plans.get(cache_key)
+        if cached is None:
             fields = {f.get("field"): f for f in schema.get("fields") or ()}
             row_schema = fields.get("before") or fields.get("after") or {}
-            if schema.get("name", "").endswith(".Envelope") or "op" in fields:
-                plan = compile_connect_row(row_schema)
-            else:
-                plan = compile_connect_row(schema)
+            if not (schema.get("name", "").endswith(".Envelope") or "op" in fields):
+                row_schema = schema
+            plan = compile_connect_row(row_schema)
+            cached = plan, compile_connect_defaults(row_schema, plan)
             if len(self._plans) >= _MAX_CACHED_PLANS:
                 self._plans.clear()
-            self._plans[cache_key] = plan
-        return plan
+            self._plans[cache_key] = cached
+        return cached
 
     def decode_key(self, data: bytes | None) -> Any:
         if data is None:
             return None
         schema, payload = _unwrap(_loads(data, "key"))
         if isinstance(payload, dict) and schema:
-            apply_row(self._plan_of(schema), payload)
+            apply_row(self._plan_of(schema)[0], payload)
         return payload
 
     def decode(
@@ -125,8 +132,10 @@ class DebeziumJsonDecoder:
             return Tombstone(decoded_key, header_key(headers, NEW_KEY_HEADER))
         if not isinstance(envelope, dict):
             raise EnvelopeError(f"value is JSON but not an object: {value[:80]!r}")
+        defaults: RowDefaults | None = None
         if schema:
-            plan: RowPlan | None = self._plan_of(schema)
+            plan: RowPlan | None
+            plan, defaults = self._plan_of(schema)
         else:
             source = envelope.get("source") or {}
             plan = self._column_types.get(f"{source.get('schema')}.{source.get('table')}")
@@ -137,7 +146,7 @@ class DebeziumJsonDecoder:
                     apply_row(plan, row)
                 else:
                     _mark_unchanged(row)
-        return build_change_event(envelope, decoded_key, headers)
+        return build_change_event(envelope, decoded_key, headers, None, defaults)
 
 
 def _mark_unchanged(row: dict[str, Any]) -> None:

@@ -49,9 +49,24 @@ def check_default_identity(decoded: Decoded) -> None:
     delete = _one(decoded, "keyed", Operation.DELETE)
     assert delete.before is not None
     assert delete.before["id"] == 1
+    # the other columns are what Debezium made up: the schema defaults, else zero values
+    assert (delete.before["status"], delete.before["version"]) == ("PENDING", 1)
+    assert (delete.before["name"], delete.before["qty"], delete.before["note"]) == ("", 0, None)
     assert (delete.before_image, delete.before_is_partial) == (Image.KEY_ONLY, True)
     assert (delete.after_image, delete.after_is_partial) == (Image.NONE, False)
     assert delete.changed_columns is None
+
+
+def check_default_identity_without_schema(decoded: Decoded) -> None:
+    """Schemaless JSON has no column defaults, so the key-only delete of a table whose NOT NULL
+    columns have defaults ('PENDING', 1, CURRENT_USER, 9.99) reads as FULL: the documented
+    limitation (docs/decoder.md), pinned so a change of it is seen. Updates are unaffected."""
+    update = _one(decoded, "keyed", Operation.UPDATE)
+    assert (update.before_image, update.before_is_partial) == (Image.MISSING, True)
+    delete = _one(decoded, "keyed", Operation.DELETE)
+    assert delete.before is not None
+    assert (delete.before["status"], delete.before["version"]) == ("PENDING", 1)
+    assert delete.before_image is Image.FULL
 
 
 def check_full_identity(decoded: Decoded) -> None:
@@ -137,10 +152,8 @@ def check_messages(decoded: Decoded) -> None:
         assert message.after_image is Image.NONE
 
 
-ALL_CHECKS = (
-    check_default_identity,
-    check_full_identity,
-    check_toast,
-    check_transactions,
-    check_messages,
-)
+_COMMON_CHECKS = (check_full_identity, check_toast, check_transactions, check_messages)
+#: Avro, and JSON with its schema (wrapped as Connect writes it).
+ALL_CHECKS = (check_default_identity, *_COMMON_CHECKS)
+#: JSON without a schema: bare payloads and ``{"schema": null, ...}``.
+SCHEMALESS_CHECKS = (check_default_identity_without_schema, *_COMMON_CHECKS)

@@ -25,7 +25,12 @@ def ddl(schema: str) -> list[str]:
         price numeric(10,2) NOT NULL,
         flag boolean NOT NULL,
         seen_at timestamptz NOT NULL,
-        note text
+        note text,
+        status text NOT NULL DEFAULT 'PENDING',
+        version integer NOT NULL DEFAULT 1,
+        created_by text NOT NULL DEFAULT CURRENT_USER,
+        amount numeric(10,2) NOT NULL DEFAULT 9.99,
+        created_at timestamptz NOT NULL DEFAULT now()
     """
     return [
         f"CREATE TABLE {schema}.keyed ({columns})",  # REPLICA IDENTITY DEFAULT
@@ -43,7 +48,9 @@ def ddl(schema: str) -> list[str]:
 def dml(schema: str) -> list[str]:
     keyed, full, toasted, toasted_full = (f"{schema}.{t}" for t in TABLES)
     long_text = "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 100) i)"
-    row = "'{name}', {qty}, {price}, {flag}, '2026-12-01 10:00:00+00', {note}"
+    # NOT NULL columns with defaults get other values: a key-only image holds the defaults
+    row = "'{name}', {qty}, {price}, {flag}, '2026-12-01 10:00:00+00', {note}, 'SHIPPED', 3"
+    row += ", 'app', 5.00, '2026-12-01 09:00:00+00'"
     return [
         # one transaction over two tables: BEGIN, 3 events, END with per-table counts
         f"""BEGIN;

@@ -12,6 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config.errors import EnvelopeError
+from serdes.field_plan import (
+    compile_avro_defaults,
+    compile_avro_row,
+    compile_connect_defaults,
+    compile_connect_row,
+)
 from serdes.images import Image, after_image, before_image, changed_columns, is_key_only
 from serdes.logical_types import UNCHANGED
 from serdes.transactions import (
@@ -154,3 +160,52 @@ def test_a_transaction_id_without_a_numeric_head_has_no_tx_id() -> None:
     event = build_transaction_event({"status": "BEGIN", "id": "abc:1", "ts_ms": 0})
     assert event.tx_id is None
     assert event.data_collections == {}
+
+
+def test_schema_defaults_say_nothing_only_in_their_own_column() -> None:
+    key = {"id": 1}
+    row = {"id": 1, "status": "PENDING", "version": 1}
+    defaults = {"status": "PENDING", "version": 1}
+    assert before_image("d", row, key, defaults) is Image.KEY_ONLY
+    assert before_image("d", row, key, {"status": "PENDING"}) is Image.FULL
+    assert before_image("d", row, key, {"status": 1, "version": "PENDING"}) is Image.FULL
+    assert before_image("d", row, key) is Image.FULL
+
+
+def test_avro_and_connect_defaults_decode_to_the_values_a_row_would_hold() -> None:
+    zoned = {"type": "string", "connect.name": "io.debezium.time.ZonedTimestamp"}
+    decimal = {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}
+    record = {
+        "fields": [
+            {"name": "id", "type": "long"},
+            {"name": "status", "type": {"type": "string"}, "default": "PENDING"},
+            {"name": "amount", "type": decimal, "default": "\u0003\u00e7"},  # 999 unscaled
+            {"name": "at", "type": zoned, "default": "1970-01-01T00:00:00.000000Z"},
+            {"name": "note", "type": ["null", "string"], "default": None},  # optional: null
+        ]
+    }
+    plan = compile_avro_row(record, {})
+    assert compile_avro_defaults(record, plan) == {
+        "status": "PENDING",
+        "amount": Decimal("9.99"),
+        "at": datetime(1970, 1, 1, tzinfo=UTC),
+    }
+    struct = {
+        "fields": [
+            {"field": "id", "type": "int64", "optional": False},
+            {"field": "version", "type": "int32", "optional": False, "default": 1},
+            {
+                "field": "amount",
+                "type": "bytes",
+                "optional": False,
+                "name": "org.apache.kafka.connect.data.Decimal",
+                "parameters": {"scale": "2"},
+                "default": "A+c=",  # base64 of 999 unscaled
+            },
+            {"field": "note", "type": "string", "optional": True, "default": "x"},
+        ]
+    }
+    assert compile_connect_defaults(struct, compile_connect_row(struct)) == {
+        "version": 1,
+        "amount": Decimal("9.99"),
+    }
