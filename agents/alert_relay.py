@@ -18,12 +18,12 @@ from collections.abc import Sequence
 
 from confluent_kafka import KafkaException, Message
 
-from agents.kafka_batches import KafkaBatches, origin_of
 from alerts.messages import Alert, AlertFormatError, decode_alert, dlq_notification
 from alerts.rabbitmq import BrokerUnavailableError, ConfirmedPublisher
 from config.settings import Settings
 from observability.metrics import Metrics, default_metrics
 from serdes.consumer_step import Backoff
+from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
 
 log = logging.getLogger("bitvelocity.alert_relay")
 BROKER = "rabbitmq"
@@ -67,19 +67,22 @@ class AlertRelay:
         settings = self.settings
         r = settings.rabbitmq
         backoff = Backoff(r.retry_initial_backoff_s, r.retry_max_backoff_s)
-        batches = KafkaBatches(
+        batches = ConsumerRuntime(
             settings.kafka.bootstrap_servers,
-            self.group_id,
-            self.topics,
-            max_records=500,
-            max_ms=200,
-            name="alert-relay",
+            ConsumerSpec(
+                name="alert-relay",
+                group_id=self.group_id,
+                topics=tuple(self.topics),
+                max_records=500,
+                max_wait_ms=200,
+                fetch_wait_max_ms=20,
+            ),
         )
         await batches.start()
         try:
             async with ConfirmedPublisher(r, self.queue) as publisher:
                 while not stop.is_set():
-                    messages = await batches.take()
+                    messages = await batches.take_messages()
                     if not messages:
                         continue
                     alerts = [a for m in messages if (a := alert_of(m, self.alerts_topic))]

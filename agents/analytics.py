@@ -21,23 +21,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
 import asyncpg
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Message
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agents.analytics_state import AnalyticsStateStore, RestoreStats, check_own_state
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
+from observability.metrics import default_metrics
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff
-from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
+from serdes.debezium import ChangeEvent, DebeziumAvroDecoder, Decoded
 from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
 from sinks.analytics_topics import AnalyticsPublisher
@@ -50,7 +50,9 @@ from sinks.postgres.analytics import (
 )
 from sinks.postgres.connection import DB_ERRORS, connect
 from sinks.redis.feature_store import RedisFeatureStore
+from streams.runtime import ConsumerRuntime, ConsumerSpec, PartitionId
 from tables.analytics import TABLES, AnalyticsCore, AnalyticsOutputs, AnalyticsState
+from tables.revenue import LateEvent
 
 log = logging.getLogger("bitvelocity.analytics")
 Clock = Callable[[], datetime]
@@ -142,6 +144,18 @@ class AnalyticsSinks:
         publisher.publish_features(outputs.features)
         publisher.publish_late(outputs.late)
         await asyncio.to_thread(publisher.flush)
+        default_metrics().record_late_events(len(outputs.late))
+
+    async def publish_late(self, events: list[LateEvent]) -> None:
+        """Late events alone (seen while replaying, before any flush): keyed by the change's
+        identity, so one published again after a crash is recognisably the same."""
+        if not events:
+            return
+        if self.publisher is None:
+            raise PermanentError("AnalyticsSinks.publish_late before start(); call start()")
+        self.publisher.publish_late(events)
+        await asyncio.to_thread(self.publisher.flush)
+        default_metrics().record_late_events(len(events))
 
 
 @dataclass
@@ -182,8 +196,9 @@ class AnalyticsRunner:
         self.core: AnalyticsCore | None = None
         self.sinks: AnalyticsSinks | None = None
         self.positions: dict[tuple[str, int], int] = {}
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics-kafka")
-        self._consumer: Consumer | None = None
+        #: Source commit time of the newest change applied (freshness, for ``/metrics``).
+        self.newest_committed_at: datetime | None = None
+        self._runtime: ConsumerRuntime | None = None
         self._heartbeats = heartbeat_topic(settings)
         self._orders_topic = settings.topics.cdc_topic("orders")
         self._targets: dict[tuple[str, int], int] | None = None
@@ -198,7 +213,6 @@ class AnalyticsRunner:
         )
 
     async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> RunnerStats:
-        loop = asyncio.get_running_loop()
         self._started = time.monotonic()
         self._stop = stop
         async with AnalyticsSinks(self.settings, redis_db=self.redis_db) as sinks:
@@ -208,12 +222,12 @@ class AnalyticsRunner:
             rates = await load_currency_rates(sinks.connection)
             store = self.store
             if store is not None:
-                self.restore = await loop.run_in_executor(self._executor, store.open)
+                self.restore = await asyncio.to_thread(store.open)
                 topics = [*analytics_topics(self.settings), self._heartbeats]
                 try:
                     check_own_state(store.topic, store.positions, topics)
                 except PermanentError:
-                    await loop.run_in_executor(self._executor, store.close)
+                    await asyncio.to_thread(store.close)
                     raise
                 self.positions.update(store.positions)
             core = AnalyticsCore(self.settings, rates, self.state)
@@ -223,25 +237,39 @@ class AnalyticsRunner:
             registry = RegistryClient(self.settings.registry)
             codec = AvroCodec(registry)
             decoder = DebeziumAvroDecoder(codec)
-            self._consumer = Consumer(self._consumer_config())
-            await loop.run_in_executor(self._executor, self._subscribe)
+            runtime = self._runtime = ConsumerRuntime(
+                self.settings.kafka.bootstrap_servers,
+                self.consumer_spec(),
+                start_positions=self._start_positions,
+                on_assigned=self._assigned,
+                on_revoked=self._revoked,
+            )
+            await runtime.start()
             if ready is not None:
                 ready.set()
             interval = self.settings.features.flush_interval.total_seconds()
             last_flush = time.monotonic()
             try:
                 while not stop.is_set():
-                    events, positions = await loop.run_in_executor(
-                        self._executor, self._poll, decoder, codec
-                    )
-                    for partition, topic, event in events:
-                        self._apply(core, partition, topic, event)
-                    self.positions.update(positions)  # applied: may now be stored
+                    try:
+                        taken = await runtime.take(self._decoding(decoder, codec))
+                    except TransientError as exc:  # the registry is away past the deadline
+                        log.warning("analytics: decoding stalled, re-reading: %s", exc)
+                        await self._rewind(runtime)
+                        await runtime.hold(self._backoff.max_s, stop)
+                        continue
+                    for partition, topic, next_offset, event in taken:
+                        if event is not None:
+                            self._apply(core, partition, topic, event)
+                        self.positions[(topic, partition)] = next_offset  # applied: storable
                     if self.recovering:
-                        # Superseded by reconcile(); late events seen in a replay were
-                        # published by the run that first saw them (or are counted here).
-                        self.stats.late_events_replayed += len(core.drain().late)
-                        if await loop.run_in_executor(self._executor, self._replayed):
+                        # Rows are superseded by reconcile(); late events are published
+                        # now: on a first start or with the state lost no earlier run saw
+                        # them, and one published twice keeps its identity (0020).
+                        late = core.drain().late
+                        await self._retrying(partial(sinks.publish_late, late))
+                        self.stats.late_events_replayed += len(late)
+                        if await runtime.in_thread(self._replayed):
                             await self._reconcile(core)
                         continue
                     if time.monotonic() - last_flush >= interval:
@@ -249,23 +277,39 @@ class AnalyticsRunner:
                         last_flush = time.monotonic()
                 await self.flush_now()
             finally:
-                await loop.run_in_executor(self._executor, self._consumer.close)
                 if store is not None:
-                    await loop.run_in_executor(self._executor, store.close)
+                    await runtime.in_thread(store.close)
+                await runtime.stop()
                 registry.close()
-                self._executor.shutdown(wait=True)
         return self.stats
 
+    def consumer_spec(self) -> ConsumerSpec:
+        return ConsumerSpec(
+            name="analytics",
+            group_id=self.group_id,
+            topics=(*analytics_topics(self.settings), self._heartbeats),
+            max_records=5000,
+            max_wait_ms=200,
+            # One worker owns every partition (docs/decisions/0007): a static member takes
+            # its partitions back at once after a crash, instead of waiting for the dead
+            # member's session to expire; the changelog's transactional id fences the
+            # zombie's writes.
+            static_member_id=f"{self.group_id}-owner",
+            max_poll_interval_ms=self.settings.sink.max_poll_interval_ms,
+        )
+
     def _replayed(self) -> bool:
-        """True once every assigned partition is read up to its high watermark at start."""
-        assert self._consumer is not None
-        assignment = self._consumer.assignment()
+        """True once every assigned partition is read up to its high watermark at start
+        (the consumer's thread)."""
+        assert self._runtime is not None
+        consumer = self._runtime.consumer
+        assignment = consumer.assignment()
         if not assignment:
             return False
         if self._targets is None:
             self._targets = {}
             for tp in assignment:
-                _, high = self._consumer.get_watermark_offsets(tp, timeout=10)
+                _, high = consumer.get_watermark_offsets(tp, timeout=10)
                 self._targets[(tp.topic, tp.partition)] = high
         return all(self.positions.get(k, 0) >= v for k, v in self._targets.items() if v > 0)
 
@@ -315,10 +359,10 @@ class AnalyticsRunner:
         started = time.monotonic()
         records = store.changes(self.positions, core.progress())
         backoff = self.settings.sink.retry_initial_backoff_s
-        loop = asyncio.get_running_loop()
         while True:
             try:
-                await loop.run_in_executor(self._executor, store.commit, records)
+                assert self._runtime is not None
+                await self._runtime.in_thread(store.commit, records)
                 log.debug(
                     "analytics state: %d changelog records in %.3f s",
                     len(records),
@@ -357,91 +401,69 @@ class AnalyticsRunner:
         elif isinstance(event, ChangeEvent):
             self.stats.changes += 1
             core.apply(partition, event)
+            newest = self.newest_committed_at
+            if newest is None or event.committed_at > newest:
+                self.newest_committed_at = event.committed_at
 
-    # -- Kafka thread -------------------------------------------------------------------------
-    def _consumer_config(self) -> dict[str, Any]:
-        return {
-            "bootstrap.servers": self.settings.kafka.bootstrap_servers,
-            "group.id": self.group_id,
-            # One worker owns every partition (docs/decisions/0007): a static member takes
-            # its partitions back at once after a crash, instead of waiting for the dead
-            # member's session to expire (45 s); the changelog's transactional id fences
-            # the zombie's writes.
-            "group.instance.id": f"{self.group_id}-owner",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 100,
-            "topic.metadata.refresh.interval.ms": 3000,
-        }
+    # -- the consumer's thread ------------------------------------------------------------------
+    def _start_positions(self, partitions: list[PartitionId]) -> dict[PartitionId, int]:
+        """Where the applied state ends (restored with it), else from the beginning."""
+        return {key: self.positions.get(key, OFFSET_BEGINNING) for key in partitions}
 
-    def _subscribe(self) -> None:
-        assert self._consumer is not None
-        self._consumer.subscribe(
-            [*analytics_topics(self.settings), self._heartbeats],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-        )
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Where the stored state ends, else from the beginning (see module docstring).
-        stored = self.store.positions if self.store is not None else {}
-        for partition in partitions:
-            partition.offset = stored.get((partition.topic, partition.partition), -2)
-        consumer.assign(partitions)
+    def _assigned(self, partitions: list[PartitionId]) -> None:
         if self.core is not None:
-            self.core.assign([p.partition for p in partitions if p.topic == self._orders_topic])
+            self.core.assign([p for topic, p in partitions if topic == self._orders_topic])
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _revoked(self, partitions: list[PartitionId]) -> None:
         if self.core is not None:
-            self.core.revoke([p.partition for p in partitions if p.topic == self._orders_topic])
-        consumer.unassign()
+            self.core.revoke([p for topic, p in partitions if topic == self._orders_topic])
 
-    def _poll(
+    async def _rewind(self, runtime: ConsumerRuntime) -> None:
+        """Back to the applied positions: a batch cut short by the registry is read again."""
+        owned = await runtime.in_thread(runtime.assignment)
+        await runtime.seek(self._start_positions(owned))
+
+    def _decoding(
         self, decoder: DebeziumAvroDecoder, codec: AvroCodec
-    ) -> tuple[list[tuple[int, str, Any]], dict[tuple[str, int], int]]:
-        """Decoded events and the positions after them (stored once they are applied)."""
-        assert self._consumer is not None
-        messages = self._consumer.consume(num_messages=5000, timeout=0.2)
-        decoded: list[tuple[int, str, Any]] = []
-        positions: dict[tuple[str, int], int] = {}
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                quiet = (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART)
-                if error.code() not in quiet:
-                    log.warning("consume error: %s", error)
-                continue
-            topic, partition = message.topic() or "", message.partition() or 0
-            self.stats.consumed += 1
-            positions[(topic, partition)] = (message.offset() or 0) + 1
-            try:
-                if topic == self._heartbeats:
-                    moment = self._until_decoded(partial(_heartbeat_time, codec, message.value()))
-                    decoded.append((partition, topic, moment))
-                else:
-                    event = self._until_decoded(
-                        partial(decoder.decode, message.key(), message.value())
-                    )
-                    decoded.append((partition, topic, event))
-            except PermanentError as exc:  # the medallion sink dead-letters the same record
-                self.stats.undecodable += 1
-                log.warning(
-                    "analytics skipped %s[%d]@%s: %s", topic, partition, message.offset(), exc
-                )
-        return decoded, positions
+    ) -> Callable[[Message], tuple[int, str, int, Any]]:
+        """Per record of one take: (partition, topic, next offset, event or None when it
+        cannot be decoded: the medallion sink dead-letters the same record). The registry
+        may be away for 30 s; past that the take fails and is read again after a hold."""
+        deadline = time.monotonic() + 30
+        heartbeats = self._heartbeats
 
-    def _until_decoded(self, decode: Callable[[], T]) -> T:
+        def convert(message: Message) -> tuple[int, str, int, Any]:
+            topic, partition = message.topic() or "", message.partition() or 0
+            offset = message.offset() or 0
+            self.stats.consumed += 1
+            try:
+                event: datetime | Decoded | None
+                if topic == heartbeats:
+                    value = message.value()
+                    event = self._until_decoded(lambda: _heartbeat_time(codec, value), deadline)
+                else:
+                    key, value = message.key(), message.value()
+                    event = self._until_decoded(lambda: decoder.decode(key, value), deadline)
+            except PermanentError as exc:
+                self.stats.undecodable += 1
+                log.warning("analytics skipped %s[%d]@%s: %s", topic, partition, offset, exc)
+                event = None
+            return partition, topic, offset + 1, event
+
+        return convert
+
+    def _until_decoded(self, decode: Callable[[], T], deadline: float) -> T:
         """``decode`` again, with backoff, while the schema registry is unavailable (a
         TransientError): the record is not skipped, and the worker does not exit (I7; the
-        15-minute chaos run's registry outage did exit it). Gives up only when stopping;
-        the batch's positions are then not stored, so it is read again after a restart."""
+        15-minute chaos run's registry outage did exit it). Past ``deadline`` (or when
+        stopping) the error is raised: the take is dropped and read again."""
         attempt = 0
         while True:
             try:
                 return decode()
             except TransientError as exc:
                 attempt += 1
-                if self._stop.is_set():
+                if self._stop.is_set() or time.monotonic() >= deadline:
                     raise
                 log.warning(
                     "analytics: decoding waits for the registry (%s); retry %d", exc, attempt

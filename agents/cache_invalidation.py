@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Message
 
-from agents.kafka_batches import KafkaBatches, origin_of
 from cache.keys import CacheKey
 from cache.l2 import CacheUnavailableError, RedisLayer
 from cache.nats_invalidation import NatsInvalidationPublisher, eviction_message, source_ranges
@@ -32,6 +31,7 @@ from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff
 from serdes.dead_letters import DeadLetterPublisher, dead_letter
 from serdes.registry import RegistryClient
+from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
 
 log = logging.getLogger("bitvelocity.cache_invalidation")
 PIPELINE = "cache-invalidation"
@@ -77,19 +77,22 @@ class CacheInvalidationAgent:
         if settings.nats.invalidation_enabled:
             self.nats = NatsInvalidationPublisher(settings.nats, self.metrics)
             await self.nats.start()
-        batches = KafkaBatches(
+        batches = ConsumerRuntime(
             settings.kafka.bootstrap_servers,
-            self.group_id,
-            [self.topic],
-            max_records=settings.cache.batch_max_records,
-            max_ms=settings.cache.batch_max_ms,
-            name="cache-invalidation",
+            ConsumerSpec(
+                name="cache-invalidation",
+                group_id=self.group_id,
+                topics=(self.topic,),
+                max_records=settings.cache.batch_max_records,
+                max_wait_ms=settings.cache.batch_max_ms,
+                fetch_wait_max_ms=20,
+            ),
         )
         await batches.start()
         backoff = Backoff(settings.sink.retry_initial_backoff_s, settings.sink.retry_max_backoff_s)
         try:
             while not stop.is_set():
-                messages = await batches.take()
+                messages = await batches.take_messages()
                 if not messages:
                     continue
                 updates = await batches.in_thread(self._decode, messages, codec, dead_letters)

@@ -9,12 +9,14 @@ loses nor duplicates a record: uncommitted files are invisible and the records a
 again; a committed batch is skipped because the version moved past it.
 
 Consume, decode and dead-letter handling are the medallion sink's (``decode_cdc_record``,
-``plan_batch``). Blocking all through (delta-rs and confluent-kafka are blocking): one
-thread per sink; ``run(stop)`` returns when ``stop`` is set and the batch in flight is done.
+``plan_batch``); the consumer is the one runtime of every pipeline (``streams/runtime.py``).
+delta-rs is blocking: each Delta commit runs in a worker thread while the consumer's thread
+stays free to poll. ``run(stop)`` returns when ``stop`` is set and the batch in flight is done.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -23,11 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Message
 from deltalake.exceptions import DeltaError
 
 from agents.crash_points import CrashPoints
-from agents.kafka_batches import assign_at, revoke_claims
 from agents.medallion import decode_cdc_record, medallion_topics, publish_dead_letters
 from config.errors import TransientError
 from config.settings import Settings
@@ -40,6 +41,7 @@ from serdes.registry import RegistryClient
 from sinks.delta.bronze import app_id
 from sinks.delta.store import DeltaBronzeStore
 from sinks.postgres.batch import ConsumedRecord, PlannedBatch, plan_batch
+from streams.runtime import ConsumerRuntime, ConsumerSpec, PartitionId
 
 log = logging.getLogger("bitvelocity.lake")
 PIPELINE = "lake"
@@ -115,10 +117,16 @@ class LakeSink:
         self._crash = CrashPoints()
         self._source_system = f"postgres.{settings.postgres.database}"
         self._stop = threading.Event()
-        self._assigned_once = False
 
     def run(self, stop: threading.Event) -> LakeStats:
-        """Consume and commit until ``stop`` is set."""
+        """Consume and commit until ``stop`` is set (blocking; its own event loop)."""
+        return asyncio.run(self.serve(stop))
+
+    async def serve(self, stop: threading.Event) -> LakeStats:
+        """Consume and commit until ``stop`` is set, on the one consumer runtime.
+
+        Delta writes are blocking: each topic's batch is written in a worker thread while
+        the consumer's thread stays free to poll (paused) if a write waits out an outage."""
         self._stop = stop
         registry = RegistryClient(self.settings.registry)
         decoder = DebeziumAvroDecoder(AvroCodec(registry))
@@ -126,96 +134,71 @@ class LakeSink:
         if self.settings.lake.publish_dead_letters:
             dead_letters = DeadLetterPublisher(self.settings.kafka.bootstrap_servers)
             dead_letters.start()
-        consumer = Consumer(self._consumer_config())
+        sink = self.settings.sink
+        runtime = ConsumerRuntime(
+            self.settings.kafka.bootstrap_servers,
+            ConsumerSpec(
+                name="lake",
+                group_id=self.group_id,
+                topics=tuple(self.topics),
+                max_records=sink.batch_max_records,
+                max_wait_ms=sink.batch_max_ms,
+                max_poll_interval_ms=sink.max_poll_interval_ms,
+            ),
+            start_positions=self._start_positions,
+            on_revoked=self._forget,
+        )
         try:
-            subscribed_at = self._subscribe(consumer)
+            await runtime.start()
             while not stop.is_set():
-                if not self._assigned_once and time.monotonic() - subscribed_at > 30:
-                    # As in the medallion sink: librdkafka may never join when it subscribed
-                    # before Debezium created any of the topics.
-                    log.warning("no partition assigned 30 s after subscribing; subscribing again")
-                    consumer.unsubscribe()
-                    subscribed_at = self._subscribe(consumer)
                 try:
-                    batches = self._poll(consumer, decoder)
+                    records = await runtime.take(self._decoding(decoder))
                 except TransientError as exc:  # registry down beyond the decode deadline
                     log.warning("decode stalled, re-reading from the committed versions: %s", exc)
-                    self._rewind(consumer)
-                    stop.wait(self._backoff.max_s)
+                    await runtime.seek(self._stored_positions())
+                    await runtime.hold(self._backoff.max_s, stop)
                     continue
-                for topic, records in batches.items():
-                    self._process(topic, records, dead_letters)
+                for topic, members in by_topic(records).items():
+                    await runtime.polling_while(
+                        asyncio.to_thread(self._process, topic, members, dead_letters)
+                    )
         finally:
-            consumer.close()
+            await runtime.stop()
             if dead_letters is not None:
                 dead_letters.stop()
             registry.close()
         return self.stats
 
-    def _consumer_config(self) -> dict[str, Any]:
-        return {
-            "bootstrap.servers": self.settings.kafka.bootstrap_servers,
-            "group.id": self.group_id,
-            "enable.auto.commit": False,  # the Delta log holds the real offsets
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 10000,
-            "heartbeat.interval.ms": 2000,
-            "max.poll.interval.ms": 300000,
-            "fetch.wait.max.ms": 100,
-            "topic.metadata.refresh.interval.ms": 3000,
-        }
-
     # -- assignment: seek to the Delta log's versions before the first fetch -----------------
-    def _subscribe(self, consumer: Consumer) -> float:
-        consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
-        return time.monotonic()
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned_once = True
-        by_table: dict[str, list[TopicPartition]] = defaultdict(list)
-        for partition in partitions:
-            by_table[table_of(partition.topic)].append(partition)
+    def _start_positions(self, partitions: list[PartitionId]) -> dict[PartitionId, int]:
+        by_table: dict[str, list[PartitionId]] = defaultdict(list)
+        for topic, partition in partitions:
+            by_table[table_of(topic)].append((topic, partition))
+        starts: dict[PartitionId, int] = {}
         for table, members in by_table.items():
-            apps = {app_id(self.group_id, p.topic, p.partition): p for p in members}
+            apps = {
+                app_id(self.group_id, topic, partition): (topic, partition)
+                for topic, partition in members
+            }
             stored = self._read_positions(table, list(apps))
-            for app, partition in apps.items():
-                version = stored[app]
-                self.claims[(partition.topic, partition.partition)] = version
-                partition.offset = OFFSET_BEGINNING if version is None else version
-        assign_at(consumer, partitions)
+            for app, key in apps.items():
+                self.claims[key] = stored[app]
+                starts[key] = _start_of(stored[app])
+        return starts
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        revoke_claims(self.claims, consumer, partitions)
+    def _forget(self, partitions: list[PartitionId]) -> None:
+        for key in partitions:
+            self.claims.pop(key, None)
 
-    def _rewind(self, consumer: Consumer) -> None:
-        """Seek every owned partition back to its committed version (nothing was written)."""
-        for (topic, partition), version in list(self.claims.items()):
-            offset = OFFSET_BEGINNING if version is None else version
-            consumer.seek(TopicPartition(topic, partition, offset))
+    def _stored_positions(self) -> dict[PartitionId, int]:
+        """Every owned partition's committed version (where a rewind goes back to)."""
+        return {key: _start_of(version) for key, version in self.claims.items()}
 
-    # -- consume + decode --------------------------------------------------------------------
-    def _poll(
-        self, consumer: Consumer, decoder: DebeziumAvroDecoder
-    ) -> dict[str, list[ConsumedRecord]]:
-        sink = self.settings.sink
-        messages = consumer.consume(
-            num_messages=sink.batch_max_records, timeout=sink.batch_max_ms / 1000
-        )
-        batches: dict[str, list[ConsumedRecord]] = defaultdict(list)
+    # -- decode, in the consumer's thread ------------------------------------------------------
+    def _decoding(self, decoder: DebeziumAvroDecoder) -> Callable[[Message], ConsumedRecord]:
         deadline = time.monotonic() + 30
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() not in (
-                    KafkaError._PARTITION_EOF,
-                    KafkaError.UNKNOWN_TOPIC_OR_PART,
-                ):
-                    log.warning("consume error: %s", error)
-                continue
-            record = decode_cdc_record(decoder, message, self._backoff, deadline)
-            batches[record.topic].append(record)
-        return batches
+        backoff = self._backoff
+        return lambda message: decode_cdc_record(decoder, message, backoff, deadline)
 
     # -- one topic's batch: one Delta commit -------------------------------------------------------
     def _process(
@@ -343,3 +326,15 @@ class LakeSink:
                 attempt += 1
                 log.warning("reading the lake's positions failed (%s), retry %d", exc, attempt)
                 time.sleep(self._backoff.delay(attempt))
+
+
+def by_topic(records: list[ConsumedRecord]) -> dict[str, list[ConsumedRecord]]:
+    """A take's records per topic (one Delta commit each), in the order consumed."""
+    grouped: dict[str, list[ConsumedRecord]] = defaultdict(list)
+    for record in records:
+        grouped[record.topic].append(record)
+    return grouped
+
+
+def _start_of(version: int | None) -> int:
+    return OFFSET_BEGINNING if version is None else version

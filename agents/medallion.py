@@ -26,18 +26,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Message
 
 from agents.crash_points import CrashPoints
-from agents.kafka_batches import assign_at, origin_of, revoke_claims
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
 from lineage.openlineage import Dataset, LineagePublisher, batch_events
@@ -60,6 +57,7 @@ from sinks.postgres.medallion import (
 )
 from sinks.postgres.offsets import OffsetStore, PartitionClaim, PartitionFencedError
 from sinks.postgres.tables import TABLES
+from streams.runtime import ConsumerRuntime, ConsumerSpec, PartitionId, origin_of
 
 log = logging.getLogger("bitvelocity.medallion")
 PIPELINE = "medallion"
@@ -77,6 +75,9 @@ class SinkStats:
     dead_letters: int = 0
     filtered: int = 0
     fenced: int = 0
+    #: Partition assignments and revocations seen: one of each per rebalance.
+    assignments: int = 0
+    revocations: int = 0
     db_retries: int = 0
     ambiguous_commits: int = 0
     outcomes: list[BatchOutcome] = field(default_factory=list)
@@ -128,21 +129,18 @@ class MedallionSink:
         )
         self._event_decoders: dict[str, PlainEventDecoder] = {}
         self._last_sweep = 0.0
-        self._batch_opened = time.monotonic()
         self._sweep_interval_s = 2.0
         self._last_refresh = time.monotonic()
         self._last_lag = 0.0
-        self._subscribed_at = 0.0
-        self._assigned_once = False
         self._lineage: LineagePublisher | None = None
         self.metrics = metrics or default_metrics()
         self.on_committed = on_committed
         self.stats = SinkStats()
         self.claims: dict[tuple[str, int], PartitionClaim] = {}
         self._connection: asyncpg.Connection | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medallion-kafka")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._consumer: Consumer | None = None
+        #: Claims on assignment use their own connection: they run while a batch is written.
+        self._claims_connection: asyncpg.Connection | None = None
+        self._runtime: ConsumerRuntime | None = None
         self._backoff = Backoff(
             settings.sink.retry_initial_backoff_s, settings.sink.retry_max_backoff_s
         )
@@ -150,9 +148,13 @@ class MedallionSink:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> SinkStats:
-        """Consume and commit until ``stop`` is set; the batch in flight always finishes."""
+        """Consume and commit until ``stop`` is set; the batch in flight always finishes.
+
+        Pipelined: while one batch is written to PostgreSQL, the consumer's thread already
+        takes and decodes the next one (at most one batch ahead; a batch taken but not
+        written when ``stop`` is set is simply not committed and read again later).
+        """
         self._stop = stop
-        self._loop = asyncio.get_running_loop()
         connection = await self._db()
         await register_lineage(connection, self._event_lineage())
         registry = RegistryClient(self.settings.registry)
@@ -167,151 +169,101 @@ class MedallionSink:
             self._lineage = LineagePublisher(
                 self.settings.kafka.bootstrap_servers, self.settings.topics.openlineage
             )
-        self._consumer = Consumer(self._consumer_config())
+        runtime = ConsumerRuntime(
+            self.settings.kafka.bootstrap_servers,
+            self.consumer_spec(),
+            start_positions=self._claim_all,
+            on_revoked=self._forget,
+        )
+        self._runtime = runtime
         try:
-            await self._subscribe()
+            await runtime.start()
+            taking = asyncio.ensure_future(runtime.take(self._decoding(decoder)))
             while not stop.is_set():
-                await self._resubscribe_if_never_assigned()
                 try:
-                    batches = await self._in_kafka_thread(self._poll, decoder)
+                    records = await taking
                 except TransientError as exc:  # registry down beyond the decode deadline
                     log.warning("decode stalled, re-reading from the stored offsets: %s", exc)
                     await self._rewind()
-                    await self._sleep(self._backoff.max_s)
+                    await runtime.hold(self._backoff.max_s, stop)
+                    taking = asyncio.ensure_future(runtime.take(self._decoding(decoder)))
                     continue
-                for records in batches.values():
-                    await self._process(records, dead_letters)
+                # The next batch is taken and decoded while this one is written.
+                taking = asyncio.ensure_future(runtime.take(self._decoding(decoder)))
+                for batch in by_partition(records):
+                    await self._process(batch, dead_letters)
                 await self._sweep_quality()
                 await self._refresh_daily_sales()
                 await self._report_lag()
+            await _settled(taking)  # taken, never written: read again by the next owner
         finally:
-            await self._in_kafka_thread(self._consumer.close)  # leaves the group now
+            await runtime.stop()  # leaves the group now
             dead_letters.stop()
             if self._lineage is not None:
                 self._lineage.close()
             registry.close()
-            await self._close_db()
-            self._executor.shutdown(wait=True)
+            await self._close_all()
         return self.stats
 
-    def _consumer_config(self) -> dict[str, Any]:
-        return {
-            "bootstrap.servers": self.settings.kafka.bootstrap_servers,
-            "group.id": self.group_id,
-            "enable.auto.commit": False,  # PostgreSQL holds the real offsets
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 10000,
-            "heartbeat.interval.ms": 2000,
-            "max.poll.interval.ms": 120000,
-            "fetch.wait.max.ms": 100,
-            # Debezium creates a table's topic with its first change; without a short
-            # refresh a subscription would not see a late topic for 5 minutes.
-            "topic.metadata.refresh.interval.ms": 3000,
-        }
-
-    async def _in_kafka_thread(
-        self, function: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: function(*args, **kwargs))
+    def consumer_spec(self) -> ConsumerSpec:
+        sink = self.settings.sink
+        return ConsumerSpec(
+            name="medallion",
+            group_id=self.group_id,
+            topics=tuple(self.topics),
+            max_records=sink.batch_max_records,
+            max_wait_ms=sink.batch_max_ms,
+            max_poll_interval_ms=sink.max_poll_interval_ms,
+        )
 
     # -- assignment: the seek happens before the first fetch ---------------------------------
-    async def _subscribe(self) -> None:
-        assert self._consumer is not None
-        self._subscribed_at = time.monotonic()
-        await self._in_kafka_thread(
-            self._consumer.subscribe,
-            self.topics,
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-        )
-
-    async def _resubscribe_if_never_assigned(self) -> None:
-        """Subscribe again if no assignment ever arrived: seen with librdkafka when the worker
-        subscribed before Debezium had created any of the topics (the group was never joined)."""
-        if self._assigned_once or time.monotonic() - self._subscribed_at < 30:
-            return
-        log.warning(
-            "no partition assigned 30 s after subscribing to %s; subscribing again",
-            ", ".join(self.topics),
-        )
-        assert self._consumer is not None
-        await self._in_kafka_thread(self._consumer.unsubscribe)
-        await self._subscribe()
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        assert self._loop is not None
-        self._assigned_once = True
-        future = asyncio.run_coroutine_threadsafe(self._claim_all(partitions), self._loop)
-        claims = future.result()
-        for partition in partitions:
-            partition.offset = claims[(partition.topic, partition.partition)].next_offset
-        assign_at(consumer, partitions)
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        revoke_claims(self.claims, consumer, partitions)
-
-    async def _claim_all(
-        self, partitions: list[TopicPartition]
-    ) -> dict[tuple[str, int], PartitionClaim]:
+    async def _claim_all(self, partitions: list[PartitionId]) -> dict[PartitionId, int]:
+        """Claim newly assigned partitions (a new owner epoch) and start at their stored
+        offsets; retried with backoff until PostgreSQL answers."""
+        self.stats.assignments += 1
         attempt = 0
         while True:
             try:
-                connection = await self._db()
-                for partition in partitions:
-                    claim = await self.offsets.claim(
-                        connection, partition.topic, partition.partition
+                connection = await self._claims_db()
+                claims = {}
+                for topic, partition in partitions:
+                    claims[(topic, partition)] = await self.offsets.claim(
+                        connection, topic, partition
                     )
-                    self.claims[(partition.topic, partition.partition)] = claim
-                return dict(self.claims)
+                self.claims.update(claims)
+                return {key: claim.next_offset for key, claim in claims.items()}
             except _DB_ERRORS as exc:
                 attempt += 1
                 log.warning("claiming partitions failed (%s), retry %d", exc, attempt)
-                await self._close_db()
+                await _terminate(self._claims_connection)
+                self._claims_connection = None
                 await asyncio.sleep(self._backoff.delay(attempt))
+
+    def _forget(self, partitions: list[PartitionId]) -> None:
+        self.stats.revocations += 1
+        for key in partitions:
+            self.claims.pop(key, None)
 
     async def _rewind(self) -> None:
         """Seek every owned partition back to its stored offset (nothing was committed)."""
-        assert self._consumer is not None
-        for (topic, partition), claim in list(self.claims.items()):
-            await self._in_kafka_thread(
-                self._consumer.seek, TopicPartition(topic, partition, claim.next_offset)
-            )
+        assert self._runtime is not None
+        positions = {key: claim.next_offset for key, claim in self.claims.items()}
+        await self._runtime.seek(positions)
 
-    # -- consume + decode, in the Kafka thread ------------------------------------------------
-    def _poll(self, decoder: DebeziumAvroDecoder) -> dict[tuple[str, int], list[ConsumedRecord]]:
-        assert self._consumer is not None
-        sink = self.settings.sink
-        # The batch window opened when the previous batch was taken: records that queued up
-        # while it was being written have waited already, so take them without a second wait.
-        wait_s = self._batch_opened + sink.batch_max_ms / 1000 - time.monotonic()
-        messages = self._consumer.consume(
-            num_messages=sink.batch_max_records, timeout=max(0.0, wait_s)
-        )
-        self._batch_opened = time.monotonic()
-        batches: dict[tuple[str, int], list[ConsumedRecord]] = defaultdict(list)
+    # -- decode, in the consumer's thread -----------------------------------------------------
+    def _decoding(self, decoder: DebeziumAvroDecoder) -> Callable[[Message], ConsumedRecord]:
+        """The per-record conversion of one take; registry faults are retried for 30 s."""
         deadline = time.monotonic() + 30
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    log.debug("topic not created yet: %s", error)  # Debezium creates it later
-                elif error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume error: %s", error)
-                continue
-            batches[(message.topic() or "", message.partition() or 0)].append(
-                self._decode(decoder, message, deadline)
-            )
-        return batches
+        events = self._event_decoders
+        backoff = self._backoff
 
-    def _decode(
-        self, decoder: DebeziumAvroDecoder, message: Message, deadline: float
-    ) -> ConsumedRecord:
-        events = self._event_decoders.get(message.topic() or "")
-        if events is not None:
-            return decode_event_record(events, message, self._backoff, deadline)
-        return decode_cdc_record(decoder, message, self._backoff, deadline)
+        def convert(message: Message) -> ConsumedRecord:
+            event_decoder = events.get(message.topic() or "") if events else None
+            if event_decoder is not None:
+                return decode_event_record(event_decoder, message, backoff, deadline)
+            return decode_cdc_record(decoder, message, backoff, deadline)
+
+        return convert
 
     def _event_lineage(self) -> list[tuple[str, str, str, int]]:
         """The lineage edges of the subscribed event topics (Kafka topic -> bronze table)."""
@@ -335,7 +287,7 @@ class MedallionSink:
         started_at = datetime.now(UTC)
         plan = plan_batch(fresh, f"postgres.{self.settings.postgres.database}")
         if plan.dead_letters:
-            await self._in_kafka_thread(publish_dead_letters, dead_letters, plan.dead_letters)
+            await asyncio.to_thread(publish_dead_letters, dead_letters, plan.dead_letters)
         self._crash.reached("before_write")
         outcome = await self._commit(claim, plan)
         elapsed = time.monotonic() - started
@@ -382,7 +334,7 @@ class MedallionSink:
                 connection = await self._db()
                 outcome = await self.writer.write(connection, claim, plan)
                 self._crash.reached("after_commit")
-                self.claims[(claim.topic, claim.partition)] = outcome.claim
+                self._replace_claim(claim, outcome.claim)
                 return outcome
             except PartitionFencedError as exc:
                 self._fence(claim, exc)
@@ -412,7 +364,10 @@ class MedallionSink:
     ) -> BatchOutcome | bool | None:
         """After a failure: did the commit happen anyway? Read the offsets row to know."""
         while True:
-            await self._sleep(self._backoff.delay(attempt))
+            # Paused, but polling: an outage longer than max.poll.interval.ms must not
+            # evict this member from its group.
+            assert self._runtime is not None
+            await self._runtime.hold(self._backoff.delay(attempt), self._stop)
             try:
                 connection = await self._db()
                 stored = await self.offsets.read(connection, claim.topic, claim.partition)
@@ -430,7 +385,7 @@ class MedallionSink:
         if stored[0] == plan.last_offset + 1:
             self.stats.ambiguous_commits += 1
             committed = claim.advanced_to(plan.last_offset + 1)
-            self.claims[(claim.topic, claim.partition)] = committed
+            self._replace_claim(claim, committed)
             return BatchOutcome(
                 committed,
                 -1,
@@ -465,12 +420,14 @@ class MedallionSink:
             PartitionKey(topic, partition): claim.next_offset
             for (topic, partition), claim in self.claims.items()
         }
+        runtime = self._runtime
+        assert runtime is not None
         try:
-            marks = await self._in_kafka_thread(read_watermarks, self._consumer, list(committed))
+            marks = await runtime.in_thread(read_watermarks, runtime.consumer, list(committed))
         except TransientError as exc:
             log.debug("lag not measured: %s", exc)
             return
-        self.metrics.set_lag(compute_lag(committed, marks))
+        self.metrics.set_lag(compute_lag(committed, marks), PIPELINE)
 
     async def _refresh_daily_sales(self) -> None:
         """Keep gold.daily_sales fresh without blocking readers (CONCURRENTLY)."""
@@ -487,8 +444,17 @@ class MedallionSink:
 
     def _fence(self, claim: PartitionClaim, exc: Exception) -> None:
         self.stats.fenced += 1
-        self.claims.pop((claim.topic, claim.partition), None)
+        key = (claim.topic, claim.partition)
+        if self.claims.get(key) == claim:  # not a newer claim taken meanwhile
+            self.claims.pop(key)
         log.warning("fenced: %s", exc)
+
+    def _replace_claim(self, used: PartitionClaim, committed: PartitionClaim) -> None:
+        """Move our claim forward, unless a rebalance revoked it or re-claimed it (a newer
+        epoch) while this batch was being written."""
+        key = (used.topic, used.partition)
+        if self.claims.get(key) == used:
+            self.claims[key] = committed
 
     def _account(
         self,
@@ -543,16 +509,52 @@ class MedallionSink:
             await self.writer.prepare(self._connection)
         return self._connection
 
-    async def _close_db(self) -> None:
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            connection.terminate()
+    async def _claims_db(self) -> asyncpg.Connection:
+        if self._claims_connection is None or self._claims_connection.is_closed():
+            pg = self.settings.postgres
+            self._claims_connection = await connect(
+                pg,
+                self.database,
+                user=pg.worker_user,
+                password=pg.worker_password.get_secret_value(),
+            )
+        return self._claims_connection
 
-    async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
-        except TimeoutError:
-            return
+    async def _close_db(self) -> None:
+        """Drop the writer's connection (after a failure: the next use opens a new one)."""
+        await _terminate(self._connection)
+        self._connection = None
+
+    async def _close_all(self) -> None:
+        await self._close_db()
+        await _terminate(self._claims_connection)
+        self._claims_connection = None
+
+
+async def _terminate(connection: asyncpg.Connection | None) -> None:
+    if connection is not None:
+        connection.terminate()
+
+
+async def _settled(taking: asyncio.Future[list[ConsumedRecord]]) -> None:
+    """Wait for a take in flight to end, whatever its outcome (its records are dropped)."""
+    try:
+        await taking
+    except Exception as exc:  # noqa: BLE001 - stopping: the records are read again anyway
+        log.debug("batch taken while stopping dropped: %s", exc)
+
+
+def by_partition(records: list[ConsumedRecord]) -> list[list[ConsumedRecord]]:
+    """A take's records grouped per partition, each group in offset order."""
+    groups: dict[tuple[str, int], list[ConsumedRecord]] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [record]
+        else:
+            group.append(record)
+    return list(groups.values())
 
 
 def decode_cdc_record(

@@ -11,20 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from confluent_kafka import Message, Producer
 
-from agents.kafka_batches import KafkaBatches, origin_of
 from cache.product_updates import ProductUpdate, derive, to_avro
 from config.errors import TransientError
 from config.settings import Settings
+from observability.metrics import default_metrics
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff, decode_with_retry
 from serdes.dead_letters import DeadLetter, DeadLetterPublisher
 from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
 from serdes.own_schemas import load
 from serdes.registry import RegistryClient
+from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
 
 log = logging.getLogger("bitvelocity.product_updates")
 PIPELINE = "product-updates"
@@ -40,6 +42,7 @@ class ProductUpdatesAgent:
         self.group_id = group_id or f"{settings.kafka.consumer_group}-product-updates"
         self.produced = 0
         self.dead_letters = 0
+        self.metrics = default_metrics()
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
@@ -61,23 +64,27 @@ class ProductUpdatesAgent:
         )
         dead_letters = DeadLetterPublisher(settings.kafka.bootstrap_servers)
         dead_letters.start()
-        batches = KafkaBatches(
+        batches = ConsumerRuntime(
             settings.kafka.bootstrap_servers,
-            self.group_id,
-            [self.source_topic],
-            max_records=settings.cache.batch_max_records,
-            max_ms=settings.cache.batch_max_ms,
-            name="product-updates",
+            ConsumerSpec(
+                name="product-updates",
+                group_id=self.group_id,
+                topics=(self.source_topic,),
+                max_records=settings.cache.batch_max_records,
+                max_wait_ms=settings.cache.batch_max_ms,
+                fetch_wait_max_ms=20,
+            ),
         )
         await batches.start()
         backoff = Backoff(settings.sink.retry_initial_backoff_s, settings.sink.retry_max_backoff_s)
         try:
             while not stop.is_set():
-                messages = await batches.take()
+                messages = await batches.take_messages()
                 if not messages:
                     continue
+                started = time.monotonic()
                 try:
-                    await batches.in_thread(
+                    newest = await batches.in_thread(
                         self._handle, messages, decoder, codec, schema_id, producer, dead_letters
                     )
                 except TransientError as exc:  # nothing committed: the batch is read again
@@ -85,6 +92,9 @@ class ProductUpdatesAgent:
                     await asyncio.sleep(backoff.max_s)
                     continue
                 await batches.commit()
+                self.metrics.record_batch(PIPELINE, len(messages), time.monotonic() - started)
+                if newest is not None:
+                    self.metrics.record_committed_event_time(PIPELINE, newest)
         finally:
             await batches.stop()
             producer.flush(10)
@@ -99,7 +109,8 @@ class ProductUpdatesAgent:
         schema_id: int,
         producer: Producer,
         dead_letters: DeadLetterPublisher,
-    ) -> None:
+    ) -> datetime | None:
+        """Decode, derive and produce one batch; the newest source commit time in it."""
         deadline = time.monotonic() + 30
         failures: list[str] = []
 
@@ -109,12 +120,14 @@ class ProductUpdatesAgent:
 
         updates: list[ProductUpdate] = []
         letters = 0
+        newest: datetime | None = None
         for message in messages:
             decoded = decode_with_retry(decoder.decode, origin_of(message), deadline=deadline)
             if isinstance(decoded, DeadLetter):
                 dead_letters.publish(decoded)
                 letters += 1
             elif isinstance(decoded, ChangeEvent):
+                newest = max(newest or decoded.committed_at, decoded.committed_at)
                 update = derive(decoded)
                 if update is not None:
                     updates.append(update)
@@ -135,3 +148,4 @@ class ProductUpdatesAgent:
             )
         self.produced += len(updates)
         self.dead_letters += letters
+        return newest

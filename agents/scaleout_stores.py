@@ -23,7 +23,6 @@ from typing import Any, cast
 from confluent_kafka import Message
 
 from agents.crash_points import CrashPoints
-from agents.kafka_batches import KafkaBatches, origin_of
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
 from serdes.avro import AvroCodec
@@ -33,6 +32,7 @@ from serdes.framing import Headers
 from serdes.registry import RegistryClient
 from sinks.cassandra.writer import CassandraWriter
 from sinks.mongo.posts import PostsWriter, post_document
+from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
 
 log = logging.getLogger("bitvelocity.scaleout")
 
@@ -74,18 +74,21 @@ class StoreAgent:
         codec = AvroCodec(registry)
         dead_letters = DeadLetterPublisher(settings.kafka.bootstrap_servers)
         dead_letters.start()
-        batches = KafkaBatches(
+        batches = ConsumerRuntime(
             settings.kafka.bootstrap_servers,
-            self.group_id,
-            [self.topic],
-            max_records=settings.sink.batch_max_records,
-            max_ms=settings.sink.batch_max_ms,
-            name=self.name,
+            ConsumerSpec(
+                name=self.name,
+                group_id=self.group_id,
+                topics=(self.topic,),
+                max_records=settings.sink.batch_max_records,
+                max_wait_ms=settings.sink.batch_max_ms,
+                fetch_wait_max_ms=20,
+            ),
         )
         await batches.start()
         try:
             while not stop.is_set():
-                messages = await batches.take()
+                messages = await batches.take_messages()
                 if not messages:
                     continue
                 started = time.perf_counter()

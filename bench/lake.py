@@ -39,7 +39,6 @@ from typing import Any
 
 import deltalake
 import pyarrow as pa
-from confluent_kafka import Consumer, TopicPartition
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 from rich.console import Console
 from rich.table import Table
@@ -60,6 +59,7 @@ from serdes.registry import RegistryClient
 from sinks.delta.bronze import BRONZE_SCHEMA, PARTITION_COLUMN, app_id
 from sinks.delta.store import DeltaBronzeStore
 from sinks.postgres.batch import ConsumedRecord, plan_batch
+from streams.runtime import PartitionId
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lake.json"
 LAKE_BENCH_NAMES = PipelineNames("bv_lbench_", "bvlbench", "bv-lbench-", "bv-lbench-")
@@ -157,10 +157,11 @@ def ours_write_path(settings: Settings, batches: Sequence[Batch], root: Path, gr
 class _TimedLakeSink(LakeSink):
     assigned_at: float | None = None
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        super()._on_assign(consumer, partitions)
+    def _start_positions(self, partitions: list[PartitionId]) -> dict[PartitionId, int]:
+        starts = super()._start_positions(partitions)
         if partitions and self.assigned_at is None:
             self.assigned_at = time.perf_counter()
+        return starts
 
 
 def ours_end_to_end(

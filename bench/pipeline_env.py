@@ -30,15 +30,13 @@ from sinks.postgres.connection import connect
 from sinks.postgres.warehouse import migrate_warehouse
 from sinks.redis.feature_store import RedisFeatureStore
 from streams.capture_admin import (
-    delete_topics_with_prefix,
     drop_slot_when_released,
     partition_high_watermarks,
+    remove_capture_outputs,
 )
 from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
 
 log = logging.getLogger("bitvelocity.pipeline_env")
-#: Debezium's heartbeat topic is ``__debezium-heartbeat.<topic prefix>``, outside the prefix.
-HEARTBEAT_TOPIC_PREFIX = "__debezium-heartbeat."
 
 
 @dataclass(frozen=True)
@@ -172,10 +170,8 @@ def pipeline_environment(
         with ConnectClient(settings) as client:
             client.delete(spec.name)
         asyncio.run(_drop(settings, spec.slot))
-        prefix = settings.topics.cdc_prefix
-        delete_topics_with_prefix(settings.kafka.bootstrap_servers, prefix)
-        _delete_topics(settings.kafka.bootstrap_servers, [f"{HEARTBEAT_TOPIC_PREFIX}{prefix}"])
-        delete_subjects(settings, [*env.topics, f"{prefix}.transaction"])
+        # CDC, transaction and DLQ topics, the heartbeat topic, and all their subjects.
+        remove_capture_outputs(settings, settings.topics.cdc_prefix)
 
 
 async def _drop(settings: Settings, slot: str) -> None:
@@ -185,14 +181,6 @@ async def _drop(settings: Settings, slot: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{settings.postgres.database}" WITH (FORCE)')
     finally:
         await admin.close()
-
-
-def _delete_topics(bootstrap: str, topics: list[str]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = [t for t in topics if t in admin.list_topics(timeout=5).topics]
-    if existing:
-        for future in admin.delete_topics(existing, operation_timeout=10).values():
-            future.result(timeout=15)
 
 
 def delete_subjects(settings: Settings, topics: Iterable[str]) -> None:

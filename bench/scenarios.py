@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import shutil
 import tempfile
@@ -41,6 +42,7 @@ from config.settings import Settings
 from serdes.avro import AvroCodec
 from serdes.debezium import DebeziumAvroDecoder
 from serdes.registry import RegistryClient
+from streams.runtime import ConsumerSpec, PartitionId
 
 #: B1, B2 and our decode are per-record costs: on the first records of the input (all of
 #: a smaller one) they give stable rates without spending the run's budget on decoding.
@@ -141,17 +143,15 @@ class _TimedRunner(AnalyticsRunner):
 
     assigned_at: float | None = None
 
-    def _consumer_config(self) -> dict[str, Any]:
+    def consumer_spec(self) -> ConsumerSpec:
         # A bench run is one instance that ends: as a static member it would keep the group
         # alive for a session timeout after closing, so the run could not delete it.
-        config = super()._consumer_config()
-        config.pop("group.instance.id", None)
-        return config
+        return dataclasses.replace(super().consumer_spec(), static_member_id=None)
 
-    def _on_assign(self, consumer: Any, partitions: Any) -> None:
-        super()._on_assign(consumer, partitions)
+    def _start_positions(self, partitions: list[PartitionId]) -> dict[PartitionId, int]:
         if partitions and self.assigned_at is None:
             self.assigned_at = time.perf_counter()
+        return super()._start_positions(partitions)
 
 
 def analytics_settings(context: BenchContext, database: str, label: str) -> Settings:

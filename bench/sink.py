@@ -78,6 +78,7 @@ from sinks.postgres.medallion import BatchOutcome
 from sinks.postgres.tables import TABLES
 from sinks.postgres.warehouse import migrate_warehouse
 from streams.capture_admin import delete_topics_with_prefix
+from streams.runtime import PartitionId
 
 RawHeaders = list[tuple[str, bytes | str | None]]
 RESULTS = Path(__file__).resolve().parent / "results" / "sink.json"
@@ -172,10 +173,11 @@ class _TimedSink(MedallionSink):
         self.sweep_s = 0.0  # wall time in the periodic quality sweep (not in any batch)
         self._remaining = {key for key, high in expected.items() if high > 0}
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        super()._on_assign(consumer, partitions)
+    async def _claim_all(self, partitions: list[PartitionId]) -> dict[PartitionId, int]:
+        starts = await super()._claim_all(partitions)
         if partitions and self.assigned_at is None:
             self.assigned_at = (time.perf_counter(), time.process_time())
+        return starts
 
     async def _sweep_quality(self) -> None:
         started = time.perf_counter()

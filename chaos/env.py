@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import redis
 
@@ -22,6 +23,28 @@ from bench.pipeline_env import (
 from config.settings import Settings
 
 CHAOS_NAMES = PipelineNames("bv_chaos_", "bvchaos", "bv-chaos-", "bv-chaos-")
+#: The run's revenue retention is about this long, so the load (20 days back, see
+#: ``chaos.runner.DAYS_BACK``) holds orders beyond it and within it.
+CHAOS_RETENTION_DAYS = 10
+#: ... and one hourly window leaves retention this long after the environment is made,
+#: while load and faults run: its orders are applied before, and late after (issue 22).
+CROSSING_AFTER = timedelta(seconds=100)
+
+
+def crossing_retention(
+    moment: datetime, days: int, size: timedelta = timedelta(hours=1)
+) -> timedelta:
+    """A retention of ``days`` days plus less than one window ``size`` at which a window
+    edge (window end + retention) falls exactly at ``moment``."""
+    base = moment - timedelta(days=days)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    window_end = base - (base - epoch) % size
+    return moment - window_end
+
+
+def iso_duration(value: timedelta) -> str:
+    """``value`` as an ISO 8601 duration, for a ``BV_*`` environment variable."""
+    return f"P{value.days}DT{value.seconds}.{value.microseconds:06d}S"
 
 
 @dataclass(frozen=True)
@@ -57,6 +80,7 @@ class ChaosEnv:
             "BV_TOPICS__ANALYTICS_STATE": s.topics.analytics_state,
             "BV_FEATURES__REDIS_PREFIX": s.features.redis_prefix,
             "BV_FEATURES__IDLE_PARTITION_AFTER": "PT1S",
+            "BV_WINDOWS__RETENTION": iso_duration(s.windows.retention),
             "BV_CACHE__KEY_PREFIX": s.cache.key_prefix,
             "BV_CACHE__CHANNEL": s.cache.channel,
         }
@@ -70,8 +94,13 @@ def _derive(env: SinkEnv) -> ChaosEnv:
     run = env.run_id
     settings = with_analytics_outputs(env).settings
     prefix = settings.topics.cdc_prefix
+    crossing = datetime.now(UTC) + CROSSING_AFTER
+    retention = crossing_retention(
+        crossing, CHAOS_RETENTION_DAYS, settings.windows.hourly_revenue_size
+    )
     derived = settings.model_copy(
         update={
+            "windows": settings.windows.model_copy(update={"retention": retention}),
             "topics": settings.topics.model_copy(
                 update={
                     "product_updates": f"{prefix}.product-updates",

@@ -4,11 +4,20 @@ Written independently of ``tables/``: plain SQL over ``public.*`` and ``ref.curr
 at a given as-of time, with the definitions of DESIGN.md section 8. Ties on category name
 compare in code-point order (``COLLATE "C"``), as Python's ``str`` does. The analytics
 integration test (``tests/integration/analytics_oracle.py``) judges by the same queries.
+
+Retention (docs/decisions/0020): a change to an order is late when its hour's end plus the
+retention is not after the change's time in the source (the row's ``updated_at``; the
+audit time of a hard delete). A window therefore holds each of its orders as they stood
+before their window left retention: ``HOURLY_SETTLED`` rebuilds that state from the audit
+trail (``public.orders_audit``, filled by trigger); for a window still within retention it
+is the current state. ``LATE_CHANGES`` names every order with a late change, each of
+which must be on ``late-events`` (a late hard delete excepted: its change carries no row,
+so no window; the order was already reported, or is in gold).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -20,6 +29,45 @@ FROM public.orders
 WHERE status IN ('CONFIRMED', 'SHIPPED', 'DELIVERED') AND deleted_at IS NULL
 GROUP BY 1, 2
 """
+
+_CHANGES = """
+WITH changes AS (
+    SELECT a.order_id, a.audit_id, a.operation, a.new_data,
+           CASE WHEN a.operation = 'DELETE' THEN a.changed_at
+                ELSE (a.new_data ->> 'updated_at')::timestamptz END AS changed,
+           date_bin($1::interval, (coalesce(a.new_data, a.old_data) ->> 'created_at')::timestamptz,
+                    timestamptz '1970-01-01 00:00+00') AS window_start,
+           trim(coalesce(a.new_data, a.old_data) ->> 'currency') AS currency
+    FROM public.orders_audit a
+)
+"""
+
+HOURLY_SETTLED = (
+    _CHANGES
+    + """, settled AS (
+    SELECT DISTINCT ON (order_id) order_id, operation, new_data, window_start, currency
+    FROM changes
+    WHERE changed < window_start + $1::interval + $2::interval
+    ORDER BY order_id, changed DESC, audit_id DESC
+)
+SELECT window_start, currency, sum((new_data ->> 'total_amount')::numeric) AS revenue,
+       count(*)::int AS order_count,
+       round(sum((new_data ->> 'total_amount')::numeric) / count(*), 2) AS avg_order_value
+FROM settled
+WHERE operation <> 'DELETE' AND new_data ->> 'status' IN ('CONFIRMED', 'SHIPPED', 'DELIVERED')
+  AND new_data ->> 'deleted_at' IS NULL
+GROUP BY 1, 2
+"""
+)
+
+LATE_CHANGES = (
+    _CHANGES
+    + """
+SELECT DISTINCT order_id, window_start, currency
+FROM changes
+WHERE operation <> 'DELETE' AND changed >= window_start + $1::interval + $2::interval
+"""
+)
 
 FEATURES = """
 WITH bearing AS (
@@ -76,11 +124,33 @@ FEATURE_COLUMNS = (
 )
 
 
-async def expected_hourly(connection: asyncpg.Connection) -> dict[tuple[datetime, str], tuple]:
+Window = tuple[datetime, str]  # window start, currency
+
+
+async def expected_hourly(
+    connection: asyncpg.Connection,
+    retention: timedelta | None = None,
+    size: timedelta = timedelta(hours=1),
+) -> dict[Window, tuple]:
+    """Hourly revenue per window: from the current rows (``retention`` None, only right
+    while no change was late), else each order as it stood before its window left
+    retention."""
+    if retention is None:
+        rows = await connection.fetch(HOURLY)
+    else:
+        rows = await connection.fetch(HOURLY_SETTLED, size, retention)
     return {
         (r["window_start"], r["currency"]): (r["revenue"], r["order_count"], r["avg_order_value"])
-        for r in await connection.fetch(HOURLY)
+        for r in rows
     }
+
+
+async def expected_late_orders(
+    connection: asyncpg.Connection, retention: timedelta, size: timedelta = timedelta(hours=1)
+) -> set[tuple[int, datetime, str]]:
+    """(order id, window start, currency) of every order with a late change."""
+    rows = await connection.fetch(LATE_CHANGES, size, retention)
+    return {(r["order_id"], r["window_start"], r["currency"]) for r in rows}
 
 
 async def expected_features(connection: asyncpg.Connection, as_of: datetime) -> dict[int, tuple]:

@@ -25,7 +25,12 @@ import redis.asyncio as redis_async
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from chaos.expectations import FEATURE_COLUMNS, expected_features, expected_hourly
+from chaos.expectations import (
+    FEATURE_COLUMNS,
+    expected_features,
+    expected_hourly,
+    expected_late_orders,
+)
 from config.settings import Settings
 from streams.capture_admin import partition_high_watermarks
 
@@ -48,7 +53,8 @@ INVARIANTS = {
     "I1": "bronze holds exactly one row per CDC record consumed",
     "I2": "stored offsets and written rows move together",
     "I3": "silver equals the OLTP source row for row",
-    "I4": "gold hourly revenue and customer features equal the SQL recomputation",
+    "I4": "gold hourly revenue and customer features equal the SQL recomputation"
+    " (late changes on late-events instead)",
     "I5": "Redis features and caches converge to PostgreSQL",
     "I6": "bronze + DLQ + filtered = consumed",
     "I7": "no stall longer than the outage plus backoff",
@@ -164,6 +170,43 @@ def read_dead_letter_origins(bootstrap: str, topics: Iterable[str]) -> Counter[R
     return origins
 
 
+LateOrder = tuple[int, datetime, str]  # order id, window start, currency
+
+
+def read_late_records(bootstrap: str, topic: str) -> list[tuple[str, dict]]:
+    """Every record of ``late-events`` as (key, JSON value); none when the topic is absent."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    if topic not in admin.list_topics(timeout=10).topics:
+        return []
+    records = []
+    for _, message in _read_all(bootstrap, [topic]):
+        try:
+            value = json.loads(message.value() or b"")
+        except ValueError:
+            value = {}
+        records.append((_text(message.key()), value if isinstance(value, dict) else {}))
+    return records
+
+
+def read_late_events(bootstrap: str, topic: str) -> tuple[set[LateOrder], int]:
+    """The orders named on ``late-events`` (JSON values, as DESIGN.md section 4 has them:
+    the order and the window it missed), and the number of records."""
+    named: set[LateOrder] = set()
+    records = read_late_records(bootstrap, topic)
+    for _, value in records:
+        try:
+            named.add(
+                (
+                    int(value["order_id"]),
+                    datetime.fromisoformat(value["window_start"]),
+                    str(value["currency"]),
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # not a late event of the contract: it names no order
+    return named, len(records)
+
+
 def _text(value: str | bytes | None) -> str:
     if isinstance(value, bytes):
         return value.decode(errors="replace")
@@ -198,7 +241,7 @@ async def judge(target: OracleTarget) -> Verdict:
         _check_accounting(verdict, cdc, bronze, dead)
         await _check_offsets(verdict, connection, target.group, marks, cdc, bronze, dead)
         await _check_silver(verdict, connection, target.tables)
-        as_of = await _check_gold(verdict, connection, target.as_of)
+        as_of = await _check_gold(verdict, connection, target.as_of, settings)
         await _check_redis(verdict, connection, settings, as_of)
         _check_stall(verdict, cdc, bronze, target.allowed_stall_s)
         verdict.figures["worker exits"] = target.worker_exits
@@ -351,11 +394,28 @@ async def _columns(connection: asyncpg.Connection, schema: str, table: str) -> l
 
 
 async def _check_gold(
-    verdict: Verdict, connection: asyncpg.Connection, as_of: datetime | None
+    verdict: Verdict, connection: asyncpg.Connection, as_of: datetime | None, settings: Settings
 ) -> datetime | None:
     """I4: hourly revenue to the cent, and features as of ``as_of``. Windows and customers
-    the source no longer has must have been retracted to zero."""
-    expected = await expected_hourly(connection)
+    the source no longer has must have been retracted to zero. Retention: each window
+    holds its orders as they stood before it left retention, and every order changed
+    later is on ``late-events`` (docs/decisions/0020)."""
+    retention, size = settings.windows.retention, settings.windows.hourly_revenue_size
+    late_wanted = await expected_late_orders(connection, retention, size)
+    late_named, late_records = read_late_events(
+        settings.kafka.bootstrap_servers, settings.topics.late_events
+    )
+    missing = late_wanted - late_named
+    verdict.figures["late orders (source)"] = len(late_wanted)
+    verdict.figures["late-events records"] = late_records
+    if missing:
+        order = min(missing)
+        verdict.violate(
+            "I4",
+            f"{len(missing)} orders changed beyond retention are not on late-events, e.g."
+            f" order {order[0]} (window {order[1].isoformat()} {order[2]})",
+        )
+    expected = await expected_hourly(connection, retention, size)
     gold = {
         (r["window_start"], r["currency"]): (r["revenue"], r["order_count"], r["avg_order_value"])
         for r in await connection.fetch(
@@ -419,7 +479,7 @@ async def _check_redis(
             customer = name[len(prefix) :]
             row = rows.get(int(customer)) if customer.isdigit() else None
             cached = {_text(k): _text(v) for k, v in (await client.hgetall(raw)).items()}
-            if row is None or not _feature_hash_matches(cached, row):
+            if row is None or not feature_hash_matches(cached, row):
                 mismatches += 1
                 if mismatches == 1:
                     verdict.violate("I5", f"Redis {name} differs from gold: {cached}")
@@ -454,7 +514,7 @@ async def _check_redis(
     verdict.figures["Redis mismatches"] = mismatches
 
 
-def _feature_hash_matches(cached: dict[str, str], row: asyncpg.Record) -> bool:
+def feature_hash_matches(cached: dict[str, str], row: asyncpg.Record) -> bool:
     """The Redis hash format of DESIGN.md section 8 (null = empty string, ``_ts`` = as_of ms)."""
     if cached.get("_version") != str(row["feature_version"]):
         return False

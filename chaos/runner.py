@@ -46,7 +46,9 @@ from stack.manager import Stack
 log = logging.getLogger("bitvelocity.chaos")
 Progress = Callable[[str], None]
 #: Orders are created at most this far back, so none ages out of the 30-day feature window
-#: or the 35-day revenue retention during a run: the oracle recomputes at one as-of time.
+#: during a run (the oracle recomputes features at one as-of time). The run's revenue
+#: retention is shorter (``chaos.env.CHAOS_RETENTION_DAYS``): the load lies on both sides
+#: of it, and one window crosses it while the run goes on.
 DAYS_BACK = 20
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
@@ -68,7 +68,7 @@ class PostgresSettings(_Section):
     """
 
     host: str = LOOPBACK
-    port: Port = 55432
+    port: Port = 23432
     database: str = "bitvelocity"
     admin_user: str = "bv_admin"
     admin_password: SecretStr = SecretStr("")
@@ -111,7 +111,7 @@ class RedisSettings(_Section):
     """
 
     host: str = LOOPBACK
-    port: Port = 56379
+    port: Port = 23379
     username: str = Field(default="bv_app", pattern=r"^[A-Za-z0-9_.-]+$")
     password: SecretStr = SecretStr("")
     admin_password: SecretStr = SecretStr("")
@@ -130,9 +130,9 @@ class CassandraSettings(_Section):
     """Apache Cassandra: chat messages and device telemetry (``stack up --with-scaleout``)."""
 
     host: str = LOOPBACK
-    port: Port = 59042
+    port: Port = 23042
     #: Internode (gossip) port of the one-node cluster; bound to loopback like the rest.
-    storage_port: Port = 59700
+    storage_port: Port = 23700
     keyspace: str = "bitvelocity"
     #: Empty: the local node runs without authentication (loopback only).
     username: str = ""
@@ -149,7 +149,7 @@ class MongoSettings(_Section):
     """The MongoDB-wire store of social posts: FerretDB with SQLite locally."""
 
     host: str = LOOPBACK
-    port: Port = 57017
+    port: Port = 23017
     database: str = "bitvelocity"
     username: str = ""
     password: SecretStr = SecretStr("")
@@ -194,15 +194,15 @@ class CacheSettings(_Section):
 class KafkaSettings(_Section):
     """The Kafka cluster carrying CDC and derived topics."""
 
-    bootstrap_servers: str = f"{LOOPBACK}:59092"
-    controller_port: Port = 59093
+    bootstrap_servers: str = f"{LOOPBACK}:23092"
+    controller_port: Port = 23093
     consumer_group: str = "bitvelocity-streams"
 
 
 class ConnectSettings(_Section):
     """Kafka Connect, which runs the Debezium PostgreSQL connector."""
 
-    url: str = f"http://{LOOPBACK}:58083"
+    url: str = f"http://{LOOPBACK}:23083"
     connector_name: str = "bitvelocity-postgres-cdc"
     converter: Literal["avro", "json"] = "avro"
 
@@ -210,8 +210,8 @@ class ConnectSettings(_Section):
 class RegistrySettings(_Section):
     """The schema registry (Apicurio Registry 3, Confluent-compatible API under ccompat)."""
 
-    url: str = f"http://{LOOPBACK}:58080"
-    management_port: Port = 59000
+    url: str = f"http://{LOOPBACK}:23080"
+    management_port: Port = 23000
     timeout_s: float = Field(default=5.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
     backoff_initial_s: float = Field(default=0.2, gt=0)
@@ -267,6 +267,9 @@ class SinkSettings(_Section):
 
     batch_max_records: int = Field(default=5000, ge=1)
     batch_max_ms: int = Field(default=200, ge=1)
+    #: The broker evicts a member that does not poll for this long; while a write waits out
+    #: an outage the runtime keeps polling with its partitions paused (streams/runtime.py).
+    max_poll_interval_ms: int = Field(default=120_000, ge=15_000)
     retry_initial_backoff_s: float = Field(default=0.2, gt=0)
     retry_max_backoff_s: float = Field(default=10.0, gt=0)
     daily_sales_refresh_s: float = Field(default=300.0, gt=0)
@@ -430,8 +433,8 @@ class WebSettings(_Section):
     """
 
     host: str = LOOPBACK
-    port: Port = 56066
-    metrics_port: Port = 56067
+    port: Port = 23066
+    metrics_port: Port = 23067
     token: SecretStr | None = None
 
     @model_validator(mode="after")
@@ -450,13 +453,17 @@ class MonitoringSettings(_Section):
     """The optional Prometheus of ``bitvelocity stack up --with-monitoring``."""
 
     host: str = LOOPBACK
-    prometheus_port: Port = 59090
+    prometheus_port: Port = 23090
     scrape_interval_s: int = Field(default=5, ge=1)
     retention: str = "2d"
     #: Extra ``host:port`` worker ``/metrics`` targets besides ``BV_WEB__METRICS_PORT``.
     extra_targets: tuple[str, ...] = ()
     #: The freshness SLO ``bitvelocity status`` compares against (alerts.yml uses 60 s too).
     freshness_slo_s: float = Field(default=60.0, gt=0)
+    #: ``stack status`` warns on a replication slot holding back more WAL than this.
+    slot_retained_wal_warn_bytes: int = Field(default=1 << 30, ge=0)
+    #: Seconds a worker reuses its measurement of state folder sizes (``bv_state_bytes``).
+    disk_usage_cache_s: float = Field(default=60.0, ge=0)
 
 
 class BackupSettings(_Section):
@@ -475,8 +482,26 @@ class BackupSettings(_Section):
     target: Literal["local"] = "local"
     #: pg_dump compression level of the custom format.
     compression: int = Field(default=6, ge=0, le=9)
+    #: WAL retention (``bitvelocity backup prune``, run after each ``backup base``): keep the
+    #: WAL needed to restore from this many newest verified base backups; older base
+    #: backups and the WAL before them are deleted.
+    base_retention: int = Field(default=2, ge=1)
+    #: Base backups and archived WAL files younger than this are never pruned.
+    wal_min_age_s: float = Field(default=3600.0, ge=0)
+    #: A point-in-time target that must stay restorable (ISO time with zone); None: none.
+    pitr_target: datetime | None = None
+    #: Prune the WAL archive automatically after every ``backup base``.
+    prune_after_base: bool = True
+
+    @field_validator("pitr_target")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("BV_BACKUP__PITR_TARGET needs a time zone, e.g. 2026-01-01T12:00Z")
+        return value
+
     #: The streaming replica of ``bitvelocity dr replica``.
-    replica_port: Port = 55433
+    replica_port: Port = 23433
     replica_dir: Path | None = None
     replication_user: str = "bv_replicator"
     replication_password: SecretStr = SecretStr("")
@@ -490,7 +515,7 @@ class NatsSettings(_Section):
     """NATS (``stack up --with-scaleout``): cache evictions fanned out to non-Python services."""
 
     host: str = LOOPBACK
-    port: Port = 54222
+    port: Port = 23222
     #: Client token the server requires (generated into credentials.env on first ``stack up``).
     token: SecretStr = SecretStr("")
     #: Publish every cache eviction on ``invalidation_subject`` too (besides Redis pub/sub).
@@ -511,10 +536,10 @@ class RabbitMQSettings(_Section):
     """RabbitMQ (``stack up --with-scaleout``): quality ERROR alerts and DLQ notifications."""
 
     host: str = LOOPBACK
-    port: Port = 55672
+    port: Port = 23672
     #: Erlang distribution port and the port of its epmd (both loopback only).
-    dist_port: Port = 55673
-    epmd_port: Port = 54369
+    dist_port: Port = 23673
+    epmd_port: Port = 23369
     user: str = "bv"
     password: SecretStr = SecretStr("")
     vhost: str = "/"

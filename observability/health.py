@@ -31,6 +31,8 @@ class PipelineHealth:
     records_per_s: float
     freshness_s: float | None
     recent_errors: dict[str, float] = field(default_factory=dict)
+    #: Records not processed yet over the pipeline's partitions (None: not published).
+    lag_records: float | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ def summarize(before: Samples, after: Samples, seconds: float) -> HealthReport:
     records_now = _by(after, "bv_data_records_processed_total", "pipeline")
     records_then = _by(before, "bv_data_records_processed_total", "pipeline")
     freshness = _by(after, "bv_event_freshness_seconds", "pipeline")
+    lags = _by(after, "bv_pipeline_lag_records", "pipeline")
     errors: dict[str, dict[str, float]] = defaultdict(dict)
     for (name, labels), value in after.items():
         if name == "bv_data_processing_errors_total":
@@ -82,7 +85,7 @@ def summarize(before: Samples, after: Samples, seconds: float) -> HealthReport:
                 delta = value
             if delta:
                 errors[label["pipeline"]][label["error_type"]] = delta
-    pipelines = sorted(set(records_now) | set(freshness) | set(errors))
+    pipelines = sorted(set(records_now) | set(freshness) | set(errors) | set(lags))
     report = []
     for pipeline in pipelines:
         now = records_now.get(pipeline, 0.0)
@@ -96,6 +99,7 @@ def summarize(before: Samples, after: Samples, seconds: float) -> HealthReport:
                 records_per_s=rate,
                 freshness_s=None if fresh is None or fresh != fresh else fresh,  # NaN: none yet
                 recent_errors=errors.get(pipeline, {}),
+                lag_records=lags.get(pipeline),
             )
         )
     return HealthReport(

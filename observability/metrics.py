@@ -35,6 +35,7 @@ METRIC_FAMILIES = (
     "bv_data_records_processed",
     "bv_data_processing_errors",
     "bv_consumer_lag_records",
+    "bv_pipeline_lag_records",
     "bv_event_freshness_seconds",
     "bv_dlq_records",
     "bv_late_events",
@@ -85,6 +86,12 @@ class Metrics:
             "bv_consumer_lag_records",
             "Records between the committed offset and the partition's high watermark.",
             ["topic", "partition"],
+            registry=r,
+        )
+        self.pipeline_lag = Gauge(
+            "bv_pipeline_lag_records",
+            "Records a pipeline has not processed yet, summed over its partitions.",
+            ["pipeline"],
             registry=r,
         )
         self.event_freshness = Gauge(
@@ -162,6 +169,11 @@ class Metrics:
         if status == "ok" and records:
             self.records_processed.labels(pipeline).inc(records)
 
+    def record_processed(self, pipeline: str, records: int) -> None:
+        """Records processed by a pipeline that has no batches of its own to time."""
+        if records > 0:
+            self.records_processed.labels(pipeline).inc(records)
+
     def record_errors(self, pipeline: str, error_type: str, count: int = 1) -> None:
         """``count`` failures of one error class (use the exception class name)."""
         self.processing_errors.labels(pipeline, error_type).inc(count)
@@ -208,10 +220,18 @@ class Metrics:
             self.message_publish_failures.labels(broker, destination, outcome).inc(count)
 
     # -- lag and freshness -----------------------------------------------------------------
-    def set_lag(self, lags: Iterable[PartitionLag]) -> None:
-        """Publish the lag of each partition (from ``observability.lag.compute_lag``)."""
+    def set_lag(self, lags: Iterable[PartitionLag], pipeline: str | None = None) -> None:
+        """Publish the lag of each partition (from ``observability.lag.compute_lag``), and
+        with ``pipeline`` their sum as that pipeline's lag."""
+        total = 0
         for lag in lags:
             self.consumer_lag.labels(lag.topic, str(lag.partition)).set(lag.lag)
+            total += lag.lag
+        if pipeline is not None:
+            self.set_pipeline_lag(pipeline, total)
+
+    def set_pipeline_lag(self, pipeline: str, records: int) -> None:
+        self.pipeline_lag.labels(pipeline).set(records)
 
     def record_committed_event_time(self, pipeline: str, newest: datetime) -> None:
         """Remember the newest event time a pipeline committed; freshness derives from it.

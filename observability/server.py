@@ -9,9 +9,11 @@ A scrape is rare (every few seconds) and cheap, so a thread beside the event loo
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Self
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -22,6 +24,9 @@ from config.settings import WebSettings
 from observability.web_auth import authorized
 
 METRICS_PATH = "/metrics"
+DASHBOARD_PATH = "/dashboard"
+#: Renders the dashboard page (``observability.dashboard``); None: no dashboard served.
+DashboardPage = Callable[[], str]
 
 
 class MetricsServer:
@@ -34,8 +39,10 @@ class MetricsServer:
         host: str,
         port: int,
         token: SecretStr | None = None,
+        dashboard: DashboardPage | None = None,
     ) -> None:
         self.registry = registry
+        self._dashboard = dashboard
         self.host = host
         self.requested_port = port
         self._token = token
@@ -43,8 +50,15 @@ class MetricsServer:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_settings(cls, registry: CollectorRegistry, web: WebSettings) -> MetricsServer:
-        return cls(registry, host=web.host, port=web.metrics_port, token=web.token)
+    def from_settings(
+        cls,
+        registry: CollectorRegistry,
+        web: WebSettings,
+        dashboard: DashboardPage | None = None,
+    ) -> MetricsServer:
+        return cls(
+            registry, host=web.host, port=web.metrics_port, token=web.token, dashboard=dashboard
+        )
 
     @property
     def port(self) -> int:
@@ -58,7 +72,7 @@ class MetricsServer:
         return f"http://{self.host}:{self.port}{METRICS_PATH}"
 
     def start(self) -> None:
-        handler = _handler_for(self.registry, self._token)
+        handler = _handler_for(self.registry, self._token, self._dashboard)
         try:
             self._server = ThreadingHTTPServer((self.host, self.requested_port), handler)
         except OSError as exc:
@@ -99,11 +113,15 @@ class MetricsServer:
 
 
 def _handler_for(
-    registry: CollectorRegistry, token: SecretStr | None
+    registry: CollectorRegistry, token: SecretStr | None, dashboard: DashboardPage | None
 ) -> type[BaseHTTPRequestHandler]:
     class _MetricsHandler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path.split("?", 1)[0] != METRICS_PATH:
+            url = urlsplit(self.path)
+            if url.path == DASHBOARD_PATH and dashboard is not None:
+                self._dashboard(url.query)
+                return
+            if url.path != METRICS_PATH:
                 self._reply(404, b"not found; metrics are at /metrics\n", "text/plain")
                 return
             if not authorized(self.headers.get("Authorization"), token):
@@ -111,6 +129,19 @@ def _handler_for(
                 return
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             self._reply(200, encoder(registry), content_type)
+
+        def _dashboard(self, query: str) -> None:
+            # A browser cannot send a bearer header when it follows a link or reloads, so
+            # the page also takes the same token as ``?token=`` (loopback by default; the
+            # page's self-refresh keeps the URL).
+            given = parse_qs(query).get("token", [None])[0]
+            header = self.headers.get("Authorization")
+            by_query = given is not None and authorized(f"Bearer {given}", token)
+            if not (authorized(header, token) or by_query):
+                self._reply(401, b"unauthorized\n", "text/plain", authenticate=True)
+                return
+            assert dashboard is not None
+            self._reply(200, dashboard().encode(), "text/html; charset=utf-8")
 
         def _reply(
             self, code: int, body: bytes, content_type: str, *, authenticate: bool = False

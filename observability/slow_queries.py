@@ -75,7 +75,7 @@ async def slow_statements(
 ) -> list[SlowStatement]:
     """Statements with mean execution time >= ``min_mean_ms``, slowest first.
 
-    ``where`` names the server in error messages (e.g. ``PostgreSQL at 127.0.0.1:55432``).
+    ``where`` names the server in error messages (e.g. ``PostgreSQL at 127.0.0.1:23432``).
     """
     if not await is_loaded(connection):
         raise StatementStatsUnavailableError(

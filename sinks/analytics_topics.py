@@ -3,7 +3,8 @@
 Values are Avro with registry framing (schemas registered BACKWARD by ``serdes.own_schemas``);
 keys are UTF-8 text: ``<window start ISO>|<currency>`` and the customer id (DESIGN.md
 section 4). They are versioned upserts, so a record published twice is harmless. Late
-events are JSON: the order, the window it missed and the watermark at the time.
+events are JSON: the order, the window it missed, the change's commit time and LSN; their
+key is the change's identity (``LateEvent.identity``), the same whenever it is published.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ def late_record(event: LateEvent) -> bytes:
             "window_start": event.window_start.isoformat(),
             "window_end": event.window_end.isoformat(),
             "currency": event.currency,
-            "watermark": event.watermark.isoformat(),
+            "changed_at": event.changed_at.isoformat(),
             "lsn": event.lsn,
+            "identity": event.identity,
         }
     ).encode()
 
@@ -148,7 +150,7 @@ class AnalyticsPublisher:
 
     def publish_late(self, events: Iterable[LateEvent]) -> None:
         for event in events:
-            self._produce(self.late_topic, str(event.order_id).encode(), late_record(event))
+            self._produce(self.late_topic, event.identity.encode(), late_record(event))
 
     def flush(self) -> None:
         """Block until every buffered record is acknowledged; raise if any failed."""

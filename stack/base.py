@@ -15,7 +15,7 @@ from pathlib import Path
 
 from config.errors import ConfigurationError
 from config.settings import Settings
-from stack import process
+from stack import ports, process
 
 Progress = Callable[[str], None]
 
@@ -130,9 +130,12 @@ class Service(ABC):
         return True
 
     def ensure_ports_free(self) -> None:
-        """Refuse to start when another program holds one of our ports."""
+        """Refuse to start when a socket holds one of our ports, naming it and the setting."""
         for endpoint in self.endpoints():
-            if process.port_in_use(endpoint.host, endpoint.port):
+            holders = ports.port_holders(endpoint.host, endpoint.port)
+            if holders:
+                raise ConfigurationError(port_taken_message(self.name, endpoint, holders[0]))
+            if process.port_in_use(endpoint.host, endpoint.port):  # no /proc: probe instead
                 raise ConfigurationError(
                     f"{self.name}: port {endpoint.port} on {endpoint.host} is already in use by "
                     f"another program; stop it or choose another port with {endpoint.setting}"
@@ -160,3 +163,18 @@ def url_host_port(url: str) -> tuple[str, int]:
     """Host and port of an ``http://host:port[/path]`` URL."""
     without_scheme = url.split("://", 1)[-1]
     return host_port(without_scheme.split("/", 1)[0])
+
+
+def port_taken_message(service: str, endpoint: Endpoint, holder: ports.PortHolder) -> str:
+    """One line: which port, who holds it, and the setting that moves it."""
+    low, high = ports.ephemeral_range()
+    hint = (
+        f"; {endpoint.port} lies in this machine's ephemeral range {low}-{high}, so any "
+        f"outgoing connection may take it again: choose a port below {low}"
+        if ports.in_range(endpoint.port, (low, high))
+        else ""
+    )
+    return (
+        f"{service}: port {endpoint.port} on {endpoint.host} is held by {holder.describe()}; "
+        f"stop it or choose another port with {endpoint.setting}{hint}"
+    )

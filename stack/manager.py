@@ -11,11 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from config.errors import ConfigurationError, ServiceStartError
 from config.settings import Settings, load_settings
-from stack import process
-from stack.base import Progress, Service, StackContext
+from observability.disk import folder_bytes
+from stack import ports, process
+from stack.base import Endpoint, Progress, Service, StackContext
 from stack.cassandra_service import CassandraService
 from stack.connect_service import ConnectService
 from stack.credentials import ensure_credentials
@@ -59,6 +61,8 @@ class ServiceStatus:
     pid: int | None
     addresses: str
     detail: str
+    #: Bytes of the service's state folder (``status(sizes=True)`` only).
+    state_bytes: int | None = None
 
     @property
     def ready(self) -> bool:
@@ -118,6 +122,8 @@ class Stack:
         selected = {s.name for s in self.select(names)}
         if "connect" in selected:
             selected.add("kafka")  # Connect stores its state in Kafka
+        for warning in self.ephemeral_port_warnings():
+            progress(warning)
         for wave in self.waves:
             members = [s for s in wave if s.name in selected]
             to_start = [s for s in members if s.pid() is None]
@@ -158,6 +164,23 @@ class Stack:
             progress(f"waiting for {', '.join(sorted(pending))}")
             time.sleep(0.5)
 
+    def ephemeral_port_warnings(self) -> list[str]:
+        """A line per configured port inside this machine's ephemeral range, naming its setting.
+
+        Such a port can be taken by any outgoing connection while its service is down, and
+        the next start then fails (docs/decisions/0018-ports-outside-the-ephemeral-range.md).
+        """
+        low, high = ports.ephemeral_range()
+        endpoints = [e for s in self.services for e in s.endpoints()]
+        endpoints += application_endpoints(self.settings)
+        return [
+            f"warning: {e.setting}={e.port} ({e.label}) lies in this machine's ephemeral port "
+            f"range {low}-{high}: an outgoing connection may take it while the service is down; "
+            f"choose a port below {low}"
+            for e in endpoints
+            if ports.in_range(e.port, (low, high))
+        ]
+
     # -- down --------------------------------------------------------------------------------
     def down(self, progress: Progress, names: Iterable[str] | None = None) -> list[str]:
         """Stop our running services, reverse start order; returns the names stopped."""
@@ -171,8 +194,13 @@ class Stack:
         return stopped
 
     # -- status ------------------------------------------------------------------------------
-    def status(self, names: Iterable[str] | None = None) -> list[ServiceStatus]:
+    def status(
+        self, names: Iterable[str] | None = None, *, sizes: bool = False
+    ) -> list[ServiceStatus]:
+        """One row per service; ``sizes`` also measures each state folder (walks the tree)."""
         rows = []
+        folders = self.state_folders() if sizes else {}
+        archive = (self.wal_archive_dir(),)
         for service in self.select(names):
             pid = service.pid()
             detail = service.probe_quietly() if pid is not None else None
@@ -185,10 +213,36 @@ class Stack:
             addresses = ", ".join(f"{e.label} {e.host}:{e.port}" for e in service.endpoints())
             rows.append(
                 ServiceStatus(
-                    service.name, service.description, state, pid, addresses, detail or ""
+                    service.name,
+                    service.description,
+                    state,
+                    pid,
+                    addresses,
+                    detail or "",
+                    folder_bytes(folders[service.name], exclude=archive) if sizes else None,
                 )
             )
         return rows
 
+    def state_folders(self) -> dict[str, Path]:
+        """Each service's state folder (PostgreSQL's may live outside the state folder)."""
+        return {service.name: service.home for service in self.services}
+
+    def wal_archive_dir(self) -> Path:
+        """The WAL archive, measured on its own (not within PostgreSQL's state)."""
+        return PostgresService(StackContext(self.settings)).wal_archive_dir
+
     def service(self, name: str) -> Service:
         return self.select([name])[0]
+
+
+def application_endpoints(settings: Settings) -> list[Endpoint]:
+    """Ports our own processes listen on besides the stack's services."""
+    web, backup = settings.web, settings.backup
+    return [
+        Endpoint("web views", web.host, web.port, "BV_WEB__PORT"),
+        Endpoint("worker /metrics", web.host, web.metrics_port, "BV_WEB__METRICS_PORT"),
+        Endpoint(
+            "dr replica", settings.postgres.host, backup.replica_port, "BV_BACKUP__REPLICA_PORT"
+        ),
+    ]

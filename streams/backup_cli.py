@@ -25,6 +25,7 @@ from backup.logical import (
 from backup.replica import promote, replica_status, replica_up
 from backup.retention_edge import retention_gaps
 from backup.wal import base_for, restore_to_time, take_base_backup
+from backup.wal_prune import base_backup_root, describe, prune_wal_archive, retention_policy
 from config.settings import Settings, load_settings
 from stack.manager import Stack
 from stack.postgres_service import PostgresService
@@ -50,10 +51,6 @@ def _postgres(settings: Settings) -> PostgresService:
     if not isinstance(service, PostgresService):
         raise BackupError("the stack has no PostgreSQL service; check stack/manager.py")
     return service
-
-
-def _base_root(settings: Settings) -> Path:
-    return settings.backup.backups_root(settings.stack.state_dir) / "base"
 
 
 @guarded
@@ -92,8 +89,31 @@ def verify(name: Name = None) -> None:
 def base() -> None:
     """Take a physical base backup of the stack's cluster (the start point of PITR)."""
     settings = load_settings()
-    taken = take_base_backup(settings.postgres, _base_root(settings))
-    out.print(f"base backup {taken.folder}")
+    taken = take_base_backup(settings.postgres, base_backup_root(settings))
+    out.print(f"base backup {taken.folder} (verified, WAL from {taken.start_segment})")
+    if settings.backup.prune_after_base and settings.backup.wal_archiving:
+        _prune(settings, dry_run=False)
+
+
+def _prune(settings: Settings, *, dry_run: bool) -> None:
+    plan = prune_wal_archive(
+        base_backup_root(settings),
+        _postgres(settings).wal_archive_dir,
+        retention_policy(settings),
+        dry_run=dry_run,
+    )
+    for line in describe(plan, dry_run=dry_run):
+        out.print(f"WAL retention: {line}")
+
+
+@guarded
+def prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what would be removed.")
+    ] = False,
+) -> None:
+    """Delete base backups and archived WAL no kept base backup or PITR target needs."""
+    _prune(load_settings(), dry_run=dry_run)
 
 
 @guarded
@@ -124,9 +144,8 @@ def restore(
             raise BackupError("--to needs --data-dir (a new folder) and --port (a free port)")
         cluster = LocalCluster(data_dir.resolve(), port)
         started = time.monotonic()
-        restore_to_time(
-            base_for(_base_root(settings), to), _postgres(settings).wal_archive_dir, cluster, to
-        )
+        base = base_for(base_backup_root(settings), to)
+        restore_to_time(base, _postgres(settings).wal_archive_dir, cluster, to)
         asyncio.run(wait_out_of_recovery(cluster.settings(settings.postgres), timeout_s=600))
         out.print(
             f"restored to {to.isoformat()} on port {port} in {time.monotonic() - started:.1f} s; "
@@ -160,6 +179,7 @@ backup_app.command("list")(list_)
 backup_app.command("verify")(verify)
 backup_app.command("base")(base)
 backup_app.command("restore")(restore)
+backup_app.command("prune")(prune)
 
 
 def _replica(settings: Settings) -> LocalCluster:

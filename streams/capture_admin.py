@@ -15,6 +15,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.admin import AdminClient
 
 from config.errors import ServiceStartError, TransientError
+from config.settings import Settings
+from serdes.registry import RegistryClient
 
 
 async def drop_slot_when_released(
@@ -43,6 +45,41 @@ def delete_topics_with_prefix(bootstrap: str, prefix: str) -> list[str]:
         for future in admin.delete_topics(topics, operation_timeout=10).values():
             future.result(timeout=15)
     return topics
+
+
+#: Debezium's heartbeat topic of a connector is this plus its topic prefix.
+HEARTBEAT_TOPIC_PREFIX = "__debezium-heartbeat."
+
+
+def remove_capture_outputs(settings: Settings, prefix: str, *, subjects: bool = True) -> list[str]:
+    """Delete what a throw-away connector with topic prefix ``prefix`` left in Kafka and the
+    registry: topics ``<prefix>.*``, its heartbeat topic, and their key and value subjects.
+
+    Returns the topics and subjects deleted. Without this a long-lived stack collects a
+    heartbeat topic and a handful of subjects per test run. ``subjects=False`` keeps the
+    subjects for a caller still decoding records by schema id (it removes them later).
+    """
+    heartbeat = HEARTBEAT_TOPIC_PREFIX + prefix
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    topics = [
+        t
+        for t in admin.list_topics(timeout=5).topics
+        if t.startswith(prefix + ".") or t == heartbeat
+    ]
+    if topics:
+        for future in admin.delete_topics(topics, operation_timeout=10).values():
+            future.result(timeout=15)
+    if not subjects:
+        return topics
+    with RegistryClient(settings.registry) as registry:
+        names = [
+            s
+            for s in registry.subjects()
+            if s.startswith(prefix + ".") or s.startswith(heartbeat + "-")
+        ]
+        for subject in names:
+            registry.delete_subject(subject)
+    return topics + names
 
 
 def wait_for_topic(bootstrap: str, topic: str, deadline: float) -> list[int]:

@@ -6,10 +6,12 @@ readable line on stderr and a non-zero exit code, never a stack trace (``guarded
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +21,7 @@ from config.settings import PROJECT_ROOT, load_settings
 from oltp.loadgen import LoadgenConfig
 from stack import process
 from stack.manager import MONITORING_NAMES, SCALEOUT_NAMES, SERVICE_NAMES, Stack
+from stack.restart_cycle import cycle_services
 from streams.alerts_cli import alerts_app
 from streams.backup_cli import backup_app, dr_app
 from streams.bench_cli import bench
@@ -28,6 +31,7 @@ from streams.console import (
     ProgressLog,
     change_table,
     demo_table,
+    err,
     fail,
     guarded,
     out,
@@ -35,6 +39,13 @@ from streams.console import (
 )
 from streams.db_cli import db_app
 from streams.demo import run_demo
+from streams.demo_checks import check_analytics
+from streams.demo_report import (
+    analytics_problems,
+    demo_failure,
+    print_analytics,
+    print_demo_checks,
+)
 from streams.dlq_cli import dlq_app
 from streams.lake_cli import lake_app
 from streams.oltp_cli import connector_app, loadgen, migrate
@@ -42,6 +53,7 @@ from streams.partitions_cli import partitions_app
 from streams.quality_cli import quality_app
 from streams.scaleout_cli import scaleout_app, scaleout_demo_section
 from streams.smoke import EXPECTED_OPS, run_smoke
+from streams.stack_disk import disk_report, report_lines
 from streams.status_cli import status
 from streams.worker import AGENTS, main_worker, with_scaleout_bronze
 
@@ -139,14 +151,55 @@ def stack_status(
     with_monitoring: WithMonitoring = False,
     with_scaleout: WithScaleout = False,
 ) -> None:
-    """Show each service: ready, starting or stopped, with pid, ports and version."""
+    """Show each service: ready, starting or stopped, with pid, ports, version, state size.
+
+    Also the WAL archive's size, and a warning for each replication slot retaining more WAL
+    than BV_MONITORING__SLOT_RETAINED_WAL_WARN_BYTES.
+    """
     stack = Stack.from_environment(with_monitoring=with_monitoring, with_scaleout=with_scaleout)
-    rows = stack.status()
+    rows = stack.status(sizes=True)
+    postgres_ready = any(row.name == "postgres" and row.ready for row in rows)
+    disk = disk_report(stack, postgres_ready=postgres_ready)
     if as_json:
         out.print_json(json.dumps([row.__dict__ for row in rows]))
     else:
         out.print(status_table(rows))
+        for line in report_lines(disk):
+            out.print(line)
+    for warning in disk.warnings:
+        err.print(f"[bold yellow]warning:[/] {warning}")
     if not all(row.ready for row in rows):
+        raise typer.Exit(1)
+
+
+@stack_app.command("cycle")
+@guarded
+def stack_cycle(
+    services: ServiceNames = None,
+    times: Annotated[int, typer.Option("--times", min=1, help="Restarts per service.")] = 20,
+    clients: Annotated[
+        int,
+        typer.Option(
+            "--clients", min=0, help="Fresh client connections held open while each is down."
+        ),
+    ] = 20,
+    with_scaleout: WithScaleout = False,
+) -> None:
+    """Restart each service N times while clients hold connections; exit 1 on any failure.
+
+    A drill for the stack's ports: a port inside this machine's ephemeral range can be taken
+    by any client's outgoing connection while its service is down. Restarts the services of
+    THIS stack: run it on a stack of your own.
+    """
+    progress = ProgressLog()
+    stack = Stack.from_environment(create_credentials=True, with_scaleout=with_scaleout)
+    stack.up(progress, services)
+    results = cycle_services(stack, services, times, clients, progress)
+    for result in results:
+        out.print(f"{result.ok} of {result.rounds} restarts of {result.service} ok")
+        for failure in result.failures:
+            out.print(f"  [red]{failure}[/]")
+    if any(result.failures for result in results):
         raise typer.Exit(1)
 
 
@@ -193,6 +246,14 @@ def demo(
         Path | None, typer.Option("--json", help="Also write the summary to this JSON file.")
     ] = None,
     with_scaleout: WithScaleout = False,
+    check_only: Annotated[
+        bool,
+        typer.Option(
+            "--check-only",
+            help="Only judge what gold and the Redis feature store hold now against SQL over "
+            "the OLTP tables (no stack start, load or agents); exit 1 on any difference.",
+        ),
+    ] = False,
 ) -> None:
     """The end-to-end demo: stack, OLTP schema, Debezium, a seeded workload, a checked summary.
 
@@ -200,14 +261,25 @@ def demo(
     and posts events through the store agents (`bitvelocity scaleout`).
 
     Starts what is missing, migrates, registers the connector, runs the load generator for a
-    bounded time, waits until every change reached Kafka, and prints per table what was
-    written, captured and stored. Exits 1 when a change did not arrive. The stack keeps
-    running afterwards (`bitvelocity stack down` stops it).
+    bounded time, waits until every change reached Kafka, runs every agent until caught up,
+    and prints per table what was written, captured and stored, then the hourly revenue,
+    customer features and Redis feature store checked against SQL, a cache round and the web
+    views. Exits 1 on any difference. The stack keeps running afterwards (`bitvelocity stack
+    down` stops it).
     """
+    if check_only:
+        check = asyncio.run(check_analytics(load_settings(), datetime.now(UTC)))
+        print_analytics(check)
+        if not check.ok:
+            fail("demo checks failed: " + "; ".join(analytics_problems(check)), code=1)
+        out.print("[green]checks ok[/]: gold and the Redis feature store equal SQL")
+        return
     progress = ProgressLog()
     stack = Stack.from_environment(create_credentials=True, with_scaleout=with_scaleout)
     out.print(status_table(stack.up(progress)))
-    config = LoadgenConfig(seed=seed, transactions=transactions, rate=rate)
+    # Orders within 30 days: every one lands in an hourly window inside the analytics'
+    # retention (35 days), so the whole load is compared against gold.
+    config = LoadgenConfig(seed=seed, transactions=transactions, rate=rate, days_back=30)
     summary = run_demo(stack.settings, config, progress, timeout_s=timeout)
     out.print(demo_table(summary))
     document = summary.as_dict()
@@ -215,27 +287,33 @@ def demo(
         scaleout = scaleout_demo_section(stack.settings, seed, progress, timeout)
         document["scaleout"] = scaleout.as_dict()
     if summary_json is not None:
-        summary_json.write_text(json.dumps(document, indent=2), encoding="utf-8")
+        summary_json.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
     out.print(
         f"gold: {summary.gold_current_facts} current order facts; "
         f"{summary.sink_batches} sink batches in {summary.sink_seconds:.1f} s; "
         f"dead letters so far: {summary.dead_letters}; quality failures so far: "
         f"{summary.quality_failures} (`bitvelocity quality report`)"
     )
-    if not summary.ok:
+    print_demo_checks(summary)
+    if not summary.captured_ok:
         missing = [t.table for t in summary.tables if not (t.complete and t.silver_matches)]
         fail(
             f"change events missing on Kafka for: {', '.join(missing)} "
             f"(see `bitvelocity connector status` and `bitvelocity stack logs connect`)",
             code=1,
         )
+    if not summary.ok:
+        fail(demo_failure(summary), code=1)
     out.print(
         f"[green]demo ok[/]: {summary.transactions} transactions, every row change captured "
-        f"once on bitvelocity.public.* and landed in bronze and silver, in "
-        f"{progress.elapsed:.0f} s. Next: `bitvelocity worker` (runs continuously, /metrics on "
-        "127.0.0.1:56067), `bitvelocity loadgen --rate 50 --duration 60`, "
-        "`bitvelocity quality report`, `bitvelocity status`; the stack is still running "
-        "(`bitvelocity stack down`)."
+        f"once and landed in bronze and silver; gold hourly revenue, customer features and "
+        f"the Redis feature store equal SQL over the OLTP tables; a price change evicted the "
+        f"cache; in {progress.elapsed:.0f} s. Next: `bitvelocity worker` (web views on "
+        f"{stack.settings.web.host}:{stack.settings.web.port}, /metrics and /dashboard on "
+        f"{stack.settings.web.host}:{stack.settings.web.metrics_port}), "
+        "`bitvelocity loadgen --rate 50 --duration 60`, `bitvelocity quality report`, "
+        "`bitvelocity status`; the stack is "
+        "still running (`bitvelocity stack down`)."
     )
 
 

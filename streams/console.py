@@ -62,17 +62,22 @@ class ProgressLog:
 def status_table(rows: list[ServiceStatus]) -> Table:
     """The ``stack status`` table."""
     table = Table(title="BitVelocity local stack")
-    for column in ("service", "state", "pid", "listening on", "detail"):
+    sized = any(row.state_bytes is not None for row in rows)
+    columns = ("service", "state", "pid", "listening on", "detail", "state size")
+    for column in columns if sized else columns[:-1]:
         table.add_column(column)
     colours = {"ready": "green", "starting": "yellow", "stopped": "red"}
     for row in rows:
-        table.add_row(
+        cells = [
             row.name,
             f"[{colours.get(row.state, 'white')}]{row.state}[/]",
             str(row.pid or "-"),
             row.addresses,
             row.detail or row.description,
-        )
+        ]
+        if sized:
+            cells.append(f"{(row.state_bytes or 0) / 1e6:,.1f} MB")
+        table.add_row(*cells)
     return table
 
 

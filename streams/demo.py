@@ -1,10 +1,13 @@
-"""The end-to-end demo: OLTP workload -> Debezium -> Kafka, checked and summarised.
+"""The end-to-end demo: OLTP workload -> Debezium -> Kafka -> every agent, checked and summarised.
 
 It migrates the OLTP database, registers the production connector, runs a bounded seeded
-workload, waits until every row change the workload made has reached its topic, and
-reports per table: row changes written, change events captured, rows in the database.
-It fails, saying what is missing, when a change does not arrive in time. Later pipeline
-stages (bronze/silver/gold, features, caches) add their own lines as they land.
+workload, waits until every row change the workload made has reached its topic, then runs
+the worker's agents (medallion, analytics, cache) until the medallion offsets and the
+analytics positions reach every topic's end. While they run it does the cache round
+(``demo_cache``) and asks the web views (``demo_views``); once they stopped, it judges gold
+and the Redis feature store against SQL over the OLTP tables (``demo_checks``). It reports
+per table: row changes written, change events captured, rows in the database, bronze and
+silver rows.
 """
 
 from __future__ import annotations
@@ -13,20 +16,25 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
-from agents.medallion import MedallionSink
+from agents.analytics import AnalyticsRunner, analytics_topics
+from config.errors import TransientError
 from config.settings import Settings
 from oltp.loadgen import LoadgenConfig, LoadgenResult, run_loadgen
 from oltp.schema import CAPTURED_TABLES, migrate_oltp
-from quality.gate import RulesQualityGate
 from sinks.postgres.connection import connect
 from sinks.postgres.warehouse import migrate_warehouse
 from streams.capture_admin import partition_high_watermarks
 from streams.connectors import register_oltp_connector
+from streams.demo_cache import CacheRound, cache_round
+from streams.demo_checks import AnalyticsCheck, check_analytics
+from streams.demo_views import ViewsAnswer, ask_views
+from streams.worker import AGENTS, run_worker
 
 Progress = Callable[[str], None]
 
@@ -68,10 +76,25 @@ class DemoSummary:
     gold_current_facts: int = 0
     quality_failures: int = 0
     tables: list[TableSummary] = field(default_factory=list)
+    analytics: AnalyticsCheck | None = None
+    cache: CacheRound | None = None
+    views: ViewsAnswer | None = None
+
+    @property
+    def captured_ok(self) -> bool:
+        return bool(self.tables) and all(t.complete and t.silver_matches for t in self.tables)
 
     @property
     def ok(self) -> bool:
-        return bool(self.tables) and all(t.complete and t.silver_matches for t in self.tables)
+        return (
+            self.captured_ok
+            and self.analytics is not None
+            and self.analytics.ok
+            and self.cache is not None
+            and self.cache.ok
+            and self.views is not None
+            and self.views.ok
+        )
 
     def as_dict(self) -> dict[str, object]:
         return {**asdict(self), "ok": self.ok}
@@ -98,11 +121,15 @@ def run_demo(
         loadgen_seconds=result.elapsed_s,
         capture_seconds=time.monotonic() - started,
     )
-    progress("running the medallion worker until every record is committed")
+    progress("running every agent (medallion, analytics, cache) until each caught up")
     started = time.monotonic()
-    stats = asyncio.run(_sink_until_caught_up(settings, list(topics.values()), timeout_s))
+    agents = asyncio.run(_run_agents(settings, list(topics.values()), timeout_s, progress))
     summary.sink_seconds = time.monotonic() - started
-    summary.sink_batches = stats.batches
+    summary.sink_batches = agents.medallion.batches
+    summary.cache = agents.cache
+    summary.views = agents.views
+    progress("checking gold and the Redis feature store against SQL over the OLTP tables")
+    summary.analytics = asyncio.run(check_analytics(settings, datetime.now(UTC)))
     layers = asyncio.run(_layer_counts(settings))
     summary.dead_letters = layers.dead_letters
     summary.gold_current_facts = layers.gold_current_facts
@@ -126,24 +153,79 @@ def run_demo(
     return summary
 
 
-async def _sink_until_caught_up(settings: Settings, topics: list[str], timeout_s: float) -> Any:
-    """Run the medallion sink until its stored offsets reach every topic's end."""
-    sink = MedallionSink(settings, RulesQualityGate(settings), worker_id="demo")
+@dataclass
+class _AgentsRun:
+    medallion: Any
+    cache: CacheRound | None
+    views: ViewsAnswer | None
+
+
+async def _run_agents(
+    settings: Settings, topics: list[str], timeout_s: float, progress: Progress
+) -> _AgentsRun:
+    """Run the worker's agents until the medallion offsets and the analytics positions
+    reach every topic's end, flush the analytics, then do the cache round and ask the web
+    views while they run; the worker then stops (its last flush included)."""
+    runners: list[AnalyticsRunner] = []
     stop = asyncio.Event()
-    task = asyncio.create_task(sink.run(stop))
+    worker = asyncio.create_task(
+        run_worker(
+            settings, AGENTS, worker_id="demo", stop=stop, serve_metrics=False,
+            on_analytics=runners.append,
+        )
+    )  # fmt: skip
     deadline = time.monotonic() + timeout_s
     consumer, admin = _clients(settings)
+    cache: CacheRound | None = None
+    views: ViewsAnswer | None = None
     try:
-        while time.monotonic() < deadline and not task.done():
+        group = f"{settings.kafka.consumer_group}-medallion"
+        while True:
+            _raise_if_failed(worker)
             ends = _partition_ends(consumer, admin, topics)
-            stored = await stored_offsets(settings, sink.group_id)
-            if all(stored.get(key, 0) >= end for key, end in ends.items() if end):
-                break
+            stored = await stored_offsets(settings, group)
+            medallion_done = all(stored.get(k, 0) >= end for k, end in ends.items() if end)
+            analytics = runners[0] if runners else None
+            if medallion_done and analytics is not None and not analytics.recovering:
+                wanted = _partition_ends(consumer, admin, analytics_topics(settings))
+                if all(analytics.positions.get(k, 0) >= end for k, end in wanted.items()):
+                    await analytics.flush_now()
+                    break
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    f"the agents did not catch up within {timeout_s:.0f} s "
+                    "(see `bitvelocity status` and the worker log)"
+                )
             await asyncio.sleep(0.5)
+        progress("cache round: read a product, change its price, wait for the eviction")
+        cache = await cache_round(settings)
+        customer = await _some_customer(settings)
+        if customer is not None:
+            views = await ask_views(settings, customer)
     finally:
         consumer.close()
         stop.set()
-    return await task
+        results = await worker
+    return _AgentsRun(results["medallion"], cache, views)
+
+
+def _raise_if_failed(task: asyncio.Task[Any]) -> None:
+    if task.done():
+        task.result()  # raises the worker's error
+        raise TransientError("the worker stopped before the agents caught up")
+
+
+async def _some_customer(settings: Settings) -> int | None:
+    """The customer with the most orders in gold (for the web views' sample answer)."""
+    connection = await connect(settings.postgres)
+    try:
+        value = await connection.fetchval(
+            "SELECT customer_id FROM gold.customer_features "
+            "ORDER BY lifetime_order_count DESC, customer_id LIMIT 1"
+        )
+        return None if value is None else int(value)
+    finally:
+        await connection.close()
 
 
 def _partition_ends(

@@ -98,7 +98,13 @@ def loadgen(
     customers: Annotated[int, typer.Option(help="Customers to have (created if missing).")] = 50,
     products: Annotated[int, typer.Option(help="Products to have (created if missing).")] = 40,
     categories: Annotated[int, typer.Option(help="Categories to have.")] = 8,
-    days_back: Annotated[int, typer.Option(help="Spread order dates over this many days.")] = 40,
+    days_back: Annotated[
+        int,
+        typer.Option(
+            help="Spread order dates over this many days (beyond the 35-day revenue retention,"
+            " changes go to late-events instead of gold)."
+        ),
+    ] = 30,
     chat: Annotated[int, typer.Option(help="Chat messages to produce (scale-out).")] = 0,
     telemetry: Annotated[int, typer.Option(help="Telemetry readings to produce (scale-out).")] = 0,
     posts: Annotated[int, typer.Option(help="Social posts to produce (scale-out).")] = 0,

@@ -22,9 +22,9 @@ from serdes.avro import AvroCodec
 from serdes.registry import RegistryClient
 from sinks.postgres.connection import connect
 from streams.capture_admin import (
-    delete_topics_with_prefix,
     drop_slot_when_released,
     read_topics,
+    remove_capture_outputs,
 )
 from streams.connectors import ConnectClient, ConnectorSpec, debezium_postgres_config
 
@@ -110,7 +110,7 @@ def run_smoke(
         with ConnectClient(settings) as connect:
             connect.delete(spec.name)
         asyncio.run(_drop_everything(settings, run, spec))
-        delete_topics_with_prefix(settings.kafka.bootstrap_servers, spec.topic_prefix)
+        remove_capture_outputs(settings, spec.topic_prefix)
 
 
 async def _create_table(settings: Settings, run: SmokeRun) -> None:

@@ -46,15 +46,17 @@ def status(
     started = time.monotonic()
     time.sleep(interval)
     second = _scrape_all(list(first), web.token)
-    report = summarize(
-        merge(list(first.values())), merge(list(second.values())), time.monotonic() - started
-    )
+    latest = merge(list(second.values()))
+    report = summarize(merge(list(first.values())), latest, time.monotonic() - started)
+    late = late_events_total(latest)
     if as_json:
-        out.print_json(json.dumps({"workers": list(second), **asdict(report)}))
+        out.print_json(
+            json.dumps({"workers": list(second), **asdict(report), "late_events_total": late})
+        )
         return
     slo = settings.monitoring.freshness_slo_s
     table = Table(title=f"Pipelines ({len(second)} worker(s), rates over {interval:g} s)")
-    for column in ("pipeline", "records/s", "records", "freshness", "recent errors"):
+    for column in ("pipeline", "records/s", "records", "lag", "freshness", "recent errors"):
         table.add_column(column)
     for p in report.pipelines:
         if p.freshness_s is None:
@@ -63,8 +65,9 @@ def status(
             colour = "green" if p.freshness_s <= slo else "red"
             fresh = f"[{colour}]{p.freshness_s:.1f} s[/]"
         errors = ", ".join(f"{k}: {v:g}" for k, v in sorted(p.recent_errors.items()))
+        behind = "-" if p.lag_records is None else f"{p.lag_records:,.0f}"
         table.add_row(
-            p.pipeline, f"{p.records_per_s:,.0f}", f"{p.records_total:,.0f}", fresh,
+            p.pipeline, f"{p.records_per_s:,.0f}", f"{p.records_total:,.0f}", behind, fresh,
             f"[red]{errors}[/]" if errors else "none",
         )  # fmt: skip
     out.print(table)
@@ -78,6 +81,12 @@ def status(
             f"{report.dlq_by_topic.get(topic, 0):,.0f}",
         )
     out.print(lag)
+    out.print(f"late events (changes beyond window retention, on late-events): {late:,.0f}")
+
+
+def late_events_total(samples: Samples) -> float:
+    """``bv_late_events_total`` summed over the workers (published, republished included)."""
+    return sum(v for (name, _), v in samples.items() if name == "bv_late_events_total")
 
 
 def _scrape_all(urls: list[str], token: SecretStr | None) -> dict[str, Samples]:

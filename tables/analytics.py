@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from config.settings import Settings
@@ -75,6 +75,16 @@ def _key_int(event: ChangeEvent, column: str) -> int | None:
         if row is not None and row.get(column) is not None:
             return int(row[column])
     return None
+
+
+def _changed_at(row: Mapping[str, Any] | None, event: ChangeEvent) -> datetime:
+    """When the change happened in the source: the row's ``updated_at`` (set on every write,
+    and the same in a snapshot read of the row as in the change itself), else (a hard
+    delete, a row without it) the commit time. Lateness is judged by it (0020)."""
+    stamp = None if row is None else row.get("updated_at")
+    if isinstance(stamp, datetime) and stamp.tzinfo is not None:
+        return stamp.astimezone(UTC)
+    return event.committed_at
 
 
 class AnalyticsCore:
@@ -158,8 +168,13 @@ class AnalyticsCore:
         one that differs is emitted with a version above both. Stored features become the
         "previous" values, so only customers whose features differ are emitted.
         """
-        self.revenue.advance()  # finality as of the replayed watermark, before comparing
-        self.outputs = AnalyticsOutputs()  # what the replay emitted is superseded below
+        # Finality as of the replayed watermark, before comparing. Windows beyond retention
+        # stay until the next tick: one rebuilt from changes that were not late (by their
+        # own time) but that no run published yet (a first start) is written below.
+        self.revenue.advance(forget=False)
+        # What the replay emitted is superseded below, except late events: the caller
+        # publishes them (docs/decisions/0020).
+        self.outputs = AnalyticsOutputs(late=self.outputs.late)
         for key, totals in list(self.state.windows.items()):
             stored = stored_windows.get(key)
             same = stored is not None and (
@@ -214,7 +229,7 @@ class AnalyticsCore:
             self.watermarks.observe(partition, order.created_at)
         if self.revenue.replayed(order_id, event.position.lsn):
             return  # an older change replayed: revenue and features already hold a newer one
-        change = self.revenue.apply(order_id, order, event.position.lsn)
+        change = self.revenue.apply(order_id, order, event.position.lsn, _changed_at(row, event))
         self.outputs.hourly.extend(change.rows)
         self.outputs.late.extend(change.late)
         self.features.apply_order(order_id, order)

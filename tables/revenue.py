@@ -8,9 +8,14 @@ order's stored source LSN are ignored (a replay after a crash).
 
 A window is final once the watermark passes ``end + grace``; a change to a final window
 within retention is emitted as a correction (``is_correction``); a change to a window
-beyond retention is not applied and becomes a ``LateEvent``. Every emitted row carries the
-window's version, which only grows. State lives in two mappings the caller supplies (plain
-dicts in tests, Faust tables in the worker); the watermark is the caller's ``Watermarks``.
+beyond retention is not applied and becomes a ``LateEvent``. "Beyond retention" is judged
+by the change's own time in the source (``end + retention <= changed_at``: the row's
+``updated_at``, the commit time for a hard delete), never by the watermark at the moment
+it is processed: a replay after a restart grows its watermark differently from the live
+run, and a change must be late (or not) on every path alike (docs/decisions/0020). Every
+emitted row carries the window's version, which only grows. State lives in two mappings
+the caller supplies (plain dicts in tests, the changelog-backed tables in the worker); the
+watermark is the caller's ``Watermarks``.
 """
 
 from __future__ import annotations
@@ -64,14 +69,25 @@ class HourlyRevenueRow:
 
 @dataclass(frozen=True, slots=True)
 class LateEvent:
-    """A change to a window beyond retention: not applied, published to ``late-events``."""
+    """A change to a window beyond retention: not applied, published to ``late-events``.
+
+    ``identity`` names the change, not the publication: a replay publishing it again
+    (after a crash, or with the state lost) gives the same identity, so a consumer keyed
+    on it counts each change once.
+    """
 
     order_id: int
     window_start: datetime
     window_end: datetime
     currency: str
-    watermark: datetime
+    changed_at: datetime
     lsn: int | None
+
+    @property
+    def identity(self) -> str:
+        """``<order id>|<window start ISO>|<currency>|<source LSN>``: the record key."""
+        lsn = "" if self.lsn is None else str(self.lsn)
+        return f"{self.order_id}|{window_key(self.window_start, self.currency)}|{lsn}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,27 +144,30 @@ class HourlyRevenue:
         old = self.contributions.get(order_id)
         return old is not None and lsn is not None and old.lsn is not None and lsn < old.lsn
 
-    def apply(self, order_id: int, row: OrderRow | None, lsn: int | None = None) -> RevenueChange:
-        """The order is now ``row`` (None: hard-deleted). Returns the rows to emit."""
+    def apply(
+        self,
+        order_id: int,
+        row: OrderRow | None,
+        lsn: int | None = None,
+        changed_at: datetime | None = None,
+    ) -> RevenueChange:
+        """The order is now ``row`` (None: hard-deleted), a change made at ``changed_at`` in
+        the source. Returns the rows (or late events) to emit.
+
+        Without ``changed_at`` (unit tests of the window algebra) lateness falls back to
+        the current watermark; the analytics core always passes the change's time.
+        """
         old = self.contributions.get(order_id)
         if self.replayed(order_id, lsn):
             return RevenueChange()  # an older change replayed: the state already has newer
         new = self._contribution(row, lsn)
         watermark = self.watermarks.current()
-        touched = [c for c in (old, new) if c is not None and c.amount is not None]
+        late = self._late(order_id, (old, new), lsn, changed_at or watermark)
+        if late:  # before the "unchanged" test: late or not must not depend on the state
+            return RevenueChange(late=late)
         if old is not None and _same(old, new):
             self.contributions[order_id] = new
             return RevenueChange()
-        late = tuple(
-            LateEvent(order_id, start, start + self.size, currency, watermark, lsn)
-            for start, currency in ((c.window_start, c.currency) for c in touched)
-            if start is not None
-            and currency is not None
-            and watermark is not None
-            and is_beyond_retention(self._window(start), watermark, self.retention)
-        )
-        if late:
-            return RevenueChange(late=late)
         deltas: dict[str, tuple[Decimal, int]] = {}
         if old is not None and old.amount is not None:
             _add(deltas, old, -old.amount, -1)
@@ -161,6 +180,30 @@ class HourlyRevenue:
                 continue
             rows.append(self._move(key, amount, count, watermark))
         return RevenueChange(rows=tuple(rows))
+
+    def _late(
+        self,
+        order_id: int,
+        contributions: tuple[Contribution | None, Contribution],
+        lsn: int | None,
+        moment: datetime | None,
+    ) -> tuple[LateEvent, ...]:
+        """One late event per window (old or new) of the change that is beyond retention at
+        ``moment``; bearing or not, so a late cancellation is reported like a late sale."""
+        if moment is None:
+            return ()
+        windows = dict.fromkeys(
+            (c.window_start, c.currency)
+            for c in contributions
+            if c is not None and c.window_start is not None and c.currency is not None
+        )
+        return tuple(
+            LateEvent(order_id, start, start + self.size, currency, moment, lsn)
+            for start, currency in windows
+            if start is not None
+            and currency is not None
+            and is_beyond_retention(self._window(start), moment, self.retention)
+        )
 
     def _contribution(self, row: OrderRow | None, lsn: int | None) -> Contribution:
         if row is None:
@@ -192,16 +235,21 @@ class HourlyRevenue:
         return row_of(updated, correction=current.is_final)
 
     # -- time ----------------------------------------------------------------------------------
-    def advance(self) -> RevenueChange:
-        """Mark windows final that the watermark has closed; forget those beyond retention."""
+    def advance(self, *, forget: bool = True) -> RevenueChange:
+        """Mark windows final that the watermark has closed; forget those beyond retention
+        (``forget=False``: keep them, e.g. until a replay's rebuilt windows were compared
+        with gold and written: a window rebuilt by replay may never have been published)."""
         watermark = self.watermarks.current()
         if watermark is None:
             return RevenueChange()
         rows = []
         expired = []
+        # Forgotten a grace period after the edge: a change made just before the edge may
+        # still be on its way (a heartbeat can advance an idle partition past it first).
+        forget_at = watermark - self.grace
         for key, totals in list(self.windows.items()):
             window = Window(totals.window_start, totals.window_end)
-            if is_beyond_retention(window, watermark, self.retention):
+            if forget and is_beyond_retention(window, forget_at, self.retention):
                 expired.append(key)
             elif not totals.is_final and is_final(window, watermark, self.grace):
                 updated = replace(totals, is_final=True, version=totals.version + 1)

@@ -40,6 +40,7 @@ from tests.integration.analytics_env import (
     analytics_worker_env,
     gold_differences,
     gold_rows,
+    late_differences,
     redis_differences,
 )
 from tests.integration.analytics_oracle import expected_features, expected_hourly
@@ -155,8 +156,9 @@ async def equal_to_oracle(env: SinkEnv, worker: Worker, timeout_s: float = 60) -
     while True:
         answer = await worker.recovered()
         watermark = datetime.fromisoformat(answer["watermark"])
-        problems = await gold_differences(env.settings, watermark, datetime.now(UTC))
+        problems = await gold_differences(env.settings, datetime.now(UTC))
         problems += await redis_differences(env.settings)
+        problems += await late_differences(env.settings)
         if not problems:
             return watermark
         if time.monotonic() > deadline:  # ageing out is live: retry, then fail with the diff

@@ -25,6 +25,7 @@ from streams.capture_admin import drop_slot_when_released
 from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
 from tests.faults.cli_workers import start_cli
 from tests.faults.pg_proxy import CommitCuttingProxy
+from tests.faults.tcp_proxy import FlakyProxy
 from tests.integration.sink_env import (
     SinkEnv,
     assert_exactly_once,
@@ -181,6 +182,42 @@ async def test_postgres_restart_mid_load_loses_nothing(settings: Settings, env: 
         second = await run_loadgen(env.settings, LoadgenConfig(seed=26, transactions=100))
         await wait_until_caught_up(env, expected_records(first, second), timeout_s=180)
     assert sink.stats.db_retries >= 1
+    await assert_exactly_once(env)
+
+
+@pytest.mark.timeout(400)
+async def test_a_database_outage_longer_than_max_poll_interval_keeps_the_group_membership(
+    env: SinkEnv,
+) -> None:
+    """PostgreSQL unreachable for 45 s with max.poll.interval.ms at 20 s (the 3-minute outage
+    against 120 s, shrunk): the sink keeps polling with its partitions paused, so it is never
+    evicted (one assignment, no revocation), then drains the load written meanwhile."""
+    pg = env.settings.postgres
+    proxy = FlakyProxy(pg.host, pg.port)
+    try:
+        proxied = env.settings.model_copy(
+            update={
+                "postgres": pg.model_copy(update={"port": proxy.port}),
+                "sink": env.settings.sink.model_copy(update={"max_poll_interval_ms": 20_000}),
+            }
+        )
+        first = await run_loadgen(env.settings, LoadgenConfig(seed=27, transactions=100))
+        async with running_sink(SinkEnv(proxied, env.run_id)) as sink:
+            await wait_for_progress(env, 0)
+            proxy.outage(45)
+            during = await run_loadgen(env.settings, LoadgenConfig(seed=28, transactions=100))
+
+            async def outage_over() -> bool:
+                return not proxy.down
+
+            await eventually(outage_over, timeout_s=60, what="the end of the outage")
+            await wait_until_caught_up(env, expected_records(first, during), timeout_s=180)
+            rebalances = (sink.stats.assignments, sink.stats.revocations)  # before leaving
+    finally:
+        proxy.close()
+    assert proxy.refused >= 1, "the sink never met the outage"
+    assert sink.stats.db_retries >= 1
+    assert rebalances == (1, 0), "the sink was evicted from its group during the outage"
     await assert_exactly_once(env)
 
 

@@ -8,12 +8,17 @@ PostgreSQL; they read plain SQL and Redis, never the pipeline's own code paths.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+from agents.analytics import AnalyticsRunner, analytics_topics
 from bench.pipeline_env import analytics_outputs
+from chaos.expectations import expected_late_orders
+from chaos.oracle import read_late_events
 from config.settings import Settings
 from sinks.postgres.connection import connect
 from sinks.redis.feature_store import RedisFeatureStore, feature_fields
@@ -23,7 +28,7 @@ from tests.integration.analytics_oracle import (
     expected_features,
     expected_hourly,
 )
-from tests.integration.sink_env import SinkEnv, sink_environment
+from tests.integration.sink_env import SinkEnv, high_watermarks, sink_environment
 
 
 @contextlib.contextmanager
@@ -66,22 +71,40 @@ async def gold_rows(settings: Settings) -> tuple[list[tuple], list[tuple]]:
         await connection.close()
 
 
-async def gold_differences(settings: Settings, watermark: datetime, as_of: datetime) -> list[str]:
+async def quiescent(runner: AnalyticsRunner, env: SinkEnv, timeout_s: float) -> None:
+    """Until every analytics topic is read to its high watermark twice in a row, 1 s apart."""
+    wanted = set(analytics_topics(env.settings))
+    deadline = time.monotonic() + timeout_s
+    previous: dict[tuple[str, int], int] | None = None
+    marks: dict[tuple[str, int], int] = {}
+    while time.monotonic() < deadline:
+        marks = {k: v for k, v in high_watermarks(env).items() if k[0] in wanted and v > 0}
+        done = (
+            bool(marks)
+            and not runner.recovering
+            and all(runner.positions.get(k, 0) >= v for k, v in marks.items())
+        )
+        if done and marks == previous:
+            return
+        previous = marks if done else None
+        await asyncio.sleep(1.0)
+    raise AssertionError(f"analytics did not catch up: {runner.positions} vs {marks}")
+
+
+async def gold_differences(
+    settings: Settings, as_of: datetime, *, min_windows: int = 50
+) -> list[str]:
     """How gold differs from the SQL oracle (I4); empty when equal to the cent.
 
-    Hourly: windows within retention of ``watermark`` (older ones are late events by
-    definition). Features: as of ``as_of``; customers the oracle does not know (no bearing
-    order left) must have none.
+    Hourly: every window, each order as it stood before its window left retention (the
+    changes after it are late events: ``late_differences``). Features: as of ``as_of``;
+    customers the oracle does not know (no bearing order left) must have none.
     """
     size, retention = settings.windows.hourly_revenue_size, settings.windows.retention
     problems: list[str] = []
     connection = await connect(settings.postgres)
     try:
-        expected = {
-            k: v
-            for k, v in (await expected_hourly(connection)).items()
-            if k[0] + size + retention > watermark
-        }
+        expected = await expected_hourly(connection, retention, size)
         gold = {
             (r["window_start"], r["currency"]): (
                 r["revenue"],
@@ -89,7 +112,6 @@ async def gold_differences(settings: Settings, watermark: datetime, as_of: datet
                 r["avg_order_value"],
             )
             for r in await connection.fetch("SELECT * FROM gold.hourly_revenue")
-            if r["window_start"] + size + retention > watermark
         }
         nonzero = {k: v for k, v in gold.items() if v[1] > 0}
         for key in sorted(expected.keys() | nonzero.keys()):
@@ -107,11 +129,28 @@ async def gold_differences(settings: Settings, watermark: datetime, as_of: datet
         for customer_id in stored.keys() - features.keys():
             if stored[customer_id][4] != 0:  # lifetime_order_count
                 problems.append(f"customer {customer_id}: in gold, unknown to the oracle")
-        if len(expected) < 50 or len(features) < 10:
+        if len(expected) < min_windows or len(features) < 10:
             problems.append(f"too little: {len(expected)} windows, {len(features)} customers")
         return problems
     finally:
         await connection.close()
+
+
+async def late_differences(settings: Settings) -> list[str]:
+    """Orders the SQL oracle finds changed beyond retention that ``late-events`` lacks."""
+    size, retention = settings.windows.hourly_revenue_size, settings.windows.retention
+    connection = await connect(settings.postgres)
+    try:
+        wanted = await expected_late_orders(connection, retention, size)
+    finally:
+        await connection.close()
+    named, _ = await asyncio.to_thread(
+        read_late_events, settings.kafka.bootstrap_servers, settings.topics.late_events
+    )
+    return [
+        f"order {o} (window {w.isoformat()} {c}) not on late-events"
+        for o, w, c in sorted(wanted - named)
+    ]
 
 
 async def redis_differences(settings: Settings) -> list[str]:

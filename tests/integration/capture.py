@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from config.settings import Settings
 from sinks.postgres.connection import connect
+from streams.capture_admin import remove_capture_outputs
 from streams.connectors import ConnectClient, ConnectorSpec, debezium_postgres_config
 
 
@@ -118,7 +119,9 @@ def capture(
         with ConnectClient(settings) as connect_client:
             connect_client.delete(spec.name)
         asyncio.run(_drop_everything(settings, run, spec))
-        delete_topics(settings.kafka.bootstrap_servers, run.prefix + ".")
+        # The subjects outlive the capture: the caller decodes by schema id, then removes
+        # them with remove_capture_outputs(settings, run.prefix).
+        remove_capture_outputs(settings, run.prefix, subjects=False)
 
 
 def _consume(

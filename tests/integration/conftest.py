@@ -6,10 +6,13 @@ Skipping would let a suite that tested nothing look green. Start the stack with
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from config.settings import Settings
 from stack.manager import Stack
+from tests.leftovers import snapshot_objects, wait_for_no_leftovers
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,3 +32,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.path) or "/faults/" in str(item.path):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="module")
+def no_leftovers(settings: Settings) -> Iterator[None]:
+    """The module's tests leave no topic, subject, connector, slot or database behind.
+
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("no_leftovers")``: the
+    snapshot is taken before their first test, compared after their last, also when a test
+    failed (the cleanup must work then too). Objects another module's session fixtures
+    create in between would show up, so only self-contained modules opt in.
+    """
+    before = snapshot_objects(settings)
+    yield
+    added = wait_for_no_leftovers(settings, before)
+    if added:
+        pytest.fail(f"the module left behind {added}", pytrace=False)

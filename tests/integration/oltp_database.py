@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from config.settings import Settings
 from oltp.schema import migrate_oltp
 from sinks.postgres.connection import connect
-from streams.capture_admin import delete_topics_with_prefix, drop_slot_when_released
+from streams.capture_admin import drop_slot_when_released, remove_capture_outputs
 from streams.connectors import (
     ConnectClient,
     ConnectorSpec,
@@ -51,7 +51,7 @@ def captured_oltp_database(settings: Settings) -> Iterator[CapturedDatabase]:
         with ConnectClient(settings) as client:
             client.delete(spec.name)
         asyncio.run(_drop(settings, database, spec.slot))
-        delete_topics_with_prefix(settings.kafka.bootstrap_servers, spec.topic_prefix)
+        remove_capture_outputs(settings, spec.topic_prefix)
 
 
 async def _drop(settings: Settings, database: str, slot: str) -> None:

@@ -3,6 +3,7 @@ SELECT reads back (the independent oracle), through the real registry."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time
 from typing import Any
 from uuid import UUID
@@ -15,23 +16,30 @@ from serdes.avro import AvroCodec
 from serdes.debezium import ChangeEvent, DebeziumAvroDecoder, Operation, Tombstone
 from serdes.logical_types import UNCHANGED
 from serdes.registry import RegistryClient
+from streams.capture_admin import remove_capture_outputs
 from tests.integration import all_types_sql
 from tests.integration.capture import CaptureRun, RawRecord, capture
 
+#: Everything the module creates is removed again, also when a test fails.
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
 
 @pytest.fixture(scope="module")
-def captured(settings: Settings) -> tuple[list[RawRecord], list[dict[str, Any]]]:
+def captured(settings: Settings) -> Iterator[tuple[list[RawRecord], list[dict[str, Any]]]]:
     run = CaptureRun(settings, extra_config={"skipped.operations": "none"})
-    return capture(
-        run,
-        all_types_sql.ddl(run.schema),
-        ["all_types", "toasted"],
-        all_types_sql.dml(run.schema),
-        all_types_sql.ALL_TYPES_RECORDS + all_types_sql.TOASTED_RECORDS,
-        # the rows as PostgreSQL holds them after the writes (id 3 deleted, 4 renamed 40),
-        # with the json columns as text (the driver would otherwise hand back str anyway)
-        select=f"SELECT * FROM {run.schema}.all_types ORDER BY id",
-    )
+    try:
+        yield capture(
+            run,
+            all_types_sql.ddl(run.schema),
+            ["all_types", "toasted"],
+            all_types_sql.dml(run.schema),
+            all_types_sql.ALL_TYPES_RECORDS + all_types_sql.TOASTED_RECORDS,
+            # the rows as PostgreSQL holds them after the writes (id 3 deleted, 4 renamed 40),
+            # with the json columns as text (the driver would otherwise hand back str anyway)
+            select=f"SELECT * FROM {run.schema}.all_types ORDER BY id",
+        )
+    finally:  # the registry subjects, once every test decoded by schema id
+        remove_capture_outputs(settings, run.prefix)
 
 
 @pytest.fixture(scope="module")

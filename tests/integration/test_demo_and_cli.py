@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import redis.asyncio as redis_async
 
 from config.settings import Settings
 from oltp.schema import CAPTURED_TABLES
@@ -54,6 +57,24 @@ def test_demo_runs_end_to_end_and_its_summary_matches_the_database(
     for table in CAPTURED_TABLES:
         assert tables[table]["bronze_rows"] >= counts[table]
     assert summary["sink_batches"] > 0
+    # Every agent ran: gold and the Redis feature store equal SQL over the OLTP tables, a price
+    # change went through the cache, and the web views answered.
+    analytics = summary["analytics"]
+    assert analytics["mismatches"] == []
+    assert analytics["windows_compared"] > 0
+    assert analytics["customers_compared"] > 0
+    assert analytics["redis_hashes"] >= analytics["customers_compared"]
+    # The demo's own orders stay within retention; older ones (other tests' loads) are said.
+    if analytics["orders_beyond_retention"]:
+        assert "older than the analytics retention" in result.stdout
+    cache = summary["cache"]
+    assert cache["price_after"] == cache["new_price"] != cache["old_price"]
+    assert 0 < cache["evicted_after_s"] < 15
+    assert summary["views"]["status"] == 200
+    assert summary["views"]["answer"]["customer_id"] > 0
+    for section in ("Hourly revenue", "Customer features", "Redis feature store", "evicted"):
+        assert section in result.stdout
+    assert "curl -s" in result.stdout
     # The sink's own statements stay fast under the demo load (default threshold: 1 s mean).
     slow = run_cli("db", "slow-queries", "--json")
     assert slow.returncode == 0, slow.stderr
@@ -69,6 +90,60 @@ def test_demo_runs_end_to_end_and_its_summary_matches_the_database(
         and not _is_ddl(s["query"])
     ]
     assert ours == []
+
+
+@pytest.mark.demo
+def test_demo_check_only_exits_1_naming_a_broken_gold_row_and_redis_hash(
+    settings: Settings,
+) -> None:
+    """Runs after the demo above (same module): one gold window and one Redis feature
+    changed by a cent are each named by table and key; restored afterwards."""
+    broken = asyncio.run(_break_one_window_and_one_feature(settings, Decimal("0.01")))
+    try:
+        result = run_cli("demo", "--check-only", timeout=120)
+        assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+        [line] = error_lines(result.stderr)
+        window, customer_key = broken
+        assert f"gold.hourly_revenue window {window[0].isoformat()} {window[1]}" in line
+        assert f"redis {customer_key}" in line
+    finally:
+        asyncio.run(_break_one_window_and_one_feature(settings, Decimal("-0.01"), broken))
+    assert run_cli("demo", "--check-only", timeout=120).returncode == 0
+
+
+async def _break_one_window_and_one_feature(
+    settings: Settings, delta: Decimal, which: tuple[tuple[datetime, str], str] | None = None
+) -> tuple[tuple[datetime, str], str]:
+    """Add ``delta`` to the newest gold window's revenue and to one Redis lifetime value."""
+    connection = await connect(settings.postgres)
+    try:
+        if which is None:
+            row = await connection.fetchrow(
+                "SELECT window_start, currency FROM gold.hourly_revenue "
+                "WHERE order_count > 0 ORDER BY window_start DESC, currency LIMIT 1"
+            )
+            assert row is not None, "the demo left no gold window"
+            customer = await connection.fetchval(
+                "SELECT min(customer_id) FROM gold.customer_features"
+            )
+            which = ((row[0], row[1]), f"{settings.features.redis_prefix}{customer}")
+        (window_start, currency), key = which
+        await connection.execute(
+            "UPDATE gold.hourly_revenue SET revenue = revenue + $3 "
+            "WHERE window_start = $1 AND currency = $2",
+            window_start, currency, delta,
+        )  # fmt: skip
+    finally:
+        await connection.close()
+    r = settings.redis
+    user, password = r.client_auth()
+    client = redis_async.Redis(host=r.host, port=r.port, username=user, password=password, db=r.db)
+    try:
+        value = Decimal((await client.hget(key, "lifetime_value")).decode())
+        await client.hset(key, "lifetime_value", str(value + delta))
+    finally:
+        await client.aclose()
+    return which
 
 
 _DDL = re.compile(r"^\s*(?:--[^\n]*\n\s*)*(?:CREATE|ALTER|DO|GRANT|REVOKE|COMMENT|DROP)\b", re.I)

@@ -37,6 +37,9 @@ from tests.integration.sink_env import (
     wait_until_caught_up,
 )
 
+#: Everything the module creates is removed again, also when a test fails.
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
 
 @pytest.fixture
 def env(settings: Settings) -> Iterator[SinkEnv]:

@@ -20,6 +20,9 @@ from serdes.registry import RegistryClient
 from streams.capture_admin import read_topics
 from tests.integration.oltp_database import CapturedDatabase, captured_oltp_database
 
+#: Everything the module creates is removed again, also when a test fails.
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
 WORKLOAD = LoadgenConfig(seed=7, customers=20, products=15, categories=5, transactions=250)
 
 

@@ -11,6 +11,9 @@ from serdes.registry import RegistryClient
 from sinks.postgres.connection import connect
 from streams.smoke import EXPECTED_OPS, SMOKE_SCHEMA, SmokeChange, run_smoke
 
+#: Everything the module creates is removed again, also when a test fails.
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
 
 @pytest.fixture(scope="module")
 def avro_changes(settings: Settings) -> list[SmokeChange]:

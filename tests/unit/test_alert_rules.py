@@ -30,6 +30,8 @@ EXPECTED_ALERTS = {
     "BitVelocityErrorRateHigh",
     "BitVelocityDLQGrowing",
     "BitVelocitySinkCommitSlow",
+    "BitVelocityDiskAlmostFull",
+    "BitVelocityDiskFillingUp",
 }
 
 
@@ -50,7 +52,7 @@ def test_promtool_accepts_the_alert_rules() -> None:
     assert f"SUCCESS: {len(EXPECTED_ALERTS)} rules found" in result.stdout
 
 
-def test_rule_file_defines_the_five_alerts_of_the_issue() -> None:
+def test_rule_file_defines_the_pipeline_and_disk_alerts() -> None:
     document = yaml.safe_load((OBSERVABILITY / "alerts.yml").read_text(encoding="utf-8"))
     alerts = {rule["alert"] for group in document["groups"] for rule in group["rules"]}
     assert alerts == EXPECTED_ALERTS
@@ -96,4 +98,4 @@ def test_stack_prometheus_config_is_valid(tmp_path: Path) -> None:
     result = promtool("check", "config", service.config_path, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     rendered = json.loads(Path(service.config_path).read_text(encoding="utf-8"))
-    assert rendered["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:56067"]
+    assert rendered["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:23067"]

@@ -74,3 +74,39 @@ def test_state_of_another_pipeline_is_refused() -> None:
     check_own_state("x", {("bvchaos0b.public.orders", 0): 12}, ours)
     with pytest.raises(ForeignStateError, match=r"bvchaos0a\.public\.orders"):
         check_own_state("x", {("bvchaos0a.public.orders", 0): 12}, ours)
+
+
+def test_reconcile_writes_a_rebuilt_window_beyond_retention_that_gold_lacks() -> None:
+    """First start: a window rebuilt by replay from changes made within retention, but
+    beyond retention by now, was never published: reconcile emits it (it must not vanish);
+    one gold already holds is not emitted again."""
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from config.settings import Settings
+    from tables.analytics import AnalyticsCore
+    from tables.orders import OrderRow
+    from tables.revenue import WindowTotals, window_key
+
+    start = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    core = AnalyticsCore(Settings(), {})
+    core.assign([0])
+    for order_id, hour in ((1, 0), (2, 1)):
+        at = start + timedelta(hours=hour, minutes=5)
+        row = OrderRow(order_id, 7, "CONFIRMED", "EUR", Decimal("5.00"), at)
+        core.revenue.apply(order_id, row, lsn=order_id, changed_at=at)
+    core.watermarks.observe(0, start + timedelta(days=40))
+    stored = {
+        window_key(start + timedelta(hours=1), "EUR"): WindowTotals(
+            start + timedelta(hours=1),
+            start + timedelta(hours=2),
+            "EUR",
+            Decimal("5.00"),
+            1,
+            4,
+            is_final=True,
+        )
+    }
+    core.reconcile(stored, {})
+    (row,) = core.drain().hourly
+    assert (row.window_start, row.revenue, row.is_final) == (start, Decimal("5.00"), True)

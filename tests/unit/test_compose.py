@@ -24,7 +24,7 @@ def compose() -> dict[str, Any]:
 
 
 def published(service: dict[str, Any]) -> dict[int, str]:
-    """Host port -> bound host address, from ``ports`` entries like 127.0.0.1:55432:5432."""
+    """Host port -> bound host address, from ``ports`` entries like 127.0.0.1:23432:5432."""
     result = {}
     for entry in service.get("ports", []):
         host, host_port_text, _container = str(entry).split(":")

@@ -118,6 +118,9 @@ def test_change_beyond_retention_goes_to_late_events_and_is_not_applied() -> Non
     assert new.rows == ()
     assert len(new.late) == 1
     revenue.advance()
+    assert totals(revenue) == (Decimal("10.00"), 1)  # kept for a grace period after the edge
+    marks.observe(0, H10 + timedelta(days=35, hours=1, minutes=5))
+    revenue.advance()
     assert revenue.windows == {}
     assert revenue.contributions == {}
 
@@ -131,3 +134,46 @@ def test_currencies_have_separate_windows() -> None:
         ("EUR", Decimal("10.00")),
         ("USD", Decimal("3.00")),
     ]
+
+
+EDGE = H10 + timedelta(hours=1) + timedelta(days=35)  # the window's end plus retention
+
+
+def test_lateness_is_judged_by_the_change_time_not_the_watermark() -> None:
+    revenue, marks = engine()
+    # First start: no watermark yet, but the change was made after the window left retention.
+    first = revenue.apply(1, order(1, "10.00"), lsn=1, changed_at=EDGE)
+    assert first.rows == ()
+    ((late,),) = (first.late,)
+    assert (late.order_id, late.window_start, late.changed_at) == (1, H10, EDGE)
+    # A replay with the watermark far ahead: a change made within retention is applied.
+    marks.observe(0, EDGE + timedelta(days=3))
+    within = revenue.apply(2, order(2, "4.00"), lsn=2, changed_at=EDGE - timedelta(seconds=1))
+    assert [r.revenue for r in within.rows] == [Decimal("4.00")]
+    assert within.late == ()
+
+
+def test_late_change_keeps_its_identity_when_seen_again_and_is_never_applied() -> None:
+    revenue, _ = engine()
+    revenue.apply(1, order(1, "10.00"), lsn=1, changed_at=H10 + timedelta(days=1))
+    cancel = order(1, "10.00", status="CANCELLED")
+    once = revenue.apply(1, cancel, lsn=7, changed_at=EDGE)
+    again = revenue.apply(1, cancel, lsn=7, changed_at=EDGE)  # replayed after a crash
+    assert [e.identity for e in once.late] == [e.identity for e in again.late]
+    assert once.late[0].identity == f"1|{H10.isoformat()}|EUR|7"
+    assert totals(revenue) == (Decimal("10.00"), 1)  # the cancellation came too late
+    # An unchanged row beyond retention is still reported: late or not never depends on
+    # whether the window is still held.
+    assert len(revenue.apply(1, order(1, "10.00"), lsn=8, changed_at=EDGE).late) == 1
+
+
+def test_advance_without_forgetting_keeps_windows_beyond_retention() -> None:
+    revenue, marks = engine()
+    revenue.apply(1, order(1, "10.00"), lsn=1, changed_at=H10 + timedelta(minutes=20))
+    marks.observe(0, EDGE)
+    (final,) = revenue.advance(forget=False).rows
+    assert final.is_final
+    assert totals(revenue) == (Decimal("10.00"), 1)
+    marks.observe(0, EDGE + timedelta(minutes=5))  # plus the grace period
+    revenue.advance()
+    assert revenue.windows == {}

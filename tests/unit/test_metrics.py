@@ -29,6 +29,8 @@ def test_every_design_metric_is_registered_with_its_labels(metrics: Metrics) -> 
         "bv_data_records_processed": {"pipeline"},
         "bv_data_processing_errors": {"pipeline", "error_type"},
         "bv_consumer_lag_records": {"topic", "partition"},
+        # issue 19: `bitvelocity status` shows lag per pipeline (analytics has no offsets table)
+        "bv_pipeline_lag_records": {"pipeline"},
         "bv_event_freshness_seconds": {"pipeline"},
         "bv_dlq_records": {"topic", "reason"},
         "bv_late_events": set(),
@@ -120,6 +122,12 @@ def test_lag_gauge_has_one_series_per_partition(metrics: Metrics) -> None:
     r = metrics.registry
     assert value(r, "bv_consumer_lag_records", topic="t", partition="0") == 3
     assert value(r, "bv_consumer_lag_records", topic="t", partition="1") == 0
+
+
+def test_lag_with_a_pipeline_also_publishes_the_pipelines_sum() -> None:
+    metrics = Metrics(CollectorRegistry())
+    metrics.set_lag([PartitionLag("t", 0, 7), PartitionLag("t", 1, 5)], "medallion")
+    assert value(metrics.registry, "bv_pipeline_lag_records", pipeline="medallion") == 12
 
 
 def test_freshness_is_computed_at_scrape_from_the_newest_committed_event() -> None:

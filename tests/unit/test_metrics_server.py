@@ -83,7 +83,7 @@ def test_with_a_token_requests_without_it_get_401(metrics: Metrics) -> None:
 def test_server_from_default_settings_binds_loopback_on_the_metrics_port() -> None:
     web = WebSettings()
     server = MetricsServer.from_settings(CollectorRegistry(), web)
-    assert (server.host, server.requested_port) == ("127.0.0.1", 56067)
+    assert (server.host, server.requested_port) == ("127.0.0.1", 23067)
 
 
 def test_a_taken_port_is_a_configuration_error_naming_the_setting(metrics: Metrics) -> None:
@@ -103,3 +103,33 @@ def test_stopped_server_no_longer_answers(metrics: Metrics) -> None:
     server.stop()
     with pytest.raises(httpx.ConnectError):
         httpx.get(url, timeout=2)
+
+
+@pytest.fixture
+def dashboard_server(metrics: Metrics) -> Iterator[MetricsServer]:
+    with MetricsServer(
+        metrics.registry,
+        host="127.0.0.1",
+        port=0,
+        token=SecretStr("s3cret-token"),
+        dashboard=lambda: "<html>panels</html>",
+    ) as running:
+        yield running
+
+
+def test_the_dashboard_needs_the_token_in_the_header_or_the_query(
+    dashboard_server: MetricsServer,
+) -> None:
+    base = f"http://127.0.0.1:{dashboard_server.port}/dashboard"
+    assert httpx.get(base, timeout=5).status_code == 401
+    assert httpx.get(f"{base}?token=wrong", timeout=5).status_code == 401
+    assert httpx.get(base, headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 401
+    by_header = httpx.get(base, headers={"Authorization": "Bearer s3cret-token"}, timeout=5)
+    assert by_header.status_code == 200
+    assert by_header.text == "<html>panels</html>"
+    assert by_header.headers["content-type"].startswith("text/html")
+    assert httpx.get(f"{base}?token=s3cret-token", timeout=5).status_code == 200
+
+
+def test_without_a_dashboard_the_path_is_not_found(server: MetricsServer) -> None:
+    assert httpx.get(f"http://127.0.0.1:{server.port}/dashboard", timeout=5).status_code == 404

@@ -46,7 +46,7 @@ def test_with_monitoring_prometheus_is_started_last(tmp_path: Path) -> None:
 def test_prometheus_binds_loopback_on_its_setting(tmp_path: Path) -> None:
     service = PrometheusService(StackContext(settings_in(tmp_path)))
     [endpoint] = service.endpoints()
-    assert (endpoint.host, endpoint.port) == ("127.0.0.1", 59090)
+    assert (endpoint.host, endpoint.port) == ("127.0.0.1", 23090)
     assert endpoint.setting == "BV_MONITORING__PROMETHEUS_PORT"
 
 

@@ -67,14 +67,14 @@ def test_every_scaleout_endpoint_is_loopback(tmp_path: Path) -> None:
     context = StackContext(settings_in(tmp_path))
     endpoints = [e for s in (NatsService(context), RabbitMQService(context)) for e in s.endpoints()]
     assert {e.host for e in endpoints} == {"127.0.0.1"}
-    assert {e.port for e in endpoints} == {54222, 55672, 55673, 54369}
+    assert {e.port for e in endpoints} == {23222, 23672, 23673, 23369}
 
 
 def test_nats_requires_the_token_on_loopback(tmp_path: Path) -> None:
     settings = settings_in(tmp_path, nats=NatsSettings(token=SecretStr("s3cr3t-token")))
     service = NatsService(StackContext(settings))
     text = service.render_config()
-    assert 'listen: "127.0.0.1:54222"' in text
+    assert 'listen: "127.0.0.1:23222"' in text
     assert 'authorization { token: "s3cr3t-token" }' in text
 
 
@@ -82,14 +82,14 @@ def test_rabbitmq_has_our_user_only_and_binds_loopback(tmp_path: Path) -> None:
     settings = settings_in(tmp_path, rabbitmq=RabbitMQSettings(password=SecretStr("pw-123")))
     service = RabbitMQService(StackContext(settings))
     text = service.render_config()
-    assert "listeners.tcp.1 = 127.0.0.1:55672" in text
+    assert "listeners.tcp.1 = 127.0.0.1:23672" in text
     assert "default_user = bv" in text
     assert "default_pass = pw-123" in text
     assert "guest" not in text
     env = service.environment()
     assert env["ERL_EPMD_ADDRESS"] == "127.0.0.1"
-    assert env["ERL_EPMD_PORT"] == "54369"
-    assert env["RABBITMQ_DIST_PORT"] == "55673"
+    assert env["ERL_EPMD_PORT"] == "23369"
+    assert env["RABBITMQ_DIST_PORT"] == "23673"
     assert "inet_dist_use_interface {127,0,0,1}" in env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
     assert env["HOME"].startswith(str(tmp_path))  # the Erlang cookie stays in the state dir
 
@@ -103,7 +103,7 @@ def test_credentials_generate_the_nats_token_and_rabbitmq_password(tmp_path: Pat
 
 def test_amqp_url_quotes_the_password() -> None:
     settings = RabbitMQSettings(password=SecretStr("a/b@c"))
-    assert settings.url() == "amqp://bv:a%2Fb%40c@127.0.0.1:55672/%2F"
+    assert settings.url() == "amqp://bv:a%2Fb%40c@127.0.0.1:23672/%2F"
 
 
 def test_server_version_is_read_from_connection_start() -> None:
@@ -114,12 +114,12 @@ def test_server_version_is_read_from_connection_start() -> None:
 
 
 def test_cassandra_yaml_is_a_one_token_loopback_node_under_the_state_dir(tmp_path: Path) -> None:
-    config = yaml.safe_load(cassandra_yaml(tmp_path, "127.0.0.1", 59042, 59700))
+    config = yaml.safe_load(cassandra_yaml(tmp_path, "127.0.0.1", 23042, 23700))
     assert config["num_tokens"] == 1
     assert config["listen_address"] == config["rpc_address"] == "127.0.0.1"
-    assert config["native_transport_port"] == 59042
-    assert config["storage_port"] == 59700
-    assert config["seed_provider"][0]["parameters"][0]["seeds"] == "127.0.0.1:59700"
+    assert config["native_transport_port"] == 23042
+    assert config["storage_port"] == 23700
+    assert config["seed_provider"][0]["parameters"][0]["seeds"] == "127.0.0.1:23700"
     for key in ("commitlog_directory", "hints_directory", "saved_caches_directory"):
         assert str(config[key]).startswith(str(tmp_path))
     assert all(str(d).startswith(str(tmp_path)) for d in config["data_file_directories"])
@@ -143,9 +143,9 @@ def test_cassandra_command_uses_the_configured_small_heap(
 def test_endpoints_name_the_settings_that_move_them(tmp_path: Path) -> None:
     context = StackContext(settings_in(tmp_path))
     cassandra = {e.port: e.setting for e in CassandraService(context).endpoints()}
-    assert cassandra == {59042: "BV_CASSANDRA__PORT", 59700: "BV_CASSANDRA__STORAGE_PORT"}
+    assert cassandra == {23042: "BV_CASSANDRA__PORT", 23700: "BV_CASSANDRA__STORAGE_PORT"}
     ferretdb = {e.port: e.setting for e in FerretDBService(context).endpoints()}
-    assert ferretdb == {57017: "BV_MONGO__PORT"}
+    assert ferretdb == {23017: "BV_MONGO__PORT"}
 
 
 def test_ferretdb_binary_is_cached_per_version_outside_the_state_dir(tmp_path: Path) -> None:
@@ -166,5 +166,5 @@ def test_mongo_uri_quotes_credentials() -> None:
     from pydantic import SecretStr
 
     settings = MongoSettings(username="bv", password=SecretStr("p@ss:/word"))
-    assert settings.uri() == "mongodb://bv:p%40ss%3A%2Fword@127.0.0.1:57017/"
-    assert MongoSettings().uri() == "mongodb://127.0.0.1:57017/"
+    assert settings.uri() == "mongodb://bv:p%40ss%3A%2Fword@127.0.0.1:23017/"
+    assert MongoSettings().uri() == "mongodb://127.0.0.1:23017/"

@@ -72,8 +72,9 @@ def busy_worker() -> Iterator[MetricsServer]:
     metrics = Metrics(CollectorRegistry())
     metrics.record_committed_event_time("bronze", datetime.now(UTC))
     metrics.record_errors("bronze", "FramingError")
-    metrics.set_lag([PartitionLag("bitvelocity.public.orders", 0, 42)])
+    metrics.set_lag([PartitionLag("bitvelocity.public.orders", 0, 42)], "bronze")
     metrics.record_dlq("bitvelocity.public.orders", "FramingError")
+    metrics.record_late_events(3)
     stop = threading.Event()
 
     def work() -> None:
@@ -107,12 +108,15 @@ def test_status_reads_a_running_worker(busy_worker: MetricsServer, tmp_path: Pat
     assert bronze["pipeline"] == "bronze"
     assert bronze["records_per_s"] > 0
     assert 0 <= bronze["freshness_s"] < 30
+    assert bronze["lag_records"] == 42
     assert report["lag_by_topic"] == {"bitvelocity.public.orders": 42}
     assert report["dlq_by_topic"] == {"bitvelocity.public.orders": 1}
+    assert report["late_events_total"] == 3
     table = cli("--target", target, "--interval", "0.2", tmp_path=tmp_path)
     assert table.returncode == 0, table.stderr
     assert "bronze" in table.stdout
     assert "bitvelocity.public.orders" in table.stdout
+    assert "late events (changes beyond window retention, on late-events): 3" in table.stdout
 
 
 def test_status_without_any_worker_is_one_line_error(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from agents.kafka_batches import KafkaBatches
+from streams.runtime import ConsumerRuntime, ConsumerSpec
 
 
 class RefusingConsumer:
@@ -23,12 +23,11 @@ class RefusingConsumer:
         raise KafkaException(self.error)
 
 
-def batches_over(consumer: RefusingConsumer) -> KafkaBatches:
-    batches = KafkaBatches(
-        "127.0.0.1:1", "group", ["topic"], max_records=10, max_ms=100, name="test"
-    )
-    batches._consumer = consumer  # type: ignore[assignment]
-    return batches
+def batches_over(consumer: RefusingConsumer) -> ConsumerRuntime:
+    spec = ConsumerSpec("test", "group", ("topic",), max_records=10, max_wait_ms=100)
+    runtime = ConsumerRuntime("127.0.0.1:1", spec)
+    runtime._consumer = consumer  # type: ignore[assignment]
+    return runtime
 
 
 @pytest.mark.parametrize(

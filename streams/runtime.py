@@ -1,0 +1,407 @@
+"""The one consumer runtime every pipeline runs on (docs/decisions/0019-one-consumer-runtime.md).
+
+It owns a confluent-kafka consumer and the one thread that drives it, and gives a pipeline,
+from asyncio:
+- the consumer configuration (one place, ``consumer_config``) and the subscription;
+- assignment at the pipeline's own start positions: ``start_positions`` is asked for the
+  offsets of newly assigned partitions inside ``on_assign``, so the seek happens before the
+  first fetch (DESIGN.md section 5, step 3). Each pipeline brings its own source: the
+  PostgreSQL offsets table (medallion), Delta transaction versions (lake), the changelog's
+  stored positions (analytics); without one, Kafka's committed offsets (idempotent agents,
+  which then ``commit`` after their outputs are safe);
+- ``take``: a batch of up to N records or T ms, counted from the previous take, so records
+  that queued while the last batch was written are taken without a second wait; each record
+  is converted (decoded) in the consumer's thread, in a plain loop;
+- ``hold``: backpressure without leaving the group. While a pipeline waits (a database
+  outage, a retry's backoff) it pauses its partitions and keeps polling, so the broker never
+  sees ``max.poll.interval.ms`` pass; a record the poll still returns is kept for the next
+  take, never dropped;
+- ``seek`` (rewind to stored positions), ``commit``, ``close`` on ``stop``.
+
+Invariant: a record is handed to the pipeline at most once per position the consumer holds;
+what the pipeline has not committed is read again after a rewind, a rebalance or a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, cast
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_STORED,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+
+from serdes.dead_letters import RecordOrigin
+
+log = logging.getLogger("bitvelocity.runtime")
+T = TypeVar("T")
+PartitionId = tuple[str, int]
+#: Where newly assigned partitions start: absolute offsets, or OFFSET_BEGINNING/OFFSET_STORED.
+StartPositions = Callable[
+    [list[PartitionId]], "dict[PartitionId, int] | Awaitable[dict[PartitionId, int]]"
+]
+PartitionsHook = Callable[[list[PartitionId]], None]
+
+
+class StopSignal(Protocol):
+    """An ``asyncio.Event`` or a ``threading.Event``: anything that says "stop now"."""
+
+    def is_set(self) -> bool: ...
+
+
+#: Consume errors that are part of normal life, not worth a warning.
+_QUIET_ERRORS = frozenset({KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART})
+#: Commit errors that mean "this member's assignment changed", not "something is broken".
+_GROUP_CHURN = frozenset(
+    {
+        KafkaError._ASSIGNMENT_LOST,
+        KafkaError._NO_OFFSET,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        # A restarted broker answers these without flagging them retriable (the 15-minute
+        # chaos run: "Coordinator load in progress" exited the worker, I7).
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+    }
+)
+#: librdkafka may never join a group when it subscribed before any of its topics existed
+#: (Debezium creates a table's topic with the first change): subscribe again after this.
+RESUBSCRIBE_AFTER_S = 30.0
+#: How often ``hold`` polls the paused consumer (far below any max.poll.interval.ms).
+HOLD_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """What one pipeline consumes, and how."""
+
+    #: The pipeline's name: thread name and log lines.
+    name: str
+    group_id: str
+    topics: tuple[str, ...]
+    max_records: int
+    max_wait_ms: int
+    #: A static member (``group.instance.id``) takes its partitions back at once after a
+    #: crash instead of waiting out the dead member's session (the analytics owner).
+    static_member_id: str | None = None
+    #: The broker's eviction deadline; ``hold`` keeps polling far below it.
+    max_poll_interval_ms: int = 120_000
+    session_timeout_ms: int = 10_000
+    fetch_wait_max_ms: int = 100
+
+
+def consumer_config(bootstrap_servers: str, spec: ConsumerSpec) -> dict[str, Any]:
+    """The one consumer configuration of every pipeline."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": spec.group_id,
+        # Offsets move only when the pipeline says so: in its own store, or by ``commit`` of
+        # what ``take`` handed out (a record fetched but only held is never committed).
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": spec.session_timeout_ms,
+        "heartbeat.interval.ms": max(500, spec.session_timeout_ms // 5),
+        "max.poll.interval.ms": spec.max_poll_interval_ms,
+        "fetch.wait.max.ms": spec.fetch_wait_max_ms,
+        # Debezium creates a table's topic with its first change; without a short refresh a
+        # subscription would not see a late topic for 5 minutes.
+        "topic.metadata.refresh.interval.ms": 3000,
+    }
+    if spec.static_member_id is not None:
+        config["group.instance.id"] = spec.static_member_id
+    return config
+
+
+def origin_of(message: Message) -> RecordOrigin:
+    """Where a consumed record came from, with its bytes and headers (for dead letters)."""
+    consumed = cast(list[tuple[str, bytes | str | None]], message.headers() or [])
+    headers = tuple(
+        (name, value if isinstance(value, bytes) else (value or "").encode())
+        for name, value in consumed
+    )
+    return RecordOrigin(
+        message.topic() or "",
+        message.partition() or 0,
+        message.offset() or 0,
+        message.key(),
+        message.value(),
+        headers,
+    )
+
+
+class ConsumerRuntime:
+    """One pipeline's consumer: ``async with ConsumerRuntime(...) as runtime: runtime.take()``."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        spec: ConsumerSpec,
+        *,
+        start_positions: StartPositions | None = None,
+        on_assigned: PartitionsHook | None = None,
+        on_revoked: PartitionsHook | None = None,
+    ) -> None:
+        self.spec = spec
+        self._config = consumer_config(bootstrap_servers, spec)
+        self._start_positions = start_positions
+        #: Without a store of its own the pipeline commits its positions to Kafka.
+        self._kafka_commits = start_positions is None
+        self._on_assigned = on_assigned
+        self._on_revoked = on_revoked
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=spec.name)
+        self._consumer: Consumer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._held: list[Message] = []
+        self._window_opened = time.monotonic()
+        self._subscribed_at = 0.0
+        self.assigned_once = False
+        #: Consumers replaced after a fatal error (the pipeline sees a rebalance).
+        self.recreated = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._consumer = Consumer(self._config)
+        await self.in_thread(self._subscribe)
+
+    async def stop(self) -> None:
+        """Leave the group now (its partitions move at once) and end the thread."""
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await self.in_thread(consumer.close)
+        self._executor.shutdown(wait=True)
+
+    async def __aenter__(self) -> ConsumerRuntime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            raise RuntimeError(f"{self.spec.name}: the consumer runtime is not started")
+        return self._consumer
+
+    async def in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        """Run blocking Kafka work on this consumer's thread (the only one that touches it)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    # -- batches ----------------------------------------------------------------------------
+    async def take(self, convert: Callable[[Message], T]) -> list[T]:
+        """Up to ``max_records`` records, or what came within ``max_wait_ms`` of the last take,
+        each converted in the consumer's thread. An exception of ``convert`` ends the batch:
+        the pipeline rewinds (``seek``) to its stored positions."""
+        return await self.in_thread(self._take, convert)
+
+    async def take_messages(self) -> list[Message]:
+        """``take`` without conversion."""
+        return await self.in_thread(self._take, _same)
+
+    def _take(self, convert: Callable[[Message], T]) -> list[T]:
+        consumer = self.consumer
+        self._resubscribe_if_never_assigned()
+        spec = self.spec
+        held, self._held = self._held, []
+        wanted = spec.max_records - len(held)
+        wait_s = self._window_opened + spec.max_wait_ms / 1000 - time.monotonic()
+        fresh = consumer.consume(num_messages=wanted, timeout=max(0.0, wait_s)) if wanted else []
+        self._window_opened = time.monotonic()
+        converted = []
+        handed: dict[PartitionId, int] = {}
+        for message in (*held, *fresh):
+            error = message.error()
+            if error is None:
+                converted.append(convert(message))
+                handed[(message.topic() or "", message.partition() or 0)] = message.offset() or 0
+            elif error.fatal():
+                # E.g. a static member fenced by its own earlier incarnation after a broker
+                # restart: this consumer can do nothing more, a new one rejoins (the chaos
+                # soak's analytics stalled silently on it). Positions come from the
+                # pipeline's store on the new assignment, as after any rebalance.
+                log.error("%s: fatal consumer error, starting a new consumer: %s", spec.name, error)
+                self._recreate()
+                return converted
+            elif error.code() not in _QUIET_ERRORS:
+                log.warning("%s: consume error: %s", spec.name, error)
+        if self._kafka_commits and handed:
+            consumer.store_offsets(
+                offsets=[TopicPartition(t, p, offset + 1) for (t, p), offset in handed.items()]
+            )
+        return converted
+
+    # -- waiting without leaving the group ------------------------------------------------
+    async def hold(self, seconds: float, stop: StopSignal | None = None) -> None:
+        """Wait ``seconds`` (less if ``stop`` is set) with every partition paused, polling.
+
+        The broker evicts a member that does not poll for ``max.poll.interval.ms``; a
+        pipeline waiting out an outage must not be evicted, nor fetch more than it holds."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+            await self.in_thread(self._poll_paused, min(HOLD_POLL_S, seconds))
+            await asyncio.sleep(0)
+        await self.in_thread(self._resume_all)
+
+    async def polling_while(self, work: Awaitable[T], *, grace_s: float = 5.0) -> T:
+        """Await ``work`` (blocking I/O in another thread); once it has taken longer than
+        ``grace_s`` (a retry loop waiting out an outage), keep polling, paused, until it ends."""
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait({task}, timeout=grace_s)
+        while not done:
+            await self.in_thread(self._poll_paused, HOLD_POLL_S)
+            done, _ = await asyncio.wait({task}, timeout=0)
+        await self.in_thread(self._resume_all)
+        return task.result()
+
+    def _poll_paused(self, timeout_s: float) -> None:
+        consumer = self.consumer
+        assignment = consumer.assignment()
+        if assignment:
+            consumer.pause(assignment)  # again each time: a rebalance may have added some
+        message = consumer.poll(timeout_s)
+        if message is not None and message.error() is None:
+            self._held.append(message)  # fetched before the pause: kept for the next take
+
+    def _resume_all(self) -> None:
+        assignment = self.consumer.assignment()
+        if assignment:
+            self.consumer.resume(assignment)
+
+    # -- positions ----------------------------------------------------------------------------
+    async def seek(self, positions: dict[PartitionId, int]) -> None:
+        """Rewind partitions to ``positions`` (records held for the next take are dropped:
+        they are read again from there)."""
+        await self.in_thread(self._seek, positions)
+
+    def _seek(self, positions: dict[PartitionId, int]) -> None:
+        self._held = [m for m in self._held if (m.topic(), m.partition()) not in positions]
+        owned = set(self.assignment())
+        for (topic, partition), offset in positions.items():
+            if (topic, partition) in owned:  # a revoked one starts over on its next owner
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    async def commit(self) -> None:
+        """Commit Kafka offsets of everything taken so far (after its outputs are safe)."""
+        await self.in_thread(self._commit)
+
+    def _commit(self) -> None:
+        try:
+            self.consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not error.retriable() and error.code() not in _GROUP_CHURN:
+                raise
+            # A broker restarting or the group rebalancing under us: delivery is at least
+            # once and these outputs idempotent, so the next owner's or next batch's commit
+            # covers this one.
+            log.warning("%s: commit deferred to the next batch: %s", self.spec.name, error)
+
+    async def watermarks(self, partitions: Sequence[PartitionId]) -> dict[PartitionId, int]:
+        """High watermarks of ``partitions`` (the end of each log as the broker sees it)."""
+        return await self.in_thread(self._watermarks, list(partitions))
+
+    def _watermarks(self, partitions: list[PartitionId]) -> dict[PartitionId, int]:
+        ends = {}
+        for topic, partition in partitions:
+            _, high = self.consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=10
+            )
+            ends[(topic, partition)] = high
+        return ends
+
+    def assignment(self) -> list[PartitionId]:
+        """The partitions this member owns now (call from the consumer's thread)."""
+        return [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
+
+    # -- subscription and rebalances (the consumer's thread) -----------------------------------
+    def _subscribe(self) -> None:
+        self._subscribed_at = time.monotonic()
+        self.consumer.subscribe(
+            list(self.spec.topics), on_assign=self._assign, on_revoke=self._revoke
+        )
+
+    def _recreate(self) -> None:
+        old = self._consumer
+        self._held = []
+        if old is not None:
+            try:
+                old.close()
+            except KafkaException as exc:
+                log.warning("%s: closing the failed consumer: %s", self.spec.name, exc)
+        self._consumer = Consumer(self._config)
+        self.recreated += 1
+        self._subscribe()
+
+    def _resubscribe_if_never_assigned(self) -> None:
+        if self.assigned_once or time.monotonic() - self._subscribed_at < RESUBSCRIBE_AFTER_S:
+            return
+        log.warning(
+            "%s: no partition assigned %.0f s after subscribing to %s; subscribing again",
+            self.spec.name,
+            RESUBSCRIBE_AFTER_S,
+            ", ".join(self.spec.topics),
+        )
+        self.consumer.unsubscribe()
+        self._subscribe()
+
+    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned_once = True
+        keys = [(p.topic, p.partition) for p in partitions]
+        if self._start_positions is not None:
+            starts = self._resolve(self._start_positions(keys))
+            for partition in partitions:
+                partition.offset = starts.get((partition.topic, partition.partition), OFFSET_STORED)
+        consumer.assign(partitions)
+        log.info(
+            "%s: assigned %s",
+            self.spec.name,
+            ", ".join(f"{p.topic}[{p.partition}]@{_offset_text(p.offset)}" for p in partitions)
+            or "nothing",
+        )
+        if self._on_assigned is not None:
+            self._on_assigned(keys)
+
+    def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(p.topic, p.partition) for p in partitions]
+        self._held = [m for m in self._held if (m.topic(), m.partition()) not in keys]
+        if self._on_revoked is not None:
+            self._on_revoked(keys)
+        consumer.unassign()
+
+    def _resolve(
+        self, starts: dict[PartitionId, int] | Awaitable[dict[PartitionId, int]]
+    ) -> dict[PartitionId, int]:
+        """A start-position source may be async (a database): run it on the pipeline's loop."""
+        if not inspect.isawaitable(starts):
+            return starts
+        if self._loop is None:
+            raise RuntimeError(f"{self.spec.name}: async start positions need a started runtime")
+        return asyncio.run_coroutine_threadsafe(_awaited(starts), self._loop).result()
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _same(message: Message) -> Message:
+    return message
+
+
+def _offset_text(offset: int) -> str:
+    return {OFFSET_BEGINNING: "beginning", OFFSET_STORED: "committed"}.get(offset, str(offset))

@@ -1,0 +1,117 @@
+"""The consumer runtime's batch logic over a stand-in consumer (no broker).
+
+A record fetched while the pipeline holds (paused, polling) is handed out by the next take,
+never dropped; only records handed out have their offsets stored for a Kafka commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import KafkaError, TopicPartition
+
+from streams.runtime import ConsumerRuntime, ConsumerSpec, consumer_config
+
+
+class FakeMessage:
+    def __init__(self, topic: str, partition: int, offset: int, error: Any = None) -> None:
+        self._where = (topic, partition, offset)
+        self._error = error
+
+    def topic(self) -> str:
+        return self._where[0]
+
+    def partition(self) -> int:
+        return self._where[1]
+
+    def offset(self) -> int:
+        return self._where[2]
+
+    def error(self) -> Any:
+        return self._error
+
+
+class FakeConsumer:
+    def __init__(self, batches: list[list[FakeMessage]], polled: list[FakeMessage]) -> None:
+        self.batches = batches
+        self.polled = polled
+        self.stored: list[tuple[str, int, int]] = []
+        self.paused: list[TopicPartition] = []
+        self.resumed: list[TopicPartition] = []
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        return self.batches.pop(0) if self.batches else []
+
+    def poll(self, timeout: float) -> FakeMessage | None:
+        return self.polled.pop(0) if self.polled else None
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("t", 0)]
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused.extend(partitions)
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.resumed.extend(partitions)
+
+    def store_offsets(self, offsets: list[TopicPartition]) -> None:
+        self.stored.extend((tp.topic, tp.partition, tp.offset) for tp in offsets)
+
+
+def runtime_over(consumer: FakeConsumer, *, own_positions: bool = False) -> ConsumerRuntime:
+    spec = ConsumerSpec("test", "group", ("t",), max_records=100, max_wait_ms=1)
+    runtime = ConsumerRuntime(
+        "127.0.0.1:1", spec, start_positions=(lambda keys: {}) if own_positions else None
+    )
+    runtime._consumer = consumer  # type: ignore[assignment]
+    runtime.assigned_once = True
+    return runtime
+
+
+def test_a_record_polled_while_holding_comes_first_in_the_next_take() -> None:
+    held = FakeMessage("t", 0, 7)
+    consumer = FakeConsumer([[FakeMessage("t", 0, 8), FakeMessage("t", 0, 9)]], [held])
+    runtime = runtime_over(consumer)
+    runtime._poll_paused(0.0)
+    assert [tp.partition for tp in consumer.paused] == [0]
+    taken = runtime._take(lambda m: m.offset())
+    assert taken == [7, 8, 9]
+
+
+def test_errors_are_dropped_and_only_handed_out_offsets_are_stored() -> None:
+    eof = FakeMessage("t", 1, 0, KafkaError(KafkaError._PARTITION_EOF))
+    consumer = FakeConsumer([[FakeMessage("t", 0, 3), eof, FakeMessage("t", 1, 5)]], [])
+    runtime = runtime_over(consumer)
+    assert runtime._take(lambda m: (m.partition(), m.offset())) == [(0, 3), (1, 5)]
+    assert sorted(consumer.stored) == [("t", 0, 4), ("t", 1, 6)]
+
+
+def test_a_pipeline_with_its_own_offset_store_stores_nothing_in_kafka() -> None:
+    consumer = FakeConsumer([[FakeMessage("t", 0, 3)]], [])
+    runtime = runtime_over(consumer, own_positions=True)
+    assert runtime._take(lambda m: m.offset()) == [3]
+    assert consumer.stored == []
+
+
+def test_a_rewind_drops_held_records_of_the_rewound_partitions() -> None:
+    consumer = FakeConsumer([], [FakeMessage("t", 0, 7), FakeMessage("t", 1, 2)])
+    runtime = runtime_over(consumer)
+    runtime._poll_paused(0.0)
+    runtime._poll_paused(0.0)
+    seeks: list[TopicPartition] = []
+    consumer.seek = seeks.append  # type: ignore[attr-defined]
+    runtime._seek({("t", 0): 5})
+    assert [(tp.partition, tp.offset) for tp in seeks] == [(0, 5)]
+    assert runtime._take(lambda m: (m.partition(), m.offset())) == [(1, 2)]
+
+
+def test_every_pipeline_shares_one_consumer_configuration() -> None:
+    spec = ConsumerSpec("x", "g", ("t",), max_records=1, max_wait_ms=1, static_member_id="g-1")
+    config = consumer_config("host:1", spec)
+    assert config["enable.auto.commit"] is False
+    assert config["enable.auto.offset.store"] is False
+    assert config["group.instance.id"] == "g-1"
+    assert config["max.poll.interval.ms"] == 120_000
+    assert "group.instance.id" not in consumer_config(
+        "host:1", ConsumerSpec("x", "g", ("t",), max_records=1, max_wait_ms=1)
+    )
