@@ -17,7 +17,6 @@ from collections.abc import Iterator, Sequence
 
 from confluent_kafka.admin import AdminClient
 
-from agents.kafka_batches import origin_of
 from config.settings import Settings, load_settings
 from serdes.avro import AvroCodec
 from serdes.consumer_step import decode_or_dead_letter
@@ -27,6 +26,7 @@ from serdes.json_envelope import DebeziumJsonDecoder
 from serdes.registry import RegistryClient
 from serdes.transactions import TransactionEvent
 from streams.capture_admin import read_topics
+from streams.runtime import origin_of
 
 Record = ChangeEvent | Tombstone | TransactionEvent | DeadLetter
 

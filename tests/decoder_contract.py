@@ -74,7 +74,7 @@ def check_full_identity(decoded: Decoded) -> None:
     update = _one(decoded, "full_rows", Operation.UPDATE)
     assert (update.before_image, update.before_is_partial) == (Image.FULL, False)
     assert (update.after_image, update.after_is_partial) == (Image.FULL, False)
-    assert update.changed_columns == {"qty", "note"}  # SET qty = 6, note = NULL
+    assert update.changed_columns == frozenset({"qty", "note"})  # SET qty = 6, note = NULL
     delete = _one(decoded, "full_rows", Operation.DELETE)
     assert (delete.before_image, delete.before_is_partial) == (Image.FULL, False)
     assert delete.before is not None
@@ -96,7 +96,7 @@ def check_toast(decoded: Decoded) -> None:
     assert update.changed_columns is None
     full = _one(decoded, "toasted_full", Operation.UPDATE)
     assert (full.before_image, full.after_image) == (Image.FULL, Image.FULL)
-    assert full.changed_columns == {"counter"}
+    assert full.changed_columns == frozenset({"counter"})
     assert full.after is not None
     assert len(full.after["body"]) == 32 * 100  # 100 md5 hex digests, unchanged
 

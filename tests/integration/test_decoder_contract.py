@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import TypeVar
 
 import orjson
 import pytest
@@ -17,6 +18,7 @@ from serdes.avro import AvroCodec
 from serdes.debezium import DebeziumAvroDecoder
 from serdes.json_envelope import DebeziumJsonDecoder
 from serdes.registry import RegistryClient
+from streams.capture_admin import remove_capture_outputs
 from streams.decode_example import describe, read_decoded
 from tests import decoder_contract
 from tests.integration import decoder_sql
@@ -29,27 +31,38 @@ JSON_WITH_SCHEMAS = {
 }
 
 
+T = TypeVar("T")
+#: Everything the module creates is removed again, also when a test fails.
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
+
 def _capture(
     settings: Settings,
     converter: str,
+    decode: Callable[[list[RawRecord]], T],
     while_topics_exist: Callable[[CaptureRun], None] | None = None,
-) -> list[RawRecord]:
+) -> T:
+    """Capture decoder_sql.py's writes, ``decode`` the records while the registry still has
+    their schemas, then remove every topic and subject of the run."""
     extra = {"skipped.operations": "none"}
     if converter == "json":
         extra |= JSON_WITH_SCHEMAS
     run = CaptureRun(
         settings, converter="avro" if converter == "avro" else "json", extra_config=extra
     )
-    records, _ = capture(
-        run,
-        decoder_sql.ddl(run.schema),
-        list(decoder_sql.TABLES),
-        decoder_sql.dml(run.schema),
-        RECORDS,
-        connector_topics=("transaction", "message"),
-        while_topics_exist=while_topics_exist,
-    )
-    return records
+    try:
+        records, _ = capture(
+            run,
+            decoder_sql.ddl(run.schema),
+            list(decoder_sql.TABLES),
+            decoder_sql.dml(run.schema),
+            RECORDS,
+            connector_topics=("transaction", "message"),
+            while_topics_exist=while_topics_exist,
+        )
+        return decode(records)
+    finally:
+        remove_capture_outputs(settings, run.prefix)
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +77,17 @@ def avro_decoded(settings: Settings, example_lines: list[str]) -> decoder_contra
         for _, record in read_decoded(settings, run.prefix, max_records=RECORDS, timeout_s=30):
             example_lines.append(describe(record))
 
-    records = _capture(settings, "avro", run_example)
-    with RegistryClient(settings.registry) as registry:
-        decoder = DebeziumAvroDecoder(AvroCodec(registry))
-        return [(_suffix(r), decoder.decode_any(r.key, r.value, r.headers)) for r in records]
+    def decode(records: list[RawRecord]) -> decoder_contract.Decoded:
+        with RegistryClient(settings.registry) as registry:
+            decoder = DebeziumAvroDecoder(AvroCodec(registry))
+            return [(_suffix(r), decoder.decode_any(r.key, r.value, r.headers)) for r in records]
+
+    return _capture(settings, "avro", decode, run_example)
 
 
 @pytest.fixture(scope="module")
 def json_records(settings: Settings) -> list[RawRecord]:
-    return _capture(settings, "json")
+    return _capture(settings, "json", lambda records: records)
 
 
 def _suffix(record: RawRecord) -> str:
