@@ -57,6 +57,11 @@ class SchemaRejectedError(RegistryError, PermanentError):
     """The registry refused a schema (invalid, or incompatible with the subject's level)."""
 
 
+class EnvelopeError(PermanentError):
+    """The record decodes, but is not a Debezium record we understand (change envelope or
+    transaction metadata)."""
+
+
 class FramingError(PermanentError):
     """Record bytes do not carry a known schema-registry framing."""
 

@@ -6,6 +6,10 @@ Tombstones (null values) become ``Tombstone``, not errors; primary-key changes c
 other key from Debezium's ``__debezium.newkey``/``__debezium.oldkey`` headers; unchanged
 TOAST columns are ``UNCHANGED``. Anything undecodable raises a ``PermanentError`` (dead
 letter); a registry that cannot be reached raises ``RegistryUnavailableError`` (retry).
+How complete ``before``/``after`` are and which columns an update changed are properties
+computed on access (``serdes/images.py``), so they cost nothing in the decode loop. The
+transaction topic's BEGIN/END records decode to ``TransactionEvent`` (``serdes/transactions.py``).
+See docs/decoder.md for what a downstream consumer does with each field.
 """
 
 from __future__ import annotations
@@ -20,18 +24,32 @@ from typing import Any
 
 import orjson
 
-from config.errors import PermanentError
+from config.errors import EnvelopeError as EnvelopeError  # re-exported: callers import it here
+from serdes import images
 from serdes.avro import AvroCodec, read_body
-from serdes.field_plan import RowPlan, apply_row, compile_avro_row
+from serdes.field_plan import (
+    RowDefaults,
+    RowPlan,
+    apply_row,
+    compile_avro_defaults,
+    compile_avro_row,
+)
 from serdes.framing import Headers, IdKind, detect
+from serdes.images import Image
 from serdes.logical_types import UNCHANGED, timestamp_from_micros, timestamp_from_millis
+from serdes.transactions import (
+    TransactionEvent,
+    build_transaction_event,
+    is_transaction_payload,
+)
 
 NEW_KEY_HEADER = "__debezium.newkey"
 OLD_KEY_HEADER = "__debezium.oldkey"
-
-
-class EnvelopeError(PermanentError):
-    """The record decodes, but is not a Debezium change envelope we understand."""
+#: Appended to the error of a transaction record fed to ``decode`` (a dead letter there).
+TRANSACTION_HINT = (
+    ": it is a transaction metadata record (BEGIN/END); decode it with decode_transaction"
+    " or decode_any"
+)
 
 
 class Operation(StrEnum):
@@ -74,10 +92,14 @@ class TransactionBlock:
 
 @dataclass(frozen=True, slots=True)
 class LogicalMessage:
-    """The payload of an ``op = m`` event."""
+    """The payload of an ``op = m`` event (``pg_logical_emit_message``)."""
 
     prefix: str
     content: bytes
+    #: Emitted with ``transactional = true``: delivered at its transaction's commit, with the
+    #: transaction's id (``source.txId``) and counted in its END record. A non-transactional
+    #: message is delivered at once, even when its transaction later rolls back.
+    transactional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +124,47 @@ class ChangeEvent:
     new_key: Mapping[str, Any] | None = None
     old_key: Mapping[str, Any] | None = None
     schema_id: int | None = None
+    #: The writer schema's defaults of NOT NULL columns (shared by all its events): what
+    #: Debezium writes in a key-only before-image for a column PostgreSQL did not send.
+    column_defaults: Mapping[str, Any] | None = None
 
     @property
     def has_unchanged(self) -> bool:
-        return self.after is not None and any(v is UNCHANGED for v in self.after.values())
+        return self.after is not None and images.has_unchanged(self.after)
+
+    # Image completeness is computed on access, never while decoding: most consumers never
+    # ask, and the decode loop is the hot path (DESIGN.md section 12).
+    @property
+    def before_image(self) -> Image:
+        """What ``before`` holds: FULL, KEY_ONLY, UNCHANGED_COLUMNS, MISSING or NONE."""
+        return images.before_image(self.op.value, self.before, self.key, self.column_defaults)
+
+    @property
+    def after_image(self) -> Image:
+        """What ``after`` holds: FULL, UNCHANGED_COLUMNS, MISSING or NONE."""
+        return images.after_image(self.op.value, self.after)
+
+    @property
+    def before_is_partial(self) -> bool:
+        """True when the change had an old row (update, delete) and ``before`` does not hold
+        all of it: key-only (REPLICA IDENTITY DEFAULT), absent, or with ``UNCHANGED`` columns.
+        Then only the key columns (and non-``UNCHANGED`` ones) of ``before`` are facts."""
+        return self.before_image in images.PARTIAL
+
+    @property
+    def after_is_partial(self) -> bool:
+        """True when ``after`` has ``UNCHANGED`` columns (TOAST values left out)."""
+        return self.after_image in images.PARTIAL
+
+    @property
+    def changed_columns(self) -> frozenset[str] | None:
+        """An update's changed columns, when ``before`` is the full old row; else None
+        (unknown: never guess from a partial image)."""
+        if self.op is not Operation.UPDATE or self.before is None or self.after is None:
+            return None
+        if self.before_image is not Image.FULL:
+            return None
+        return images.changed_columns(self.before, self.after)
 
     def merged_after(self, previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """``after`` with every ``UNCHANGED`` column taken from ``previous`` (the stored row).
@@ -184,6 +243,7 @@ def build_change_event(
     key: Mapping[str, Any] | None,
     headers: Headers | None = None,
     schema_id: int | None = None,
+    column_defaults: Mapping[str, Any] | None = None,
 ) -> ChangeEvent:
     """A ``ChangeEvent`` from an envelope whose rows are already converted."""
     try:
@@ -214,7 +274,9 @@ def build_change_event(
             content = message.get("content") or b""
             if isinstance(content, str):  # JSON: base64 (binary.handling.mode=bytes)
                 content = base64.b64decode(content, validate=True)
-            logical_message = LogicalMessage(str(message.get("prefix")), bytes(content))
+            logical_message = LogicalMessage(
+                str(message.get("prefix")), bytes(content), position.tx_id is not None
+            )
         return ChangeEvent(
             op,
             str(source.get("schema", "")),
@@ -230,6 +292,7 @@ def build_change_event(
             header_key(headers, NEW_KEY_HEADER) if op is Operation.DELETE else None,
             header_key(headers, OLD_KEY_HEADER) if op is Operation.CREATE else None,
             schema_id,
+            column_defaults,
         )
     except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
         if isinstance(exc, EnvelopeError):
@@ -249,6 +312,10 @@ class EnvelopePlan:
     row: RowPlan
     #: A key or other plain record (not an envelope) uses ``row`` on the record itself.
     is_envelope: bool
+    #: A transaction metadata value (BEGIN/END): no rows, ``serdes.transactions`` reads it.
+    is_transaction: bool = False
+    #: Decoded defaults of the row's NOT NULL columns (``ChangeEvent.column_defaults``).
+    defaults: RowDefaults | None = None
 
 
 def compile_envelope_plan(schema_text: str, parsed: Any) -> EnvelopePlan:
@@ -267,12 +334,17 @@ def compile_envelope_plan(schema_text: str, parsed: Any) -> EnvelopePlan:
         )
         if not isinstance(row_type, dict):
             raise EnvelopeError(f"envelope's before is not an inline record: {row_type!r}")
-        return EnvelopePlan(parsed, compile_avro_row(row_type, named), True)
+        row = compile_avro_row(row_type, named)
+        return EnvelopePlan(parsed, row, True, defaults=compile_avro_defaults(row_type, row))
+    if is_transaction_payload(fields):
+        return EnvelopePlan(parsed, (), False, is_transaction=True)
     return EnvelopePlan(parsed, compile_avro_row(schema, named), False)
 
 
 class DebeziumAvroDecoder:
-    """Decode Debezium Avro records (any registry framing) into ``ChangeEvent``/``Tombstone``."""
+    """Decode Debezium Avro records (any registry framing) into ``ChangeEvent``/``Tombstone``,
+    and the transaction topic's records into ``TransactionEvent`` (``decode_transaction``;
+    ``decode_any`` for a consumer reading both kinds of topic)."""
 
     def __init__(self, codec: AvroCodec) -> None:
         self._codec = codec
@@ -298,6 +370,16 @@ class DebeziumAvroDecoder:
             apply_row(plan.row, record)
         return record
 
+    def _read_value(self, value: bytes, headers: Headers | None) -> tuple[int, EnvelopePlan, Any]:
+        """(writer schema id, its plan, the record as fastavro reads it) of a value."""
+        framed = detect(value, headers)
+        plan = self.plan(framed.schema_id, framed.id_kind)
+        return (
+            framed.schema_id,
+            plan,
+            read_body(framed.body, plan.parsed, schema_id=framed.schema_id),
+        )
+
     def decode(
         self, key: bytes | None, value: bytes | None, headers: Headers | None = None
     ) -> Decoded:
@@ -305,12 +387,11 @@ class DebeziumAvroDecoder:
         decoded_key = self.decode_key(key, headers)
         if value is None:
             return Tombstone(decoded_key, header_key(headers, NEW_KEY_HEADER))
-        framed = detect(value, headers)
-        plan = self.plan(framed.schema_id, framed.id_kind)
-        envelope = read_body(framed.body, plan.parsed, schema_id=framed.schema_id)
+        schema_id, plan, envelope = self._read_value(value, headers)
         if not plan.is_envelope:
             raise EnvelopeError(
-                f"value written with schema {framed.schema_id} is not a Debezium envelope"
+                f"value written with schema {schema_id} is not a Debezium envelope"
+                + (TRANSACTION_HINT if plan.is_transaction else "")
             )
         row = plan.row
         before = envelope.get("before")
@@ -319,4 +400,29 @@ class DebeziumAvroDecoder:
         after = envelope.get("after")
         if after is not None:
             apply_row(row, after)
-        return build_change_event(envelope, decoded_key, headers, framed.schema_id)
+        return build_change_event(envelope, decoded_key, headers, schema_id, plan.defaults)
+
+    def decode_transaction(
+        self, key: bytes | None, value: bytes | None, headers: Headers | None = None
+    ) -> TransactionEvent:
+        """One record of the transaction metadata topic -> ``TransactionEvent``. The key
+        (``{id}``) repeats the value's id and is not read."""
+        if value is None:
+            raise EnvelopeError("a transaction metadata record has a value; this one is null")
+        schema_id, plan, record = self._read_value(value, headers)
+        if not plan.is_transaction:
+            raise EnvelopeError(
+                f"value written with schema {schema_id} is not a transaction "
+                "metadata record (status, id, data_collections)"
+            )
+        return build_transaction_event(record)
+
+    def decode_any(
+        self, key: bytes | None, value: bytes | None, headers: Headers | None = None
+    ) -> Decoded | TransactionEvent:
+        """A change event, tombstone or transaction record, whichever the writer schema says."""
+        if value is not None:
+            framed = detect(value, headers)
+            if self.plan(framed.schema_id, framed.id_kind).is_transaction:
+                return self.decode_transaction(key, value, headers)
+        return self.decode(key, value, headers)

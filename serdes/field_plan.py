@@ -230,6 +230,53 @@ def compile_column_types(columns: Mapping[str, str | tuple[str, Mapping[str, Any
     return tuple(plan)
 
 
+# -- column defaults -----------------------------------------------------------------------
+#: A column's value when PostgreSQL did not send it (key-only before-images), for the NOT NULL
+#: columns that have a default: Debezium writes the default there (serdes/images.py).
+RowDefaults = Mapping[str, Any]
+
+
+def _converted_defaults(raw: dict[str, Any], plan: RowPlan) -> dict[str, Any]:
+    """``raw`` defaults through the plan's converters; a default that does not convert is left
+    out (its column is then compared with the zero values only)."""
+    converters = dict(plan)
+    defaults: dict[str, Any] = {}
+    for column, value in raw.items():
+        convert = converters.get(column)
+        try:
+            defaults[column] = value if convert is None or value is None else convert(value)
+        except (LogicalTypeError, ValueError, TypeError, OverflowError):
+            continue
+    return defaults
+
+
+def compile_avro_defaults(record: Mapping[str, Any], plan: RowPlan) -> RowDefaults:
+    """Defaults of the required (non-union) fields of an Avro ``Value`` record, decoded."""
+    raw: dict[str, Any] = {}
+    for field in record["fields"]:
+        avro_type = field["type"]
+        if isinstance(avro_type, list) or "default" not in field:
+            continue
+        value = field["default"]
+        if isinstance(avro_type, dict) and avro_type.get("logicalType") == "decimal":
+            try:  # Avro JSON writes bytes defaults as a string of code points
+                value = lt.decimal_from_bytes(value.encode("latin-1"), int(avro_type["scale"]))
+            except (AttributeError, KeyError, ValueError, UnicodeEncodeError):
+                continue
+        raw[field["name"]] = value
+    return _converted_defaults(raw, plan)
+
+
+def compile_connect_defaults(struct: Mapping[str, Any], plan: RowPlan) -> RowDefaults:
+    """Defaults of the required fields of a Kafka Connect JSON ``struct`` schema, decoded."""
+    raw = {
+        field["field"]: field["default"]
+        for field in struct.get("fields") or ()
+        if not field.get("optional") and "default" in field
+    }
+    return _converted_defaults(raw, plan)
+
+
 # -- applying a plan -----------------------------------------------------------------------
 def apply_row(plan: RowPlan, row: dict[str, Any]) -> dict[str, Any]:
     """Convert ``row`` in place following ``plan``; returns it. The hot loop: no lookups of

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -92,9 +92,13 @@ def capture(
     *,
     select: str | None = None,
     timeout_s: float = 120.0,
+    connector_topics: Sequence[str] = (),
+    while_topics_exist: Callable[[CaptureRun], None] | None = None,
 ) -> tuple[list[RawRecord], list[dict[str, Any]]]:
     """Run ``ddl``, capture ``tables``, run ``dml``; return the raw records (by topic, offset)
-    and the rows of ``select`` read before cleaning up."""
+    and the rows of ``select`` read before cleaning up. ``connector_topics`` adds topics of
+    the connector itself by suffix (``transaction``, ``message``), read like the tables'.
+    ``while_topics_exist`` runs once the records are read, before anything is removed."""
     settings = run.settings
     spec = run.spec(tables)
     config = {**debezium_postgres_config(settings, spec), **run.extra_config}
@@ -105,9 +109,11 @@ def capture(
             connect_client.wait_running(spec.name)
             asyncio.run(_execute(settings, dml))
             rows = asyncio.run(fetch(settings, select)) if select else []
-            records = _consume(
-                settings, [run.topic(t) for t in tables], expected_records, timeout_s
-            )
+            topics = [run.topic(t) for t in tables]
+            topics += [f"{run.prefix}.{suffix}" for suffix in connector_topics]
+            records = _consume(settings, topics, expected_records, timeout_s)
+            if while_topics_exist is not None:
+                while_topics_exist(run)
             return records, rows
     finally:
         with ConnectClient(settings) as connect_client:
