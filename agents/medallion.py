@@ -137,7 +137,8 @@ class MedallionSink:
         self.on_committed = on_committed
         self.stats = SinkStats()
         self.claims: dict[tuple[str, int], PartitionClaim] = {}
-        self._connection: asyncpg.Connection | None = None
+        #: Writer connections, one per lane: partitions of a take are written concurrently.
+        self._connections: list[asyncpg.Connection | None] = [None] * settings.sink.write_lanes
         #: Claims on assignment use their own connection: they run while a batch is written.
         self._claims_connection: asyncpg.Connection | None = None
         self._runtime: ConsumerRuntime | None = None
@@ -190,8 +191,7 @@ class MedallionSink:
                     continue
                 # The next batch is taken and decoded while this one is written.
                 taking = asyncio.ensure_future(runtime.take(self._decoding(decoder)))
-                for batch in by_partition(records):
-                    await self._process(batch, dead_letters)
+                await self._write_all(by_partition(records), dead_letters)
                 await self._sweep_quality()
                 await self._refresh_daily_sales()
                 await self._report_lag()
@@ -273,8 +273,25 @@ class MedallionSink:
         ]
 
     # -- one partition's batch ------------------------------------------------------------------
+    async def _write_all(
+        self, batches: list[list[ConsumedRecord]], dead_letters: DeadLetterPublisher
+    ) -> None:
+        """Each partition's batch in its own transaction, on a few connections at once:
+        while PostgreSQL writes one, this process plans the next (partitions are
+        independent: a key always lives in one partition of its topic)."""
+        pending = list(reversed(batches))
+
+        async def lane(slot: int) -> None:
+            while pending:
+                await self._process(pending.pop(), dead_letters, slot)
+
+        lanes = min(len(self._connections), len(batches))
+        async with asyncio.TaskGroup() as group:
+            for slot in range(lanes):
+                group.create_task(lane(slot))
+
     async def _process(
-        self, records: list[ConsumedRecord], dead_letters: DeadLetterPublisher
+        self, records: list[ConsumedRecord], dead_letters: DeadLetterPublisher, slot: int = 0
     ) -> None:
         key = (records[0].topic, records[0].partition)
         claim = self.claims.get(key)
@@ -289,7 +306,7 @@ class MedallionSink:
         if plan.dead_letters:
             await asyncio.to_thread(publish_dead_letters, dead_letters, plan.dead_letters)
         self._crash.reached("before_write")
-        outcome = await self._commit(claim, plan)
+        outcome = await self._commit(claim, plan, slot)
         elapsed = time.monotonic() - started
         if outcome is None:
             return
@@ -327,11 +344,13 @@ class MedallionSink:
         )
         self._lineage.publish(events, key=plan.topic)
 
-    async def _commit(self, claim: PartitionClaim, plan: PlannedBatch) -> BatchOutcome | None:
+    async def _commit(
+        self, claim: PartitionClaim, plan: PlannedBatch, slot: int
+    ) -> BatchOutcome | None:
         attempt = 0
         while True:
             try:
-                connection = await self._db()
+                connection = await self._db(slot)
                 outcome = await self.writer.write(connection, claim, plan)
                 self._crash.reached("after_commit")
                 self._replace_claim(claim, outcome.claim)
@@ -350,17 +369,17 @@ class MedallionSink:
                     exc,
                     attempt,
                 )
-                await self._close_db()
+                await self._close_db(slot)
                 if self._stop.is_set() and attempt >= 3:
                     # Shutting down with the database away: give the batch up. Nothing of
                     # it was committed, so the next owner of the partition reads it again.
                     return None
-                settled = await self._settle(claim, plan, attempt)
+                settled = await self._settle(claim, plan, attempt, slot)
                 if settled is not None:
                     return settled if isinstance(settled, BatchOutcome) else None
 
     async def _settle(
-        self, claim: PartitionClaim, plan: PlannedBatch, attempt: int
+        self, claim: PartitionClaim, plan: PlannedBatch, attempt: int, slot: int
     ) -> BatchOutcome | bool | None:
         """After a failure: did the commit happen anyway? Read the offsets row to know."""
         while True:
@@ -369,14 +388,14 @@ class MedallionSink:
             assert self._runtime is not None
             await self._runtime.hold(self._backoff.delay(attempt), self._stop)
             try:
-                connection = await self._db()
+                connection = await self._db(slot)
                 stored = await self.offsets.read(connection, claim.topic, claim.partition)
                 break
             except _DB_ERRORS as exc:
                 attempt += 1
                 self.stats.db_retries += 1
                 log.warning("database still unavailable (%s)", exc)
-                await self._close_db()
+                await self._close_db(slot)
                 if self._stop.is_set() and attempt >= 3:
                     return False  # shutting down: the batch stays uncommitted, read again later
         if stored is None or stored[1] != claim.epoch:
@@ -497,17 +516,19 @@ class MedallionSink:
             self.on_committed(outcome)
 
     # -- database connection ----------------------------------------------------------------------
-    async def _db(self) -> asyncpg.Connection:
-        if self._connection is None or self._connection.is_closed():
+    async def _db(self, slot: int = 0) -> asyncpg.Connection:
+        connection = self._connections[slot]
+        if connection is None or connection.is_closed():
             pg = self.settings.postgres
-            self._connection = await connect(
+            connection = await connect(
                 pg,
                 self.database,
                 user=pg.worker_user,
                 password=pg.worker_password.get_secret_value(),
             )
-            await self.writer.prepare(self._connection)
-        return self._connection
+            self._connections[slot] = connection
+            await self.writer.prepare(connection)
+        return connection
 
     async def _claims_db(self) -> asyncpg.Connection:
         if self._claims_connection is None or self._claims_connection.is_closed():
@@ -520,13 +541,14 @@ class MedallionSink:
             )
         return self._claims_connection
 
-    async def _close_db(self) -> None:
-        """Drop the writer's connection (after a failure: the next use opens a new one)."""
-        await _terminate(self._connection)
-        self._connection = None
+    async def _close_db(self, slot: int = 0) -> None:
+        """Drop a writer connection (after a failure: the next use opens a new one)."""
+        await _terminate(self._connections[slot])
+        self._connections[slot] = None
 
     async def _close_all(self) -> None:
-        await self._close_db()
+        for slot in range(len(self._connections)):
+            await self._close_db(slot)
         await _terminate(self._claims_connection)
         self._claims_connection = None
 
