@@ -297,7 +297,10 @@ def _cleanup(settings: Settings, topics: dict[str, str]) -> Iterator[list[BenchC
 # -- the report -------------------------------------------------------------------------------
 TARGETS = {
     "sink_records_per_s": 20_000,
-    "sink_over_b0": 0.15,
+    # B0 (a raw consume) reads over a million records/s here: no decoding sink approaches
+    # it. B3, decode plus COPY in one process, is the honest ceiling (issue 18).
+    "sink_over_b3": 0.6,
+    "decode_over_b2": 0.8,
     "sink_over_quix": 2.0,
     "sink_over_jdbc": 1.0,
     "p99_ms_at_half_max": 500.0,
@@ -330,9 +333,10 @@ def targets_met(rows: dict[str, Row]) -> dict[str, Any]:
         row = rows.get(key)
         return row.rate if row is not None and row.status == "ok" else None
 
-    ours, b0, quix, jdbc = rate("sink"), rate("b0"), rate("quix"), rate("jdbc")
+    ours, b3, quix, jdbc = rate("sink"), rate("b3"), rate("quix"), rate("jdbc")
     check("sink_records_per_s", ours, TARGETS["sink_records_per_s"])
-    check("sink_over_b0", _ratio(ours, b0), TARGETS["sink_over_b0"])
+    check("sink_over_b3", _ratio(ours, b3), TARGETS["sink_over_b3"])
+    check("decode_over_b2", _ratio(rate("decode"), rate("b2")), TARGETS["decode_over_b2"])
     check("sink_over_quix", _ratio(ours, quix), TARGETS["sink_over_quix"])
     check("sink_over_jdbc", _ratio(ours, jdbc), TARGETS["sink_over_jdbc"])
     latency = rows.get("latency")

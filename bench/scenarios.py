@@ -33,6 +33,7 @@ from bench.sink import (
     b0_raw_consumer,
     b1_copy,
     b2_and_decode_rates,
+    b3_decode_and_copy,
     bronze_rows,
     check_exactly_once,
     decode_records,
@@ -61,6 +62,11 @@ async def baselines(context: BenchContext) -> list[Row]:
         decoder = DebeziumAvroDecoder(codec)
         consumed = decode_records(decoder, sample)
         b2, decode_rate, values = b2_and_decode_rates(codec, decoder, sample)
+        b3_database = await context.warehouses.fresh("b3")
+        b3_settings = settings.model_copy(
+            update={"postgres": settings.postgres.model_copy(update={"database": b3_database})}
+        )
+        b3 = await b3_decode_and_copy(b3_settings, codec, sample, context.options.batch_max_records)
     finally:
         registry.close()
     rows = bronze_rows(consumed, f"postgres.{settings.postgres.database}")
@@ -75,6 +81,7 @@ async def baselines(context: BenchContext) -> list[Row]:
         Row("b0", "B0 raw confluent-kafka consume()", b0, records=total, note=f"best of {REPEATS}"),
         Row("b1", "B1 asyncpg COPY, unindexed table", b1, "rows/s", len(rows), note=best),
         Row("b2", "B2 fastavro schemaless_reader", b2, records=values, note=best),
+        Row("b3", "B3 fastavro + asyncpg COPY, one process", b3, records=values, note=best),
         Row(
             "decode",
             "our decode (framing, envelope, types)",

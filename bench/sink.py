@@ -48,6 +48,7 @@ from typing import Any, cast
 import asyncpg
 import confluent_kafka
 import fastavro
+import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import CollectorRegistry
@@ -89,6 +90,7 @@ TARGET_RSS_MB = 400.0
 REPEATS = 3  # baselines: best of, like bench/decode.py
 LOADGEN_CHUNK = 1_000  # business transactions per load generator call
 B1_TABLE = "bench_b1_bronze"
+B3_TABLE = "bench_b3_landed"
 log = logging.getLogger("bitvelocity.bench.sink")
 console = Console(width=150)  # a table, not wrapped at 80 columns when piped
 
@@ -364,6 +366,46 @@ async def b1_copy(settings: Settings, rows: Sequence[tuple[Any, ...]], batch: in
                 )
             best = min(best, time.perf_counter() - started)
         return len(rows) / best
+    finally:
+        await connection.close()
+
+
+async def b3_decode_and_copy(
+    settings: Settings,
+    codec: AvroCodec,
+    records: Sequence[CapturedRecord],
+    batch: int,
+) -> float:
+    """B3: records/s of raw fastavro decode plus asyncpg COPY of the same records, one
+    process, batch after batch: the one-core ceiling for landing these bytes from Python
+    (origin columns plus the decoded value as jsonb, into an unindexed table)."""
+    bodies = []
+    for record in records:
+        if record.value is None:
+            continue
+        framed = detect(record.value, record.headers)
+        schema = codec.writer_schema(framed.schema_id, framed.id_kind)
+        bodies.append((record.topic, record.partition, record.offset, framed.body, schema))
+    reader, dumps = fastavro.schemaless_reader, orjson.dumps
+    connection = await connect(settings.postgres)
+    try:
+        await connection.execute(
+            f"CREATE TABLE {B3_TABLE} (source_topic text, source_partition int, "
+            "source_offset bigint, raw_payload jsonb)"
+        )
+        best = math.inf
+        for _ in range(REPEATS):
+            await connection.execute(f"TRUNCATE {B3_TABLE}")
+            started = time.perf_counter()
+            for start in range(0, len(bodies), batch):
+                rows = [
+                    (topic, partition, offset, dumps(reader(io.BytesIO(body), schema, None),
+                                                     default=str).decode())
+                    for topic, partition, offset, body, schema in bodies[start : start + batch]
+                ]  # fmt: skip
+                await connection.copy_records_to_table(B3_TABLE, records=rows)
+            best = min(best, time.perf_counter() - started)
+        return len(bodies) / best
     finally:
         await connection.close()
 

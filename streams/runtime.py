@@ -1,4 +1,4 @@
-"""The one consumer runtime every pipeline runs on (docs/decisions/0019-one-consumer-runtime.md).
+"""The one consumer runtime every pipeline runs on (docs/decisions/0022-one-consumer-runtime.md).
 
 It owns a confluent-kafka consumer and the one thread that drives it, and gives a pipeline,
 from asyncio:

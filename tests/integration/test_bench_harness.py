@@ -40,7 +40,7 @@ def test_harness_reports_every_scenario_it_ran_in_table_and_json(
     rows = {row["key"]: row for row in result["rows"]}
     assert {row["scenario"] for row in result["rows"]} == ran
     assert set(rows) == {
-        "b0", "b1", "b2", "decode", "sink", "analytics", "pipeline", "naive-faust", "latency"
+        "b0", "b1", "b2", "b3", "decode", "sink", "analytics", "pipeline", "naive-faust", "latency"
     }  # fmt: skip
     failed = {key: row["note"] for key, row in rows.items() if row["status"] != "ok"}
     assert failed == {}
@@ -53,7 +53,10 @@ def test_harness_reports_every_scenario_it_ran_in_table_and_json(
     assert rows["analytics"]["hourly_rows"] > 0
     assert rows["latency"]["p50_ms"] <= rows["latency"]["p99_ms"] <= rows["latency"]["p999_ms"]
     assert {"cores", "cpu_model", "python", "confluent_kafka"} <= set(result["machine"])
-    assert {"sink_over_b0", "p99_ms_at_half_max", "rss_mb_added_by_sink_or_pipeline"} <= set(
-        result["targets"]
-    )
+    assert {
+        "sink_over_b3",
+        "decode_over_b2",
+        "p99_ms_at_half_max",
+        "rss_mb_added_by_sink_or_pipeline",
+    } <= set(result["targets"])
     assert bench_leftovers(settings) <= before

@@ -65,6 +65,9 @@ def test_generated_records_decode_with_the_captured_debezium_schemas() -> None:
 def test_targets_judge_rates_upwards_latency_downwards_and_missing_rows_as_unknown() -> None:
     rows = {
         "b0": Row("b0", "B0", 100_000.0),
+        "b2": Row("b2", "B2", 50_000.0),
+        "b3": Row("b3", "B3", 40_000.0),
+        "decode": Row("decode", "decode", 30_000.0),
         "sink": Row(
             "sink", "sink", 25_000.0, figures={"peak_rss_mb": 380.0, "rss_before_mb": 200.0}
         ),
@@ -77,7 +80,8 @@ def test_targets_judge_rates_upwards_latency_downwards_and_missing_rows_as_unkno
     }
     checks = targets_met(rows)
     assert checks["sink_records_per_s"]["met"] is True
-    assert checks["sink_over_b0"] == {"value": 0.25, "target": 0.15, "met": True}
+    assert checks["sink_over_b3"] == {"value": 0.625, "target": 0.6, "met": True}
+    assert checks["decode_over_b2"] == {"value": 0.6, "target": 0.8, "met": False}
     assert checks["sink_over_quix"]["met"] is True
     assert checks["sink_over_jdbc"]["met"] is None
     assert checks["p99_ms_at_half_max"]["met"] is False
