@@ -1,22 +1,22 @@
-"""A live tally of CDC changes per source table and operation, as a Faust table.
+"""A live tally of CDC changes per source table and operation.
 
-The first, simplest agent: it proves the wiring (topics -> decode -> table) and gives
+The first, simplest agent: it proves the wiring (topics -> decode -> tally) and gives
 operators a cheap "is anything flowing?" view. Records that cannot be decoded are
 counted under ``<topic>:undecodable`` rather than crashing the agent; dead-lettering them
 belongs to the sinks that must not lose data (see agents of the medallion pipeline).
+The tally is in memory: a restarted tap counts from where its group's offsets stand.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import faust
-
 from config.errors import PermanentError
+from streams.app import Agent, App, Record
 
 Decoder = Callable[[bytes], Mapping[str, Any]]
-TABLE_NAME = "cdc-change-counts"
 
 
 def change_key(topic: str, envelope: Mapping[str, Any]) -> str:
@@ -30,26 +30,19 @@ def change_key(topic: str, envelope: Mapping[str, Any]) -> str:
     return f"{table}:{envelope.get('op', '?')}"
 
 
-def register_cdc_tap(
-    app: faust.App, topics: list[str], decode: Decoder
-) -> tuple[faust.types.AgentT, faust.types.TableT]:
-    """Add the tap agent and its table to ``app``; returns both."""
-    counts = app.Table(TABLE_NAME, default=int, partitions=app.conf.topic_partitions)
-    source = app.topic(
-        *topics, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw"
-    )
+def register_cdc_tap(app: App, topics: list[str], decode: Decoder) -> tuple[Agent, Counter[str]]:
+    """Add the tap agent to ``app``; returns it and its tally."""
+    counts: Counter[str] = Counter()
 
-    async def tap(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
-        async for event in stream.events():
-            value = event.value
-            if value is None:  # tombstone after a delete: no change of its own
+    @app.agent(app.topic(*topics), name="cdc-tap")
+    async def tap(batch: list[Record]) -> None:
+        for record in batch:
+            if record.value is None:  # tombstone after a delete: no change of its own
                 continue
             try:
-                key = change_key(event.message.topic, decode(value))
+                key = change_key(record.topic, decode(record.value))
             except PermanentError:
-                key = f"{event.message.topic}:undecodable"
+                key = f"{record.topic}:undecodable"
             counts[key] += 1
-            yield key
 
-    agent = app.agent(source, name="cdc-tap")(tap)
-    return agent, counts
+    return tap, counts

@@ -123,7 +123,7 @@ def violations(
 
 
 def dependency_closure(
-    root: str = "bitvelocity-streams", extras: Iterable[str] = ("dev",)
+    root: str = "bitvelocity-streams", extras: Iterable[str] = ("dev", "bench")
 ) -> dict[str, str]:
     """Canonical name -> installed version of everything ``root[extras]`` pulls in.
 

@@ -1,4 +1,4 @@
-"""The CDC tap agent, driven through Faust's in-memory test context (no broker)."""
+"""The CDC tap agent, fed through the agent test driver (no broker)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
+
 from agents.cdc_tap import change_key, register_cdc_tap
 from config.errors import PermanentError
 from config.settings import Settings
-from streams.app import create_app
+from streams.app import App, Record
 
 
 def decode_json(value: bytes) -> Mapping[str, Any]:
@@ -32,20 +34,25 @@ def test_change_key_names_table_and_operation() -> None:
 
 
 async def test_tap_counts_changes_per_table_and_op_and_survives_poison() -> None:
-    app = create_app(Settings(), store="memory://")
+    app = App("test", Settings())
     agent, counts = register_cdc_tap(app, ["cdc-test"], decode_json)
-    async with agent.test_context() as tap:
-        for value in (
-            envelope("c"),
-            envelope("c"),
-            envelope("u"),
-            b"\xff not json",
-            envelope("d", "payments"),
-        ):
-            await tap.put(value, key=b"k")
+    values = [envelope("c"), envelope("c"), envelope("u"), b"\xff not json", None]
+    await agent.feed(
+        [Record("cdc-test", 0, offset, b"k", value) for offset, value in enumerate(values)]
+    )
+    await agent.feed([Record("cdc-test", 1, 0, b"k", envelope("d", "payments"))])
+    assert agent.batches == 2
+    assert agent.group_id == "bitvelocity-streams-cdc-tap"
     assert dict(counts) == {
         "public.orders:c": 2,
         "public.orders:u": 1,
         "cdc-test:undecodable": 1,
         "public.payments:d": 1,
     }
+
+
+def test_an_agent_name_is_declared_once() -> None:
+    app = App("test", Settings())
+    register_cdc_tap(app, ["cdc-test"], decode_json)
+    with pytest.raises(ValueError, match="declared twice"):
+        register_cdc_tap(app, ["cdc-test"], decode_json)

@@ -17,18 +17,14 @@ from config.settings import Settings, WebSettings
 from observability.server import MetricsServer
 from observability.web_auth import authorized, is_loopback
 from streams.analytics_views import AnalyticsWebServer, analytics_web_app
-from streams.app import create_app
 from tables.analytics import AnalyticsCore
 from tables.features import CurrencyRates
-from tests.local_resources import free_port
 
 
 def test_default_settings_bind_web_and_metrics_to_loopback() -> None:
     web = WebSettings()
     assert web.host == "127.0.0.1"
     assert web.token is None
-    app = create_app(Settings(web=web), store="memory://")
-    assert app.conf.web_bind == "127.0.0.1"
 
 
 def test_the_metrics_server_is_not_reachable_on_another_address() -> None:
@@ -77,21 +73,6 @@ def test_a_metrics_server_with_a_token_refuses_requests_without_it() -> None:
         assert httpx.get(server.url, timeout=5).status_code == 401
         ok = httpx.get(server.url, headers={"Authorization": "Bearer scrape-token"}, timeout=5)
         assert ok.status_code == 200
-
-
-async def test_the_faust_web_server_serves_none_of_its_built_in_views() -> None:
-    """Faust's built-in /router and /table views would serve table values without the token."""
-    port = free_port()
-    settings = Settings(web=WebSettings(port=port, token=SecretStr("view-token")))
-    app = create_app(settings, store="memory://")
-    app.finalize()
-    await app.web.start()
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            for path in ("/router/", "/table/", "/graph/", "/performance/"):
-                assert (await client.get(path)).status_code == 404, path
-    finally:
-        await app.web.stop()
 
 
 async def test_the_analytics_views_need_the_token_and_stay_on_loopback() -> None:
