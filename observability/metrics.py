@@ -45,6 +45,7 @@ METRIC_FAMILIES = (
     "bv_cache_evictions",
     "bv_cache_warm_duration_seconds",
     "bv_quality_failures",
+    "bv_schema_changes",
     "bv_messages_published",
     "bv_message_publish_failures",
 )
