@@ -271,3 +271,40 @@ def _reason(change: ColumnChange, decision: Decision, policy: Policy, paused: bo
         Decision.KEEP: f"{what}: silver keeps the column, new rows hold NULL (policy {policy})",
         Decision.PAUSE: f"{what}: table paused until `bitvelocity schema accept` (policy {policy})",
     }[decision]
+
+
+# -- the operator's side (``bitvelocity schema``) ----------------------------------------------
+_LIST = """
+    SELECT change_id, detected_at, table_name, schema_id, source_lsn, source_topic,
+           source_partition, source_offset, column_name, change, source_type, silver_type,
+           target_type, policy, decision, reason, accepted_at, accepted_by
+      FROM ops.schema_changes
+     WHERE $1::text IS NULL OR table_name = $1
+     ORDER BY change_id
+"""
+_ACCEPT = """
+    UPDATE ops.schema_changes SET accepted_at = now(), accepted_by = current_user
+     WHERE table_name = $1 AND decision = 'pause' AND accepted_at IS NULL
+    RETURNING change_id
+"""
+
+
+class UnknownTableError(ValueError):
+    """``bitvelocity schema accept`` named a table the medallion sink does not write."""
+
+
+async def list_schema_changes(
+    connection: asyncpg.Connection, table: str | None = None
+) -> list[dict[str, Any]]:
+    """Every recorded schema change (of ``table``), oldest first."""
+    return [dict(row) for row in await connection.fetch(_LIST, table)]
+
+
+async def accept_schema_changes(connection: asyncpg.Connection, table: str) -> int:
+    """Accept the paused changes of ``table`` (after the operator's own migration of silver):
+    the workers resume it from where it stopped. Returns how many changes were accepted."""
+    if table not in TABLES:
+        raise UnknownTableError(
+            f"no medallion table {table!r}; tables: {', '.join(sorted(TABLES))}"
+        )
+    return len(await connection.fetch(_ACCEPT, table))
