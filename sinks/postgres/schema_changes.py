@@ -248,11 +248,12 @@ class SchemaGuard:
             return PausedTable(
                 table, schema_id, record.topic, record.partition, record.offset, reason
             )
-        if any(d is Decision.EVOLVE for _, d in decisions) or not recorded:
+        evolved = any(d is Decision.EVOLVE for _, d in decisions)
+        if evolved:
             silver = silver_data_columns(await connection.fetch(_SILVER_COLUMNS, table))
         grown = adopt_columns(spec, silver, source)
-        if grown is not spec:
-            self.tables[table] = grown
+        self.tables[table] = grown
+        if evolved or grown is not spec:  # a new column, or a staging table of the old type
             self.on_spec_changed(table)
         return None
 

@@ -1,0 +1,145 @@
+"""Source DDL on the stack: silver evolves without rounding, or the table pauses and resumes
+exactly once (issue 26, docs/decisions/0021). Oracle: SQL over the OLTP tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from config.settings import Settings
+from oltp.loadgen import LoadgenConfig, run_loadgen
+from sinks.postgres.connection import connect
+from sinks.postgres.schema_changes import accept_schema_changes
+from tests.integration.sink_env import (
+    SinkEnv,
+    assert_exactly_once,
+    eventually,
+    expected_records,
+    high_watermarks,
+    running_sink,
+    sink_environment,
+    stored_offsets,
+    wait_until_caught_up,
+)
+
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
+
+@pytest.fixture
+def env(settings: Settings) -> Iterator[SinkEnv]:
+    with sink_environment(settings, batch_max_records=50) as environment:
+        yield environment
+
+
+async def recorded(connection: asyncpg.Connection) -> list[tuple[str, str, str, str | None]]:
+    rows = await connection.fetch(
+        "SELECT table_name, column_name, change, decision, target_type "
+        "FROM ops.schema_changes ORDER BY change_id"
+    )
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+async def test_an_added_column_and_a_widened_numeric_evolve_silver_to_equal_the_source(
+    env: SinkEnv,
+) -> None:
+    written = await run_loadgen(env.settings, LoadgenConfig(seed=27, transactions=60))
+    connection = await connect(env.settings.postgres)
+    try:
+        async with running_sink(env):
+            await wait_until_caught_up(env, expected_records(written))
+            await connection.execute("ALTER TABLE public.orders ADD COLUMN gift_note text")
+            await connection.execute(
+                "UPDATE public.orders SET gift_note = 'for ' || order_id::text "
+                "WHERE order_id IN (SELECT order_id FROM public.orders ORDER BY 1 LIMIT 5)"
+            )
+            await connection.execute(
+                "ALTER TABLE public.order_items ALTER COLUMN unit_price TYPE numeric(14, 3)"
+            )
+            await connection.execute(
+                "UPDATE public.order_items SET unit_price = 267.685 + order_item_id "
+                "WHERE order_item_id IN (SELECT order_item_id FROM public.order_items "
+                "ORDER BY 1 LIMIT 5)"
+            )
+            await wait_until_caught_up(env, expected_records(written) + 10)
+        assert await recorded(connection) == [
+            ("orders", "gift_note", "new_column", "evolve", "text"),
+            ("order_items", "unit_price", "widened", "evolve", "numeric(14, 3)"),
+        ]
+        notes = {
+            r[0]: r[1]
+            for r in await connection.fetch(
+                "SELECT order_id, gift_note FROM silver.orders WHERE NOT hard_deleted"
+            )
+        }
+        source_notes = {
+            r[0]: r[1]
+            for r in await connection.fetch("SELECT order_id, gift_note FROM public.orders")
+        }
+        assert notes == source_notes
+        assert sum(v is not None for v in notes.values()) == 5
+        prices = await connection.fetch(
+            "SELECT s.unit_price, o.unit_price FROM silver.order_items AS s "
+            "JOIN public.order_items AS o USING (order_item_id)"
+        )
+        assert all(silver == source for silver, source in prices)
+        # The five new prices keep their third decimal (267.685 + id): nothing rounded.
+        assert sum(silver % Decimal("0.01") == Decimal("0.005") for silver, _ in prices) == 5
+        await assert_exactly_once(env)
+    finally:
+        await connection.close()
+
+
+async def test_a_narrowed_numeric_pauses_the_table_until_accepted_then_resumes_exactly_once(
+    env: SinkEnv,
+) -> None:
+    written = await run_loadgen(env.settings, LoadgenConfig(seed=28, transactions=60))
+    connection = await connect(env.settings.postgres)
+    try:
+        async with running_sink(env):
+            await wait_until_caught_up(env, expected_records(written))
+            before = dict(
+                await connection.fetch("SELECT order_item_id, quantity FROM silver.order_items")
+            )
+            # The source rounds its own rows to one decimal; no change event says so.
+            await connection.execute(
+                "ALTER TABLE public.order_items ALTER COLUMN unit_price TYPE numeric(12, 1)"
+            )
+            await connection.execute("UPDATE public.order_items SET quantity = quantity + 1")
+            await connection.execute("UPDATE public.customers SET country = 'NZ'")
+            items = await connection.fetchval("SELECT count(*) FROM public.order_items")
+            customers = await connection.fetchval("SELECT count(*) FROM public.customers")
+
+            async def customers_caught_up() -> bool:
+                return (
+                    await connection.fetchval(
+                        "SELECT count(*) FROM silver.customers WHERE country = 'NZ'"
+                    )
+                    == customers
+                )
+
+            await eventually(customers_caught_up, timeout_s=90, what="silver.customers")
+            paused = await recorded(connection)
+            assert paused == [("order_items", "unit_price", "narrowed", "pause", None)]
+            # Nothing of order_items after the change was written: the rest ran on.
+            assert (
+                dict(
+                    await connection.fetch("SELECT order_item_id, quantity FROM silver.order_items")
+                )
+                == before
+            )
+            stored = await stored_offsets(env)
+            marks = high_watermarks(env)
+            held = [k for k in marks if k[0].endswith(".order_items") and stored[k] < marks[k]]
+            assert held  # the stored offsets stay at the change
+            # The operator migrates silver as the source was, then accepts.
+            await connection.execute(
+                "ALTER TABLE silver.order_items ALTER COLUMN unit_price TYPE numeric(12, 1)"
+            )
+            assert await accept_schema_changes(connection, "order_items") == 1
+            await wait_until_caught_up(env, expected_records(written) + items + customers)
+        await assert_exactly_once(env)  # I1, I2, I3 (prices and quantities), I6
+    finally:
+        await connection.close()
