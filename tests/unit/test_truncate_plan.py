@@ -37,7 +37,8 @@ def test_a_truncate_is_a_bronze_row_and_a_mark_at_its_lsn() -> None:
         ],
         "pg",
     )
-    assert plan.bronze_rows == 3 and plan.filtered == 0
+    assert plan.bronze_rows == 3
+    assert plan.filtered == 0
     assert [row[3] for row in plan.bronze["payments"]] == ["INSERT", "TRUNCATE", "INSERT"]
     [mark] = plan.truncates
     assert (mark.table, mark.lsn, mark.partition, mark.offset) == ("payments", 200, 1, 11)
@@ -48,7 +49,8 @@ def test_a_truncate_is_a_bronze_row_and_a_mark_at_its_lsn() -> None:
 
 def test_a_bronze_only_plan_makes_no_truncate_mark() -> None:
     plan = plan_batch([record(Operation.TRUNCATE, 200, 11)], "pg", bronze_only=True)
-    assert plan.bronze_rows == 1 and plan.truncates == []
+    assert plan.bronze_rows == 1
+    assert plan.truncates == []
 
 
 def test_the_connector_emits_truncates() -> None:
