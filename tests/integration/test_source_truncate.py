@@ -65,3 +65,35 @@ async def test_truncate_under_load_leaves_only_the_rows_inserted_after_it_live(
         assert recorded == 2
     finally:
         await connection.close()
+
+
+async def test_a_truncate_of_the_partitioned_orders_closes_their_gold_facts(env: SinkEnv) -> None:
+    written = await run_loadgen(env.settings, LoadgenConfig(seed=29, transactions=60))
+    connection = await connect(env.settings.postgres)
+    try:
+        async with running_sink(env):
+            await wait_until_caught_up(env, expected_records(written))
+            live = await connection.fetchval("SELECT count(*) FROM public.orders")
+            # CASCADE: order_items and payments reference orders; one truncate record each.
+            await connection.execute("TRUNCATE public.orders CASCADE")
+            await wait_until_caught_up(env, expected_records(written) + 3)
+        assert live > 0
+        await assert_exactly_once(env)
+        assert (
+            await connection.fetchval("SELECT count(*) FROM silver.orders WHERE NOT hard_deleted")
+            == 0
+        )
+        # Type 2: each order's current fact is now a deleted one, its live fact closed.
+        current = await connection.fetch(
+            "SELECT is_deleted, is_revenue_bearing FROM gold.order_facts WHERE is_current"
+        )
+        assert current
+        assert all(r["is_deleted"] and not r["is_revenue_bearing"] for r in current)
+        assert (
+            await connection.fetchval(
+                "SELECT count(*) FROM gold.order_facts WHERE NOT is_current AND valid_to IS NULL"
+            )
+            == 0
+        )
+    finally:
+        await connection.close()
