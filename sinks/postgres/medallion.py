@@ -36,6 +36,8 @@ _META_COLUMNS = (
     "source_bronze_id",
     "processing_version",
 )
+#: Silver's bookkeeping columns (all but ``processed_at``), as other modules name them.
+SILVER_META_COLUMNS = _META_COLUMNS
 _STAGE_EXTRA = ("unchanged_columns",)
 _QUALITY_COLUMNS = ("data_quality_score", "quality_checks_passed", "quality_issues")
 

@@ -26,6 +26,7 @@ import orjson
 from observability.metrics import Metrics
 from serdes.debezium import ChangeEvent
 from sinks.postgres.batch import ConsumedRecord
+from sinks.postgres.medallion import SILVER_META_COLUMNS
 from sinks.postgres.schema_drift import (
     ColumnChange,
     ColumnType,
@@ -42,22 +43,7 @@ from sinks.postgres.tables import TABLES, TableSpec
 log = logging.getLogger("bitvelocity.schema")
 
 #: Silver's bookkeeping columns: never compared with the source.
-BOOKKEEPING_COLUMNS = frozenset(
-    {
-        "hard_deleted",
-        "source_lsn",
-        "source_partition",
-        "source_offset",
-        "source_tx_id",
-        "source_committed_at",
-        "data_quality_score",
-        "quality_checks_passed",
-        "quality_issues",
-        "source_bronze_id",
-        "processed_at",
-        "processing_version",
-    }
-)
+BOOKKEEPING_COLUMNS = frozenset((*SILVER_META_COLUMNS, "processed_at"))
 _SILVER_COLUMNS = """
     SELECT column_name, data_type, numeric_precision, numeric_scale, character_maximum_length
       FROM information_schema.columns
@@ -209,18 +195,13 @@ class SchemaGuard:
         decisions = [(change, decide(policy, change)) for change in changes]
         pause = [c for c, d in decisions if d is Decision.PAUSE]
         async with connection.transaction():
-            if not pause:
-                for change, decision in decisions:
-                    if decision is Decision.EVOLVE:
-                        assert change.target is not None
-                        await connection.execute(
-                            "SELECT ops.evolve_silver_column($1, $2, $3)",
-                            table,
-                            change.column,
-                            change.target.sql(),
-                        )
+            refused = None if pause else await _evolve(connection, table, decisions)
+            if refused is not None:  # silver could not follow: an operator's call after all
+                pause = [refused]
             for change, decision in decisions:
                 reason = _reason(change, decision, policy, bool(pause))
+                if change is refused:
+                    reason = f"{change.describe()}: evolution refused by PostgreSQL, table paused"
                 await connection.execute(
                     _RECORD,
                     table,
@@ -256,6 +237,32 @@ class SchemaGuard:
         if evolved or grown is not spec:  # a new column, or a staging table of the old type
             self.on_spec_changed(table)
         return None
+
+
+async def _evolve(
+    connection: asyncpg.Connection,
+    table: str,
+    decisions: list[tuple[ColumnChange, Decision]],
+) -> ColumnChange | None:
+    """Apply the EVOLVE decisions, all or none; the change PostgreSQL refused, if any."""
+    current: ColumnChange | None = None
+    try:
+        async with connection.transaction():  # a savepoint: a refusal undoes every one
+            for current, decision in decisions:
+                if decision is Decision.EVOLVE:
+                    assert current.target is not None
+                    await connection.execute(
+                        "SELECT ops.evolve_silver_column($1, $2, $3)",
+                        table,
+                        current.column,
+                        current.target.sql(),
+                    )
+    except asyncpg.PostgresError as exc:
+        if isinstance(exc, asyncpg.PostgresConnectionError):
+            raise
+        log.error("silver.%s cannot evolve (%s): %s", table, current, exc)
+        return current
+    return None
 
 
 def _text(kind: ColumnType | None) -> str | None:
