@@ -143,3 +143,55 @@ async def test_a_narrowed_numeric_pauses_the_table_until_accepted_then_resumes_e
         await assert_exactly_once(env)  # I1, I2, I3 (prices and quantities), I6
     finally:
         await connection.close()
+
+
+async def test_ignore_keeps_silvers_shape_and_pause_holds_a_new_column_until_accepted(
+    env: SinkEnv,
+) -> None:
+    policies = {"payments": "ignore", "customers": "pause"}
+    settings = env.settings.model_copy(
+        update={"sink": env.settings.sink.model_copy(update={"schema_policies": policies})}
+    )
+    env = SinkEnv(settings, env.run_id)
+    written = await run_loadgen(env.settings, LoadgenConfig(seed=30, transactions=40))
+    connection = await connect(env.settings.postgres)
+    try:
+        async with running_sink(env):
+            await wait_until_caught_up(env, expected_records(written))
+            customers = dict(
+                await connection.fetch("SELECT customer_id, updated_at FROM silver.customers")
+            )
+            await connection.execute("ALTER TABLE public.payments ADD COLUMN note text")
+            await connection.execute("UPDATE public.payments SET note = 'n', status = 'FAILED'")
+            await connection.execute("ALTER TABLE public.customers ADD COLUMN nickname text")
+            await connection.execute("UPDATE public.customers SET nickname = 'x'")
+            payments = await connection.fetchval("SELECT count(*) FROM public.payments")
+
+            async def payments_written() -> bool:
+                return payments == await connection.fetchval(
+                    "SELECT count(*) FROM silver.payments WHERE status = 'FAILED'"
+                )
+
+            await eventually(payments_written, timeout_s=90, what="silver.payments")
+            assert sorted(await recorded(connection)) == [
+                ("customers", "nickname", "new_column", "pause", "text"),
+                ("payments", "note", "new_column", "ignore", "text"),
+            ]
+            assert (
+                await connection.fetchval(
+                    "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'silver' "
+                    "AND column_name IN ('note', 'nickname')"
+                )
+                == 0
+            )
+            assert (
+                dict(await connection.fetch("SELECT customer_id, updated_at FROM silver.customers"))
+                == customers
+            )
+            # The operator keeps silver as it is and accepts: customers resume exactly once.
+            assert await accept_schema_changes(connection, "customers") == 1
+            total = await connection.fetchval("SELECT count(*) FROM public.customers")
+            await wait_until_caught_up(env, expected_records(written) + payments + total)
+        await assert_exactly_once(env)
+    finally:
+        await connection.close()
