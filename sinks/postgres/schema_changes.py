@@ -229,13 +229,13 @@ class SchemaGuard:
             return PausedTable(
                 table, schema_id, record.topic, record.partition, record.offset, reason
             )
-        evolved = any(d is Decision.EVOLVE for _, d in decisions)
-        if evolved:
+        if any(d is Decision.EVOLVE for _, d in decisions):
             silver = silver_data_columns(await connection.fetch(_SILVER_COLUMNS, table))
-        grown = adopt_columns(spec, silver, source)
-        self.tables[table] = grown
-        if evolved or grown is not spec:  # a new column, or a staging table of the old type
-            self.on_spec_changed(table)
+        self.tables[table] = adopt_columns(spec, silver, source)
+        # Always, once per new schema: silver may have evolved by this worker, by another
+        # (its decision recorded first) or by an operator, and a staging table made before
+        # holds the old types (a widened numeric would be rounded on its way through).
+        self.on_spec_changed(table)
         return None
 
 

@@ -48,7 +48,8 @@ async def test_an_added_column_and_a_widened_numeric_evolve_silver_to_equal_the_
     written = await run_loadgen(env.settings, LoadgenConfig(seed=27, transactions=60))
     connection = await connect(env.settings.postgres)
     try:
-        async with running_sink(env):
+        # Two workers share the partitions: each must follow silver's new shape.
+        async with running_sink(env, "w1"), running_sink(env, "w2"):
             await wait_until_caught_up(env, expected_records(written))
             await connection.execute("ALTER TABLE public.orders ADD COLUMN gift_note text")
             await connection.execute(
