@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -57,6 +57,13 @@ def changes_command(
             r["accepted_at"].strftime("%Y-%m-%d %H:%M:%S") if r["accepted_at"] else "",
         )
     out.print(grid if rows else "no source schema change recorded")
+    paused = {r["table_name"]: r["reason"] for r in rows if _waiting(r)}
+    for name, reason in paused.items():
+        out.print(f"[red]paused:[/] {name}: {reason}")
+
+
+def _waiting(row: dict[str, Any]) -> bool:
+    return row["decision"] == "pause" and row["accepted_at"] is None
 
 
 @schema_app.command("accept")
