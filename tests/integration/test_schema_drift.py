@@ -122,7 +122,11 @@ async def test_a_narrowed_numeric_pauses_the_table_until_accepted_then_resumes_e
                     == customers
                 )
 
+            async def pause_recorded() -> bool:
+                return bool(await recorded(connection))
+
             await eventually(customers_caught_up, timeout_s=90, what="silver.customers")
+            await eventually(pause_recorded, timeout_s=60, what="the pause recorded")
             paused = await recorded(connection)
             assert paused == [("order_items", "unit_price", "narrowed", "pause", None)]
             # Nothing of order_items after the change was written: the rest ran on.
@@ -174,7 +178,11 @@ async def test_ignore_keeps_silvers_shape_and_pause_holds_a_new_column_until_acc
                     "SELECT count(*) FROM silver.payments WHERE status = 'FAILED'"
                 )
 
+            async def both_recorded() -> bool:
+                return len(await recorded(connection)) == 2
+
             await eventually(payments_written, timeout_s=90, what="silver.payments")
+            await eventually(both_recorded, timeout_s=60, what="both schema changes recorded")
             assert sorted(await recorded(connection)) == [
                 ("customers", "nickname", "new_column", "pause", "text"),
                 ("payments", "note", "new_column", "ignore", "text"),
