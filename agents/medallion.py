@@ -56,6 +56,7 @@ from sinks.postgres.medallion import (
     register_lineage,
 )
 from sinks.postgres.offsets import OffsetStore, PartitionClaim, PartitionFencedError
+from sinks.postgres.schema_changes import SchemaGuard
 from sinks.postgres.tables import TABLES
 from streams.runtime import ConsumerRuntime, ConsumerSpec, PartitionId, origin_of
 
@@ -124,16 +125,28 @@ class MedallionSink:
         self.offsets = OffsetStore(self.group_id, worker_id)
         self.quality = quality
         self._crash = CrashPoints()
-        self.writer = MedallionWriter(
-            self.offsets, quality, after_bronze=lambda: self._crash.reached("after_bronze")
+        self.metrics = metrics or default_metrics()
+        self._codec: AvroCodec | None = None
+        self.schema_guard = SchemaGuard(
+            self._schema_text,
+            self.metrics,
+            default_policy=settings.sink.schema_policy,
+            policies=settings.sink.schema_policies,
         )
+        self.writer = MedallionWriter(
+            self.offsets,
+            quality,
+            after_bronze=lambda: self._crash.reached("after_bronze"),
+            tables=self.schema_guard.tables,
+        )
+        self.schema_guard.on_spec_changed = self.writer.respec
+        self._last_schema_check = 0.0
         self._event_decoders: dict[str, PlainEventDecoder] = {}
         self._last_sweep = 0.0
         self._sweep_interval_s = 2.0
         self._last_refresh = time.monotonic()
         self._last_lag = 0.0
         self._lineage: LineagePublisher | None = None
-        self.metrics = metrics or default_metrics()
         self.on_committed = on_committed
         self.stats = SinkStats()
         self.claims: dict[tuple[str, int], PartitionClaim] = {}
@@ -147,6 +160,10 @@ class MedallionSink:
         )
         self._stop = asyncio.Event()
 
+    def _schema_text(self, schema_id: int) -> str:
+        assert self._codec is not None  # set by run() before the first take
+        return self._codec.schema_text(schema_id)
+
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> SinkStats:
         """Consume and commit until ``stop`` is set; the batch in flight always finishes.
@@ -159,7 +176,7 @@ class MedallionSink:
         connection = await self._db()
         await register_lineage(connection, self._event_lineage())
         registry = RegistryClient(self.settings.registry)
-        codec = AvroCodec(registry)
+        codec = self._codec = AvroCodec(registry)
         decoder = DebeziumAvroDecoder(codec)
         self._event_decoders = {
             topic: PlainEventDecoder(codec, spec) for topic, spec in self.event_specs.items()
@@ -189,6 +206,8 @@ class MedallionSink:
                     await runtime.hold(self._backoff.max_s, stop)
                     taking = asyncio.ensure_future(runtime.take(self._decoding(decoder)))
                     continue
+                if self.schema_guard.paused:  # between takes: a seek cannot race a fetch
+                    records = await self._resume_accepted(records)
                 # The next batch is taken and decoded while this one is written.
                 taking = asyncio.ensure_future(runtime.take(self._decoding(decoder)))
                 await self._write_all(by_partition(records), dead_letters)
@@ -298,11 +317,15 @@ class MedallionSink:
         if claim is None:  # revoked or fenced meanwhile: the new owner reads these again
             return
         fresh = [r for r in records if r.offset >= claim.next_offset]
+        if fresh:  # a paused table's records stop at its schema change (decision 0021)
+            fresh = await self._screen(fresh)
         if not fresh:
             return
         started = time.monotonic()
         started_at = datetime.now(UTC)
-        plan = plan_batch(fresh, f"postgres.{self.settings.postgres.database}")
+        plan = plan_batch(
+            fresh, f"postgres.{self.settings.postgres.database}", tables=self.schema_guard.tables
+        )
         if plan.dead_letters:
             await asyncio.to_thread(publish_dead_letters, dead_letters, plan.dead_letters)
         self._crash.reached("before_write")
@@ -312,6 +335,42 @@ class MedallionSink:
             return
         self._account(plan, outcome, elapsed, fresh)
         self._emit_lineage(plan, outcome, started_at)
+
+    async def _screen(self, records: list[ConsumedRecord]) -> list[ConsumedRecord]:
+        """The records the schema guard lets through; retried while PostgreSQL is away."""
+        attempt = 0
+        while True:
+            try:
+                return await self.schema_guard.screen(await self._db(), records)
+            except _DB_ERRORS as exc:
+                attempt += 1
+                log.warning("schema check failed (%s); retry %d", exc, attempt)
+                await self._close_db()
+                if self._stop.is_set():
+                    return []  # nothing written: the next owner reads these again
+                assert self._runtime is not None
+                await self._runtime.hold(self._backoff.delay(attempt), self._stop)
+
+    async def _resume_accepted(self, records: list[ConsumedRecord]) -> list[ConsumedRecord]:
+        """Every 2 s while a table is paused: resume those an operator accepted, from their
+        stored offsets (the records taken meanwhile lie beyond the pause: read again)."""
+        now = time.monotonic()
+        if now - self._last_schema_check < 2.0:
+            return records
+        self._last_schema_check = now
+        try:
+            resumed = await self.schema_guard.accepted(await self._db())
+        except _DB_ERRORS as exc:
+            log.warning("paused tables not checked: %s", exc)
+            await self._close_db()
+            return records
+        topics = {paused.topic for paused in resumed}
+        if not topics:
+            return records
+        assert self._runtime is not None
+        positions = {k: c.next_offset for k, c in self.claims.items() if k[0] in topics}
+        await self._runtime.seek(positions)
+        return [r for r in records if r.topic not in topics]
 
     def _emit_lineage(self, plan: PlannedBatch, outcome: BatchOutcome, started: datetime) -> None:
         if self._lineage is None:

@@ -282,6 +282,13 @@ class SinkSettings(_Section):
     #: bronze, in the medallion group (docs/decisions/0015). ``bitvelocity worker
     #: --with-scaleout`` sets it; off by default, like the scale-out services themselves.
     scaleout_bronze: bool = False
+    #: What a source schema change does to silver (docs/decisions/0021): ``evolve`` adds new
+    #: columns and widens types, ``ignore`` keeps silver's shape where no value is altered,
+    #: ``pause`` stops the table until ``bitvelocity schema accept``. Narrowing or
+    #: incompatible changes pause under every policy.
+    schema_policy: Literal["evolve", "pause", "ignore"] = "evolve"
+    #: Per-table overrides, e.g. ``BV_SINK__SCHEMA_POLICIES='{"payments": "pause"}'``.
+    schema_policies: dict[str, Literal["evolve", "pause", "ignore"]] = Field(default_factory=dict)
 
 
 class WindowSettings(_Section):

@@ -45,6 +45,7 @@ METRIC_FAMILIES = (
     "bv_cache_evictions",
     "bv_cache_warm_duration_seconds",
     "bv_quality_failures",
+    "bv_schema_changes",
     "bv_messages_published",
     "bv_message_publish_failures",
 )
@@ -147,6 +148,12 @@ class Metrics:
             ["rule", "severity"],
             registry=r,
         )
+        self.schema_changes = Counter(
+            "bv_schema_changes",
+            "Source schema changes found on a CDC table, by change and decision (decision 0021).",
+            ["table", "change", "decision"],
+            registry=r,
+        )
         self.messages_published = Counter(
             "bv_messages_published",
             "Messages a broker acknowledged (NATS flush, RabbitMQ confirm), by destination.",
@@ -208,6 +215,9 @@ class Metrics:
     def record_quality_failures(self, rule: str, severity: str, count: int) -> None:
         if count:
             self.quality_failures.labels(rule, severity).inc(count)
+
+    def record_schema_change(self, table: str, change: str, decision: str) -> None:
+        self.schema_changes.labels(table, change, decision).inc()
 
     def record_published(self, broker: str, destination: str, count: int = 1) -> None:
         if count:

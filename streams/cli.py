@@ -52,6 +52,7 @@ from streams.oltp_cli import connector_app, loadgen, migrate
 from streams.partitions_cli import partitions_app
 from streams.quality_cli import quality_app
 from streams.scaleout_cli import scaleout_app, scaleout_demo_section
+from streams.schema_cli import schema_app
 from streams.smoke import EXPECTED_OPS, run_smoke
 from streams.stack_disk import disk_report, report_lines
 from streams.status_cli import status
@@ -87,6 +88,7 @@ app.add_typer(dr_app, name="dr")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(scaleout_app, name="scaleout")
+app.add_typer(schema_app, name="schema")
 app.command("migrate")(guarded(migrate))
 app.command("loadgen")(guarded(loadgen))
 app.command("bench")(guarded(bench))

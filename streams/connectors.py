@@ -119,6 +119,8 @@ def debezium_postgres_config(settings: Settings, spec: ConnectorSpec) -> dict[st
         "provide.transaction.metadata": "true",
         "heartbeat.interval.ms": "10000",
         "tombstones.on.delete": "true",
+        # Emit TRUNCATE (Debezium skips it by default): silver applies it (decision 0021).
+        "skipped.operations": "none",
         "schema.name.adjustment.mode": "avro",
         "topic.creation.default.replication.factor": "1",
         "topic.creation.default.partitions": str(settings.topics.partitions),

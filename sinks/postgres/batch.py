@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -88,6 +88,19 @@ class SilverChange:
     bronze_id: uuid.UUID
 
 
+@dataclass(frozen=True, slots=True)
+class TruncateMark:
+    """A TRUNCATE of a captured table: every silver row older than ``lsn`` is deleted."""
+
+    table: str
+    lsn: int
+    partition: int
+    offset: int
+    tx_id: int | None
+    committed_at: datetime
+    bronze_id: uuid.UUID
+
+
 @dataclass
 class PlannedBatch:
     """Everything one transaction writes for one partition."""
@@ -99,6 +112,8 @@ class PlannedBatch:
     bronze: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     silver: dict[str, dict[tuple[Any, ...], SilverChange]] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: Truncates, in offset order; applied after the batch's silver upserts (see the writer).
+    truncates: list[TruncateMark] = field(default_factory=list)
     filtered: int = 0
     consumed: int = 0
 
@@ -117,11 +132,16 @@ def event_id(topic: str, partition: int, offset: int) -> uuid.UUID:
 
 
 def plan_batch(
-    records: Sequence[ConsumedRecord], source_system: str, *, bronze_only: bool = False
+    records: Sequence[ConsumedRecord],
+    source_system: str,
+    *,
+    bronze_only: bool = False,
+    tables: Mapping[str, TableSpec] = TABLES,
 ) -> PlannedBatch:
     """The batch plan of ``records`` (one partition, in offset order).
 
     ``bronze_only``: skip the silver fold (the Delta Lake sink writes bronze alone).
+    ``tables``: the specs to fold by (a worker's, grown by schema evolutions).
     """
     if not records:
         raise ValueError("an empty batch has nothing to plan")
@@ -146,7 +166,7 @@ def plan_batch(
         if isinstance(decoded, Tombstone) or decoded.op is Operation.MESSAGE:
             plan.filtered += 1
             continue
-        spec = TABLES.get(decoded.table)
+        spec = tables.get(decoded.table)
         if spec is None:
             plan.filtered += 1
             continue
@@ -157,9 +177,27 @@ def plan_batch(
             plan.dead_letters.append(_unstorable(record, what, decoded.schema_id))
             continue
         plan.bronze.setdefault(spec.name, []).append(bronze_row)
-        if decoded.op is not Operation.TRUNCATE and not bronze_only:
+        if bronze_only:
+            continue
+        if decoded.op is Operation.TRUNCATE:
+            plan.truncates.append(_truncate_mark(spec, record, decoded, bronze_id))
+        else:
             _fold_silver(plan.silver.setdefault(spec.name, {}), spec, record, decoded, bronze_id)
     return plan
+
+
+def _truncate_mark(
+    spec: TableSpec, record: ConsumedRecord, event: ChangeEvent, bronze_id: uuid.UUID
+) -> TruncateMark:
+    return TruncateMark(
+        spec.name,
+        event.position.lsn or 0,
+        record.partition,
+        record.offset,
+        event.position.tx_id,
+        event.committed_at,
+        bronze_id,
+    )
 
 
 def _bronze_row(

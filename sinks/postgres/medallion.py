@@ -10,7 +10,7 @@ Everything commits together or nothing does: invariants I1, I2 and I6.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from sinks.postgres.batch import BRONZE_COLUMNS, PlannedBatch, SilverChange
+from sinks.postgres.batch import BRONZE_COLUMNS, PlannedBatch, SilverChange, TruncateMark
 from sinks.postgres.offsets import OffsetStore, PartitionClaim
 from sinks.postgres.tables import TABLES, TableSpec
 
@@ -36,6 +36,8 @@ _META_COLUMNS = (
     "source_bronze_id",
     "processing_version",
 )
+#: Silver's bookkeeping columns (all but ``processed_at``), as other modules name them.
+SILVER_META_COLUMNS = _META_COLUMNS
 _STAGE_EXTRA = ("unchanged_columns",)
 _QUALITY_COLUMNS = ("data_quality_score", "quality_checks_passed", "quality_issues")
 
@@ -87,6 +89,14 @@ class BatchOutcome:
 
 def _stage_name(spec: TableSpec) -> str:
     return f"bv_stage_{spec.name}"
+
+
+def _create_stage_sql(spec: TableSpec) -> str:
+    return (
+        f"CREATE TEMP TABLE IF NOT EXISTS {_stage_name(spec)} "
+        f"(LIKE {spec.silver_table} INCLUDING DEFAULTS, unchanged_columns text[] NOT NULL) "
+        "ON COMMIT DELETE ROWS"
+    )
 
 
 def _upsert_sql(spec: TableSpec) -> str:
@@ -148,9 +158,12 @@ _GOLD_INCOMING = """
      WHERE o.source_lsn = s.source_lsn AND o.source_offset = s.source_offset
        AND NOT EXISTS (SELECT 1 FROM unnest(o.quality_issues) AS i WHERE i LIKE 'ERROR:%')
 """
-# Both composed from the constant above, never from input.
-_GOLD_CLOSE = f"""
-    WITH incoming AS ({_GOLD_INCOMING})
+
+
+def _gold_close(incoming: str) -> str:
+    """Close the current fact of each incoming order whose tracked columns changed."""
+    return f"""
+    WITH incoming AS ({incoming})
     UPDATE gold.order_facts AS f
        SET valid_to = i.source_committed_at, is_current = false
       FROM incoming AS i
@@ -158,8 +171,12 @@ _GOLD_CLOSE = f"""
        AND (f.customer_id, f.status, f.currency, f.total_amount, f.is_deleted)
            IS DISTINCT FROM (i.customer_id, i.status, i.currency, i.total_amount, i.is_deleted)
 """  # noqa: S608
-_GOLD_OPEN = f"""
-    WITH incoming AS ({_GOLD_INCOMING})
+
+
+def _gold_open(incoming: str) -> str:
+    """Open a current fact for each incoming order that has none (after the close)."""
+    return f"""
+    WITH incoming AS ({incoming})
     INSERT INTO gold.order_facts (order_id, order_date, customer_id, status, currency,
         total_amount, total_amount_usd, is_revenue_bearing, is_deleted, valid_from, valid_to,
         is_current, source_lsn, source_bronze_id, lineage_id)
@@ -171,6 +188,71 @@ _GOLD_OPEN = f"""
                         WHERE f.order_id = i.order_id AND f.order_date = i.order_date
                           AND f.is_current)
 """  # noqa: S608
+
+
+# Composed from constants, never from input.
+_GOLD_CLOSE = _gold_close(_GOLD_INCOMING)
+_GOLD_OPEN = _gold_open(_GOLD_INCOMING)
+
+
+# The orders a truncate deleted (their silver position is the truncate's): gold moves them
+# exactly as it moves a delete, so their facts close and a deleted fact opens.
+def _truncated_incoming(first: int) -> str:
+    """The orders a truncate just deleted (parameters ``$first`` on: its position)."""
+    a, b, c, d = (f"${n}" for n in range(first, first + 4))
+    # Composed from constants and parameter numbers, never from input.
+    return _GOLD_INCOMING.split("FROM bv_stage_orders", 1)[0] + (  # noqa: S608
+        f"FROM silver.orders AS o WHERE o.source_partition = {a} AND o.source_offset = {b} "  # noqa: S608
+        f"AND o.source_lsn = {c} AND o.source_bronze_id = {d} "
+        "AND NOT EXISTS (SELECT 1 FROM unnest(o.quality_issues) AS i WHERE i LIKE 'ERROR:%')"
+    )
+
+
+_GOLD_CLOSE_TRUNCATED = _gold_close(_truncated_incoming(1))
+_GOLD_OPEN_TRUNCATED = _gold_open(_truncated_incoming(2))
+_RECORD_TRUNCATE = """
+    INSERT INTO ops.source_truncations (table_name, source_lsn, source_topic, source_partition,
+        source_offset, source_tx_id, committed_at, source_bronze_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT DO NOTHING
+"""
+
+
+def _truncate_sql(spec: TableSpec) -> str:
+    """Every row of the table older than the truncate: deleted at the truncate's position.
+
+    Moving the row's position to the truncate's also makes a late change from before the
+    truncate lose the upsert's (LSN, offset) guard, as it would against a delete.
+    """
+    return (
+        f"UPDATE {spec.silver_table} SET "  # noqa: S608 - identifiers from TableSpec
+        "deleted_at = coalesce(deleted_at, $1), hard_deleted = true, source_lsn = $2, "
+        "source_partition = $3, source_offset = $4, source_tx_id = $5, "
+        "source_committed_at = $1, source_bronze_id = $6, processed_at = now() "
+        "WHERE NOT hard_deleted AND source_lsn < $2"
+    )
+
+
+def _truncate_barrier_sql(spec: TableSpec) -> str:
+    """Rows this batch upserted from before the table's newest truncate: deleted as by it.
+
+    A truncate sits on one partition while the rows' changes hash over all of them, so a
+    change older than a truncate another partition already applied can arrive after it.
+    """
+    key_match = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
+    return (
+        f"UPDATE {spec.silver_table} AS t SET "  # noqa: S608 - identifiers from TableSpec
+        "deleted_at = coalesce(t.deleted_at, x.committed_at), hard_deleted = true, "
+        "source_lsn = x.source_lsn, source_partition = x.source_partition, "
+        "source_offset = x.source_offset, source_tx_id = x.source_tx_id, "
+        "source_committed_at = x.committed_at, source_bronze_id = x.source_bronze_id, "
+        "processed_at = now() "
+        f"FROM {_stage_name(spec)} AS s, (SELECT * FROM ops.source_truncations "
+        f"WHERE table_name = '{spec.name}' ORDER BY source_lsn DESC LIMIT 1) AS x "
+        f"WHERE {key_match} AND NOT t.hard_deleted AND t.source_lsn < x.source_lsn"
+    )
+
+
 _ACCOUNT = """
     INSERT INTO ops.sink_batches (group_id, topic, partition, first_offset, last_offset,
         consumed, bronze_rows, dead_letters, filtered, silver_rows, worker)
@@ -194,22 +276,34 @@ class MedallionWriter:
         quality: QualityGate,
         *,
         after_bronze: Callable[[], None] = lambda: None,
+        tables: Mapping[str, TableSpec] = TABLES,
     ) -> None:
         self.offsets = offsets
         self.quality = quality
         #: Called inside the transaction once bronze is copied (the fault tests' crash point).
         self._after_bronze = after_bronze
-        self._upserts = {name: _upsert_sql(spec) for name, spec in TABLES.items()}
+        #: The specs to write by; a schema evolution grows one (then ``respec``).
+        self.tables = tables
+        self._upserts = {name: _upsert_sql(spec) for name, spec in tables.items()}
+        self._truncates = {name: _truncate_sql(spec) for name, spec in tables.items()}
+        self._barriers = {name: _truncate_barrier_sql(spec) for name, spec in tables.items()}
+        #: Staging tables made before silver evolved: made again before their next use.
+        self._stale_stages: set[str] = set()
         self._lineage_id: int | None = None
+
+    def respec(self, table: str) -> None:
+        """Silver ``table`` evolved and its spec grew: rebuild its statements and staging."""
+        spec = self.tables[table]
+        self._upserts[table] = _upsert_sql(spec)
+        self._truncates[table] = _truncate_sql(spec)
+        self._barriers[table] = _truncate_barrier_sql(spec)
+        self._stale_stages.add(table)
 
     async def prepare(self, connection: asyncpg.Connection) -> None:
         """Per-connection set-up: temporary staging tables, the lineage id of gold facts."""
-        for spec in TABLES.values():
-            await connection.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {_stage_name(spec)} "
-                f"(LIKE {spec.silver_table} INCLUDING DEFAULTS, unchanged_columns text[] NOT NULL) "
-                "ON COMMIT DELETE ROWS"
-            )
+        self._stale_stages.clear()
+        for spec in self.tables.values():
+            await connection.execute(_create_stage_sql(spec))
         self._lineage_id = await connection.fetchval(
             "SELECT lineage_id FROM ops.data_lineage "
             "WHERE source_dataset = 'silver.orders' AND target_dataset = 'gold.order_facts'"
@@ -240,7 +334,9 @@ class MedallionWriter:
                 )
             self._after_bronze()
             for table, changes in plan.silver.items():
-                await self._write_silver(connection, TABLES[table], changes, batch_id)
+                await self._write_silver(connection, self.tables[table], changes, batch_id)
+            for mark in plan.truncates:  # after the upserts: it deletes what came before it
+                await self._apply_truncate(connection, plan.topic, mark)
             claim = await self.offsets.advance(connection, claim, plan.last_offset + 1)
         return BatchOutcome(
             claim,
@@ -258,6 +354,10 @@ class MedallionWriter:
         changes: dict[tuple[Any, ...], SilverChange],
         batch_id: int,
     ) -> None:
+        if spec.name in self._stale_stages:
+            await connection.execute(f"DROP TABLE IF EXISTS pg_temp.{_stage_name(spec)}")
+            await connection.execute(_create_stage_sql(spec))
+            self._stale_stages.discard(spec.name)
         ordered = list(changes.values())
         # A hard delete carries at most the key: nothing to judge, and its stored verdict
         # stays (see the upsert). Only live rows go through the quality gate.
@@ -296,9 +396,38 @@ class MedallionWriter:
             columns=(*spec.columns, *_META_COLUMNS, *_STAGE_EXTRA),
         )
         await connection.execute(self._upserts[spec.name])
+        await connection.execute(self._barriers[spec.name])
         if spec.name == "orders":
             await connection.execute(_GOLD_CLOSE)
             await connection.execute(_GOLD_OPEN, self._lineage_id)
+
+    async def _apply_truncate(
+        self, connection: asyncpg.Connection, topic: str, mark: TruncateMark
+    ) -> None:
+        await connection.execute(
+            _RECORD_TRUNCATE,
+            mark.table,
+            mark.lsn,
+            topic,
+            mark.partition,
+            mark.offset,
+            mark.tx_id,
+            mark.committed_at,
+            mark.bronze_id,
+        )
+        await connection.execute(
+            self._truncates[mark.table],
+            mark.committed_at,
+            mark.lsn,
+            mark.partition,
+            mark.offset,
+            mark.tx_id,
+            mark.bronze_id,
+        )
+        if mark.table == "orders":
+            where = (mark.partition, mark.offset, mark.lsn, mark.bronze_id)
+            await connection.execute(_GOLD_CLOSE_TRUNCATED, *where)
+            await connection.execute(_GOLD_OPEN_TRUNCATED, self._lineage_id, *where)
 
 
 async def register_lineage(
