@@ -26,8 +26,9 @@ LOWEST_COMMON_EPHEMERAL = min(LINUX_DEFAULT_EPHEMERAL[0], IANA_EPHEMERAL[0])
 _PROC_NET = Path("/proc/net")
 _RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 #: Kernel socket states (include/net/tcp_states.h) that hold a port for a new ``bind``.
-#: TIME_WAIT (06) is left out: servers bind with SO_REUSEADDR and a restart right after a
-#: stop must not be refused because of the connections the stop just closed.
+#: TIME_WAIT (06) is left out, and so is any other socket no process owns: servers bind with
+#: SO_REUSEADDR, which a listener or a live client's connection (bound without it) still
+#: blocks, but the closing leftovers of the stopped server's own connections do not.
 _LISTEN = "0A"
 _STATE_NAMES = {
     "01": "established",
@@ -110,6 +111,11 @@ def _holders_in(table: Path, host: str, port: int) -> list[PortHolder]:
         local_hex, remote_hex, state, inode = fields[1], fields[2], fields[3], fields[9]
         local_address, local_port = _address(local_hex)
         if local_port != port or state not in _STATE_NAMES:
+            continue
+        if state != _LISTEN and inode == "0":
+            # An orphan (no process owns it): a stopped server's accepted connection still
+            # closing. It was bound with SO_REUSEADDR like its listener, so it does not stop
+            # the next bind (the port drill met FIN_WAIT2 leftovers of a killed Kafka).
             continue
         if not _overlaps(local_address, host):
             continue
