@@ -46,6 +46,11 @@ def monitored_worker(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]
         "BV_MONITORING__SCRAPE_INTERVAL_S": "1",
     }
     prometheus = {**env, "BV_STACK__STATE_DIR": str(tmp_path / "state")}
+    # The panels fill from CDC: the OLTP schema, the warehouse and the connector must exist,
+    # whichever test ran before (both commands are idempotent).
+    for command in (("migrate",), ("connector", "register")):
+        prepared = run_cli(*command)
+        assert prepared.returncode == 0, prepared.stderr
     up = run_cli("stack", "up", "prometheus", "--with-monitoring", "--quiet", env=prometheus)
     assert up.returncode == 0, up.stderr
     log = (tmp_path / "worker.log").open("wb")
