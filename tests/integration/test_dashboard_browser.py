@@ -26,8 +26,8 @@ import pytest
 from tests.integration.cli import run_cli
 from tests.local_resources import free_port
 
-#: Panels with data only after errors, quality failures, or with NATS/RabbitMQ running.
-ONLY_AFTER_FAILURES = ("Errors", "Quality failures", "Messages to NATS")
+#: Panels with data only after errors, quality failures or source DDL, or with NATS running.
+ONLY_AFTER_FAILURES = ("Errors", "Quality failures", "Messages to NATS", "Source schema changes")
 SECTION = re.compile(
     r'<section class="panel" data-title="([^"]*)" data-points="(\d+)">(.*?)</section>'
 )
