@@ -6,7 +6,8 @@ before, polling a short while because Kafka and Connect finish deletions asynchr
 Objects the stack makes by itself on first use (the consumer offsets and transaction state
 topics), and the product's own fixed-name topics and subjects that any worker creates on
 start (``openlineage``, ``hourly-revenue``, ``product-updates-value``, ...) are shared, not
-a test's leftovers, and are ignored.
+a test's leftovers, and are ignored; so are the topics and subjects of the product's own
+connector (``bitvelocity.*``), which the demo and the dashboard test keep registered.
 """
 
 from __future__ import annotations
@@ -64,12 +65,24 @@ def shared_names(settings: Settings) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(fixed | BROKER_INTERNAL_TOPICS), frozenset(own_schemas.subjects(settings))
 
 
+def production_capture(settings: Settings, name: str) -> bool:
+    """A topic or subject of the product's own connector (``bitvelocity.public.orders``,
+    its subjects, DLQs, transaction and heartbeat topics): the demo and the dashboard test
+    register it on purpose, and it creates these whenever the OLTP tables change."""
+    prefix = settings.topics.cdc_prefix
+    return name.startswith(f"{prefix}.") or name == f"__debezium-heartbeat.{prefix}"
+
+
 def snapshot_objects(settings: Settings) -> StackObjects:
     shared_topics, shared_subjects = shared_names(settings)
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
-    topics = frozenset(admin.list_topics(timeout=10).topics) - shared_topics
+    listed = frozenset(admin.list_topics(timeout=10).topics) - shared_topics
+    topics = frozenset(t for t in listed if not production_capture(settings, t))
     with RegistryClient(settings.registry) as registry:
-        subjects = frozenset(registry.subjects()) - shared_subjects
+        subjects = (
+            frozenset(s for s in registry.subjects() if not production_capture(settings, s))
+            - shared_subjects
+        )
     response = httpx.get(f"{settings.connect.url}/connectors", timeout=10)
     response.raise_for_status()
     slots, databases = asyncio.run(_postgres_objects(settings))
