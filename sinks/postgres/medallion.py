@@ -71,10 +71,6 @@ class QualityGate(Protocol):
 UNJUDGED = RowQuality(Decimal("1.00"), (), ())
 
 
-#: Written for a hard delete that silver never saw alive: there was nothing to judge.
-UNJUDGED = RowQuality(Decimal("1.00"), (), ())
-
-
 @dataclass(frozen=True)
 class BatchOutcome:
     """What one committed batch wrote."""
