@@ -13,10 +13,12 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import pytest
 
+from chaos.faults import start_services
 from config.settings import Settings
 from oltp.loadgen import LoadgenConfig, run_loadgen
 from sinks.postgres.connection import connect
@@ -185,6 +187,19 @@ async def test_postgres_restart_mid_load_loses_nothing(settings: Settings, env: 
     await assert_exactly_once(env)
 
 
+#: Issue 18's outages last 3 minutes against a max.poll.interval.ms of 120 s; shrunk to
+#: 45 s against 20 s so each test stays short. The ratio (outage > poll interval) is the point.
+OUTAGE_S = 45
+SHRUNK_POLL_INTERVAL_MS = 20_000
+
+
+def shrunk(env: SinkEnv, **sections: object) -> SinkEnv:
+    """``env`` with the shrunk max.poll.interval.ms and the given settings sections replaced
+    (a service reached through a proxy)."""
+    sink = env.settings.sink.model_copy(update={"max_poll_interval_ms": SHRUNK_POLL_INTERVAL_MS})
+    return SinkEnv(env.settings.model_copy(update={"sink": sink, **sections}), env.run_id)
+
+
 @pytest.mark.timeout(400)
 async def test_a_database_outage_longer_than_max_poll_interval_keeps_the_group_membership(
     env: SinkEnv,
@@ -195,16 +210,11 @@ async def test_a_database_outage_longer_than_max_poll_interval_keeps_the_group_m
     pg = env.settings.postgres
     proxy = FlakyProxy(pg.host, pg.port)
     try:
-        proxied = env.settings.model_copy(
-            update={
-                "postgres": pg.model_copy(update={"port": proxy.port}),
-                "sink": env.settings.sink.model_copy(update={"max_poll_interval_ms": 20_000}),
-            }
-        )
+        proxied = shrunk(env, postgres=pg.model_copy(update={"port": proxy.port}))
         first = await run_loadgen(env.settings, LoadgenConfig(seed=27, transactions=100))
-        async with running_sink(SinkEnv(proxied, env.run_id)) as sink:
+        async with running_sink(proxied) as sink:
             await wait_for_progress(env, 0)
-            proxy.outage(45)
+            proxy.outage(OUTAGE_S)
             during = await run_loadgen(env.settings, LoadgenConfig(seed=28, transactions=100))
 
             async def outage_over() -> bool:
@@ -219,6 +229,94 @@ async def test_a_database_outage_longer_than_max_poll_interval_keeps_the_group_m
     assert sink.stats.db_retries >= 1
     assert rebalances == (1, 0), "the sink was evicted from its group during the outage"
     await assert_exactly_once(env)
+
+
+@pytest.mark.timeout(400)
+async def test_a_kafka_outage_during_a_load_rejoins_by_itself_and_loses_nothing(
+    settings: Settings, env: SinkEnv
+) -> None:
+    """The broker stopped for 45 s (max.poll.interval.ms 20 s) while the load runs: the sink
+    neither exits nor needs a restart; it stays in or rejoins its group, owns every partition
+    again and drains what PostgreSQL received meanwhile (Debezium kept it in its slot)."""
+    load = asyncio.create_task(
+        run_loadgen(env.settings, LoadgenConfig(seed=29, transactions=400, rate=8))
+    )
+    await topics_exist(env)
+    kafka = Stack(settings).service("kafka")
+    async with running_sink(shrunk(env)) as sink:
+        await wait_for_progress(env, 0)
+        await asyncio.to_thread(kafka.stop)
+        stopped = time.monotonic()
+        try:
+            # The outage itself: its length is the test's input, not a wait for a condition.
+            await asyncio.sleep(OUTAGE_S)
+        finally:
+            await start_services("kafka")  # as an operator would: `bitvelocity stack up kafka`
+        down_s = time.monotonic() - stopped
+        _restart_failed_connector_tasks(env)
+        written = await load
+        await wait_until_caught_up(env, expected_records(written), timeout_s=180)
+        owned = set(sink.claims)
+    assert down_s >= OUTAGE_S
+    # In the group again by itself: it owns every partition that holds records.
+    assert owned == {k for k, high in high_watermarks(env).items() if high}
+    print(f"assignments {sink.stats.assignments}, revocations {sink.stats.revocations}")
+    await assert_exactly_once(env)
+
+
+@pytest.mark.timeout(400)
+async def test_a_registry_outage_during_a_load_keeps_polling_and_loses_nothing(
+    env: SinkEnv,
+) -> None:
+    """The registry unreachable from the sink for 45 s (max.poll.interval.ms 20 s) while the
+    load runs. Schema ids never change, so a running sink needs the registry only for one it
+    has not seen: during the outage a column is added to ``customers`` and a customer changed
+    (Debezium, which still reaches the registry, registers the new schema). The sink cannot
+    decode that record; it keeps polling with its partitions paused, is never evicted (one
+    assignment, no revocation), decodes it once the registry answers and drains the load."""
+    registry = urlparse(env.settings.registry.url)
+    proxy = FlakyProxy(registry.hostname or "127.0.0.1", registry.port or 80)
+    proxied = shrunk(
+        env,
+        registry=env.settings.registry.model_copy(update={"url": f"http://127.0.0.1:{proxy.port}"}),
+    )
+    try:
+        load = asyncio.create_task(
+            run_loadgen(env.settings, LoadgenConfig(seed=30, transactions=400, rate=8))
+        )
+        await topics_exist(env)
+        async with running_sink(proxied) as sink:
+            await wait_for_progress(env, 0)
+            proxy.outage(OUTAGE_S)
+            await _change_a_customer_with_a_new_column(env)
+
+            async def outage_over() -> bool:
+                return not proxy.down
+
+            await eventually(outage_over, timeout_s=OUTAGE_S + 15, what="the end of the outage")
+            written = await load
+            expect = expected_records(written) + 1  # the customer changed by hand
+            await wait_until_caught_up(env, expect, timeout_s=180)
+            rebalances = (sink.stats.assignments, sink.stats.revocations)  # before leaving
+    finally:
+        proxy.close()
+    assert proxy.refused >= 1, "the sink never met the outage"
+    assert rebalances == (1, 0), "the sink was evicted from its group during the outage"
+    await assert_exactly_once(env)
+
+
+async def _change_a_customer_with_a_new_column(env: SinkEnv) -> None:
+    """A new column and a change of one row: Debezium's next record of the table carries a
+    schema id no reader has cached."""
+    connection = await connect(env.settings.postgres)
+    try:
+        await connection.execute("ALTER TABLE public.customers ADD COLUMN nickname text")
+        await connection.execute(
+            "UPDATE public.customers SET nickname = 'outage' "
+            "WHERE customer_id = (SELECT min(customer_id) FROM public.customers)"
+        )
+    finally:
+        await connection.close()
 
 
 def _restart_failed_connector_tasks(env: SinkEnv) -> None:
