@@ -271,8 +271,9 @@ class MedallionSink:
 
     # -- decode, in the consumer's thread -----------------------------------------------------
     def _decoding(self, decoder: DebeziumAvroDecoder) -> Callable[[Message], ConsumedRecord]:
-        """The per-record conversion of one take; registry faults are retried for 30 s."""
-        deadline = time.monotonic() + 30
+        """The per-record conversion of one take; registry faults are retried for up to 30 s,
+        less when max.poll.interval.ms is short (the consumer's thread does not poll)."""
+        deadline = time.monotonic() + self.consumer_spec().convert_stall_s
         events = self._event_decoders
         backoff = self._backoff
 

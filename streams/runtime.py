@@ -83,6 +83,8 @@ _GROUP_CHURN = frozenset(
 RESUBSCRIBE_AFTER_S = 30.0
 #: How often ``hold`` polls the paused consumer (far below any max.poll.interval.ms).
 HOLD_POLL_S = 0.2
+#: The longest a take's conversion may stall on one record (``ConsumerSpec.convert_stall_s``).
+MAX_CONVERT_STALL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,14 @@ class ConsumerSpec:
     max_poll_interval_ms: int = 120_000
     session_timeout_ms: int = 10_000
     fetch_wait_max_ms: int = 100
+
+    @property
+    def convert_stall_s(self) -> float:
+        """How long ``convert`` may retry one record in the consumer's thread (a registry
+        outage) before the take gives up: a quarter of ``max.poll.interval.ms``, at most
+        30 s. The thread does not poll meanwhile, and a client retry in progress when the
+        budget ends adds a few seconds: a fixed 30 s evicted a member configured at 20 s."""
+        return min(MAX_CONVERT_STALL_S, self.max_poll_interval_ms / 1000 / 4)
 
 
 def consumer_config(bootstrap_servers: str, spec: ConsumerSpec) -> dict[str, Any]:

@@ -115,3 +115,23 @@ def test_every_pipeline_shares_one_consumer_configuration() -> None:
     assert "group.instance.id" not in consumer_config(
         "host:1", ConsumerSpec("x", "g", ("t",), max_records=1, max_wait_ms=1)
     )
+
+
+def test_a_conversion_stalls_at_most_a_quarter_of_the_poll_interval() -> None:
+    """The consumer's thread does not poll while ``convert`` retries a record: the budget
+    must stay well inside max.poll.interval.ms (20 s: 5 s), and 30 s at the default 120 s."""
+
+    def spec(max_poll_interval_ms: int) -> ConsumerSpec:
+        return ConsumerSpec(
+            "x",
+            "g",
+            ("t",),
+            max_records=1,
+            max_wait_ms=1,
+            max_poll_interval_ms=max_poll_interval_ms,
+        )
+
+    assert spec(120_000).convert_stall_s == 30.0
+    assert spec(20_000).convert_stall_s == 5.0
+    assert spec(15_000).convert_stall_s == 3.75
+    assert spec(600_000).convert_stall_s == 30.0
