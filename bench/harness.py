@@ -52,6 +52,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench.json"
 #: Modules whose import registers scenarios, in run order (the baselines always run first).
 SCENARIO_MODULES = (
     "bench.scenarios",
+    "bench.sink_workers",
     "bench.peers.quix",
     "bench.peers.jdbc_sink",
     "bench.peers.naive_faust",
@@ -306,6 +307,7 @@ TARGETS = {
     "p99_ms_at_half_max": 500.0,
     "redis_round_trips_per_event": 0.1,
     "rss_mb": 400.0,  # per worker process
+    "sink_2workers_over_one": 1.3,  # two worker processes on this 2-core machine
 }
 
 
@@ -339,6 +341,13 @@ def targets_met(rows: dict[str, Row]) -> dict[str, Any]:
     check("decode_over_b2", _ratio(rate("decode"), rate("b2")), TARGETS["decode_over_b2"])
     check("sink_over_quix", _ratio(ours, quix), TARGETS["sink_over_quix"])
     check("sink_over_jdbc", _ratio(ours, jdbc), TARGETS["sink_over_jdbc"])
+    workers = rows.get("sink-2workers")
+    scaled = None if workers is None or workers.status != "ok" else workers.figures
+    check(
+        "sink_2workers_over_one",
+        None if scaled is None else scaled.get("ratio_to_one_worker"),
+        TARGETS["sink_2workers_over_one"],
+    )
     latency = rows.get("latency")
     p99 = latency.figures.get("p99_ms") if latency is not None else None
     check("p99_ms_at_half_max", p99, TARGETS["p99_ms_at_half_max"], higher=False)

@@ -77,8 +77,12 @@ def test_targets_judge_rates_upwards_latency_downwards_and_missing_rows_as_unkno
         "analytics": Row(
             "analytics", "an", 30_000.0, figures={"redis_round_trips_per_event": 0.002}
         ),
+        "sink-2workers": Row(
+            "sink-2workers", "2 workers", 6_000.0, figures={"ratio_to_one_worker": 1.2}
+        ),
     }
     checks = targets_met(rows)
+    assert checks["sink_2workers_over_one"] == {"value": 1.2, "target": 1.3, "met": False}
     assert checks["sink_records_per_s"]["met"] is True
     assert checks["sink_over_b3"] == {"value": 0.625, "target": 0.6, "met": True}
     assert checks["decode_over_b2"] == {"value": 0.6, "target": 0.8, "met": False}
@@ -91,3 +95,9 @@ def test_targets_judge_rates_upwards_latency_downwards_and_missing_rows_as_unkno
         "target": 400.0,
         "met": True,
     }
+
+
+def test_two_workers_are_judged_unknown_when_their_row_failed() -> None:
+    failed = Row("sink-2workers", "2 workers", None, status="failed")
+    assert targets_met({"sink-2workers": failed})["sink_2workers_over_one"]["met"] is None
+    assert targets_met({})["sink_2workers_over_one"]["met"] is None
