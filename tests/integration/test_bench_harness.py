@@ -40,7 +40,8 @@ def test_harness_reports_every_scenario_it_ran_in_table_and_json(
     rows = {row["key"]: row for row in result["rows"]}
     assert {row["scenario"] for row in result["rows"]} == ran
     assert set(rows) == {
-        "b0", "b1", "b2", "b3", "decode", "sink", "analytics", "pipeline", "naive-faust", "latency"
+        "b0", "b1", "b2", "b3", "decode", "sink", "sink-2workers", "analytics", "pipeline",
+        "naive-faust", "latency",
     }  # fmt: skip
     failed = {key: row["note"] for key, row in rows.items() if row["status"] != "ok"}
     assert failed == {}
@@ -49,6 +50,12 @@ def test_harness_reports_every_scenario_it_ran_in_table_and_json(
     assert rows["sink"]["records"] == result["input"]["records"] == 2_000
     for key in ("sink", "analytics", "pipeline"):
         assert {"cpu_s_per_1k_records", "peak_rss_mb"} <= set(rows[key])
+    workers = rows["sink-2workers"]
+    assert workers["exactly_once"] is True
+    assert workers["records"] == 2_000
+    assert sum(workers["records_per_worker"]) == 2_000
+    assert workers["one_worker_records_per_s"] > 0
+    assert workers["cpu_split_two_workers"]["workers"] > 0
     assert rows["analytics"]["redis_round_trips_per_event"] > 0
     assert rows["analytics"]["hourly_rows"] > 0
     assert rows["latency"]["p50_ms"] <= rows["latency"]["p99_ms"] <= rows["latency"]["p999_ms"]
@@ -58,5 +65,6 @@ def test_harness_reports_every_scenario_it_ran_in_table_and_json(
         "decode_over_b2",
         "p99_ms_at_half_max",
         "rss_mb_added_by_sink_or_pipeline",
+        "sink_2workers_over_one",
     } <= set(result["targets"])
     assert bench_leftovers(settings) <= before
