@@ -31,9 +31,8 @@ from typing import Any
 from agents.medallion import MedallionSink
 from bench import cpu_split
 from bench.harness import BenchContext, Row, scenario
-from bench.sink import _rss_mb, check_exactly_once
+from bench.sink import _rss_mb, _TimedSink, check_exactly_once
 from config.settings import Settings
-from quality.gate import RulesQualityGate
 from sinks.postgres.connection import connect
 from stack.manager import Stack
 from streams.runtime import PartitionId
@@ -93,13 +92,10 @@ def sink_worker(
 ) -> None:
     """A worker process: says it is ready (imports done, sink built), starts on ``go``, runs
     until ``stop`` is set, then sends its ``WorkerReport``."""
-    sink = MedallionSink(
-        settings,
-        RulesQualityGate(settings),
-        worker_id=worker_id,
-        topics=topics,
-        group_id=group,
-        database=database,
+    # The benchmark's sink (the real one, quality gate included); it needs no expected
+    # positions here: this process decides when the arm is done.
+    sink = _TimedSink(
+        settings, expected={}, worker_id=worker_id, topics=topics, group_id=group, database=database
     )
     report.send("ready")
     if go.wait(120):
@@ -153,9 +149,12 @@ async def run_workers(context: BenchContext, count: int, label: str) -> WorkersR
         **{name: [pid] for name, pid in services.items() if pid is not None},
     }
     try:
-        for pipe in pipes:  # started together: imports and set-up are not in the window
-            if not pipe.poll(120) or pipe.recv() != "ready":
-                raise RuntimeError(f"{label}: a worker process did not start")
+        started = time.monotonic() + 120
+        for pipe, process in zip(pipes, processes, strict=True):  # imports are not measured
+            while not pipe.poll(0.1):
+                _alive([process], started)
+            if pipe.recv() != "ready":
+                raise RuntimeError(f"{process.name} did not start")
         go.set()
         watched = await _watch(context, database, group, count, groups, processes)
         stop.set()
