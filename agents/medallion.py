@@ -345,6 +345,7 @@ class MedallionSink:
                 return await self.schema_guard.screen(await self._db(), records)
             except _DB_ERRORS as exc:
                 attempt += 1
+                self.stats.db_retries += 1  # an outage may meet this check before a commit
                 log.warning("schema check failed (%s); retry %d", exc, attempt)
                 await self._close_db()
                 if self._stop.is_set():
