@@ -35,11 +35,11 @@ from config.settings import Settings
 from observability.metrics import Metrics, default_metrics
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff
-from serdes.dead_letters import DeadLetterPublisher
 from serdes.debezium import DebeziumAvroDecoder
 from serdes.registry import RegistryClient
 from sinks.delta.bronze import app_id
 from sinks.delta.store import DeltaBronzeStore
+from sinks.kafka.dead_letters import DeadLetterPublisher
 from sinks.postgres.batch import ConsumedRecord, PlannedBatch, plan_batch
 from streams.runtime import ConsumerRuntime, ConsumerSpec, PartitionId
 

@@ -41,12 +41,14 @@ from lineage.openlineage import Dataset, LineagePublisher, batch_events
 from observability.lag import PartitionKey, compute_lag, read_watermarks
 from observability.logging import distinct_trace_ids, trace_id_from_headers
 from observability.metrics import Metrics, default_metrics
+from records.change_events import ChangeEvent
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff, decode_with_retry
-from serdes.dead_letters import DeadLetter, DeadLetterPublisher, RecordOrigin, dead_letter
-from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
+from serdes.dead_letters import DeadLetter, RecordOrigin, dead_letter
+from serdes.debezium import DebeziumAvroDecoder
 from serdes.plain_events import EventSpec, PlainEventDecoder, scaleout_event_specs
 from serdes.registry import RegistryClient
+from sinks.kafka.dead_letters import DeadLetterPublisher
 from sinks.postgres.batch import ConsumedRecord, PlannedBatch, plan_batch
 from sinks.postgres.connection import DB_ERRORS, connect
 from sinks.postgres.medallion import (

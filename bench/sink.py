@@ -68,7 +68,6 @@ from bench.pipeline_env import (
 from config.settings import Settings, load_settings
 from observability.metrics import Metrics, NullMetrics
 from oltp.loadgen import LoadgenConfig, LoadgenResult, run_loadgen
-from quality.gate import RulesQualityGate
 from serdes.avro import AvroCodec
 from serdes.debezium import DebeziumAvroDecoder
 from serdes.framing import detect
@@ -76,6 +75,7 @@ from serdes.registry import RegistryClient
 from sinks.postgres.batch import BRONZE_COLUMNS, ConsumedRecord, plan_batch
 from sinks.postgres.connection import connect
 from sinks.postgres.medallion import BatchOutcome
+from sinks.postgres.quality.gate import RulesQualityGate
 from sinks.postgres.tables import TABLES
 from sinks.postgres.warehouse import migrate_warehouse
 from streams.capture_admin import delete_topics_with_prefix
