@@ -29,7 +29,8 @@ from confluent_kafka import OFFSET_BEGINNING, Message
 from deltalake.exceptions import DeltaError
 
 from agents.crash_points import CrashPoints
-from agents.medallion import decode_cdc_record, medallion_topics, publish_dead_letters
+from agents.medallion import medallion_topics
+from agents.medallion_records import decode_cdc_record, publish_dead_letters
 from config.errors import TransientError
 from config.settings import Settings
 from observability.metrics import Metrics, default_metrics

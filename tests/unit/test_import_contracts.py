@@ -18,7 +18,7 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 def _lint(cwd: Path, *, pythonpath: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
-    return subprocess.run(  # noqa: S603 (our own venv's tool)
+    return subprocess.run(
         [str(LINT_IMPORTS), "--no-cache"],
         cwd=cwd,
         env=env,
