@@ -11,10 +11,10 @@ import typer
 from pydantic import SecretStr
 from rich.table import Table
 
+from cli.console import err, guarded, out
 from config.errors import TransientError
 from config.settings import load_settings
 from observability.health import Samples, WorkerUnreachableError, merge, scrape, summarize
-from streams.console import err, guarded, out
 
 
 @guarded

@@ -17,10 +17,10 @@ import typer
 from rich.table import Table
 
 from agents.scaleout_stores import ScaleoutStores, StoreStats
+from cli.console import fail, guarded, out
 from config.settings import Settings, load_settings
+from demo.scaleout import ScaleoutSummary, demo_load, run_scaleout_demo
 from sinks.scaleout_counts import store_counts
-from streams.console import fail, guarded, out
-from streams.scaleout_demo import ScaleoutSummary, demo_load, run_scaleout_demo
 
 scaleout_app = typer.Typer(
     help="Scale-out stores: chat and telemetry into Cassandra, social posts into MongoDB.",

@@ -25,9 +25,11 @@ from cassandra.concurrent import execute_concurrent_with_args
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from admin.capture import partition_high_watermarks
 from agents.medallion import MedallionSink
 from agents.scaleout_stores import ScaleoutStores
 from config.settings import Settings
+from demo.pipeline import stored_offsets
 from oltp.scaleout_events import ScaleoutLoad, latest_posts
 from oltp.scaleout_load import ensure_topics, produce_scaleout, scaleout_events
 from quality.gate import RulesQualityGate
@@ -37,8 +39,6 @@ from sinks.cassandra.session import cql_session
 from sinks.mongo.posts import POSTS
 from sinks.postgres.connection import connect
 from sinks.scaleout_counts import store_counts
-from streams.capture_admin import partition_high_watermarks
-from streams.demo import stored_offsets
 
 Progress = Callable[[str], None]
 

@@ -8,8 +8,8 @@ import signal
 import typer
 
 from agents.alert_relay import AlertRelay
+from cli.console import guarded, out
 from config.settings import Settings, load_settings
-from streams.console import guarded, out
 
 alerts_app = typer.Typer(
     help="Alerts: relay quality ERROR alerts and DLQ notifications to RabbitMQ (confirmed).",

@@ -26,10 +26,10 @@ from backup.replica import promote, replica_status, replica_up
 from backup.retention_edge import retention_gaps
 from backup.wal import base_for, restore_to_time, take_base_backup
 from backup.wal_prune import base_backup_root, describe, prune_wal_archive, retention_policy
+from cli.console import err, guarded, out
 from config.settings import Settings, load_settings
 from stack.manager import Stack
 from stack.postgres_service import PostgresService
-from streams.console import err, guarded, out
 
 backup_app = typer.Typer(
     help="Logical backups (pg_dump), base backups and point-in-time restores.",

@@ -17,17 +17,12 @@ from typing import Annotated
 
 import typer
 
-from config.settings import PROJECT_ROOT, load_settings
-from oltp.loadgen import LoadgenConfig
-from stack import process
-from stack.manager import MONITORING_NAMES, SCALEOUT_NAMES, SERVICE_NAMES, Stack
-from stack.restart_cycle import cycle_services
-from streams.alerts_cli import alerts_app
-from streams.backup_cli import backup_app, dr_app
-from streams.bench_cli import bench
-from streams.cache_cli import cache_app
-from streams.chaos_cli import chaos_app
-from streams.console import (
+from cli.alerts import alerts_app
+from cli.backup import backup_app, dr_app
+from cli.bench import bench
+from cli.cache import cache_app
+from cli.chaos import chaos_app
+from cli.console import (
     ProgressLog,
     change_table,
     demo_table,
@@ -37,25 +32,30 @@ from streams.console import (
     out,
     status_table,
 )
-from streams.db_cli import db_app
-from streams.demo import run_demo
-from streams.demo_checks import check_analytics
-from streams.demo_report import (
+from cli.db import db_app
+from cli.demo_report import (
     analytics_problems,
     demo_failure,
     print_analytics,
     print_demo_checks,
 )
-from streams.dlq_cli import dlq_app
-from streams.lake_cli import lake_app
-from streams.oltp_cli import connector_app, loadgen, migrate
-from streams.partitions_cli import partitions_app
-from streams.quality_cli import quality_app
-from streams.scaleout_cli import scaleout_app, scaleout_demo_section
-from streams.schema_cli import schema_app
-from streams.smoke import EXPECTED_OPS, run_smoke
-from streams.stack_disk import disk_report, report_lines
-from streams.status_cli import status
+from cli.dlq import dlq_app
+from cli.lake import lake_app
+from cli.oltp import connector_app, loadgen, migrate
+from cli.partitions import partitions_app
+from cli.quality import quality_app
+from cli.scaleout import scaleout_app, scaleout_demo_section
+from cli.schema import schema_app
+from cli.status import status
+from config.settings import PROJECT_ROOT, load_settings
+from demo.checks import check_analytics
+from demo.pipeline import run_demo
+from demo.smoke import EXPECTED_OPS, run_smoke
+from oltp.loadgen import LoadgenConfig
+from stack import process
+from stack.disk import disk_report, report_lines
+from stack.manager import MONITORING_NAMES, SCALEOUT_NAMES, SERVICE_NAMES, Stack
+from stack.restart_cycle import cycle_services
 from streams.worker import AGENTS, main_worker, with_scaleout_bronze
 
 app = typer.Typer(

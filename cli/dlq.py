@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from rich.table import Table
 
+from cli.console import fail, out
 from config.errors import BitVelocityError, TransientError
 from config.settings import Settings, load_settings
 from serdes.dead_letters import (
@@ -32,7 +33,6 @@ from serdes.dead_letters import (
     RecordOrigin,
     header,
 )
-from streams.console import fail, out
 
 dlq_app = typer.Typer(
     help="Dead letters: list the <topic>.dlq topics, show records, replay them to their origin.",

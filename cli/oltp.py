@@ -10,14 +10,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from admin.connectors import ConnectClient, register_oltp_connector
+from cli.console import ProgressLog, err, guarded, out
 from config.settings import load_settings
 from oltp.loadgen import LoadgenConfig, LoadgenResult, run_loadgen
 from oltp.scaleout_events import ScaleoutLoad
 from oltp.scaleout_load import produce_scaleout
 from oltp.schema import migrate_oltp
 from sinks.postgres.warehouse import migrate_warehouse
-from streams.connectors import ConnectClient, register_oltp_connector
-from streams.console import ProgressLog, err, guarded, out
 
 connector_app = typer.Typer(
     help="Manage the Debezium connector that captures the OLTP tables.", no_args_is_help=True

@@ -17,11 +17,11 @@ import typer
 from rich.table import Table
 
 from agents.lakehouse import LakeSink
+from cli.console import fail, guarded, out
 from config.settings import load_settings
 from observability.logging import configure_logging
 from sinks.delta.store import DeltaBronzeStore, MaintenanceResult
 from sinks.postgres.tables import TABLES
-from streams.console import fail, guarded, out
 from streams.worker import default_worker_id
 
 lake_app = typer.Typer(

@@ -16,8 +16,8 @@ from config.errors import BitVelocityError
 from stack.manager import ServiceStatus
 
 if TYPE_CHECKING:  # only for annotations: these modules import this one
-    from streams.demo import DemoSummary
-    from streams.smoke import SmokeChange
+    from demo.pipeline import DemoSummary
+    from demo.smoke import SmokeChange
 
 P = ParamSpec("P")
 R = TypeVar("R")

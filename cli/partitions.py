@@ -13,6 +13,7 @@ import asyncpg
 import typer
 from rich.table import Table
 
+from cli.console import err, guarded, out
 from config.errors import ConfigurationError
 from config.settings import load_settings
 from sinks.delta.archive import (
@@ -32,7 +33,6 @@ from sinks.postgres.partitions import (
     partition_report,
 )
 from sinks.postgres.retention import is_ahead
-from streams.console import err, guarded, out
 
 T = TypeVar("T")
 

@@ -10,10 +10,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cli.console import guarded, out
 from config.settings import Settings, load_settings
 from observability.slow_queries import SlowStatement, slow_statements
 from sinks.postgres.connection import connect
-from streams.console import guarded, out
 
 db_app = typer.Typer(help="Reports about the PostgreSQL database.", no_args_is_help=True)
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from cli.console import guarded, out
 from config.errors import PermanentError
 from config.settings import load_settings
 from sinks.postgres.connection import run_with_connection
@@ -15,7 +16,6 @@ from sinks.postgres.schema_changes import (
     accept_schema_changes,
     list_schema_changes,
 )
-from streams.console import guarded, out
 
 schema_app = typer.Typer(
     help="Source schema changes: what the sink found and decided; resume a paused table.",

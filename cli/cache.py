@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from cache.service import cache_stats, flush_cache, run_cache_service, warm_once
+from cli.console import guarded, out
 from config.settings import load_settings
-from streams.console import guarded, out
 
 cache_app = typer.Typer(
     help="Product, category and customer caches: warm, inspect, flush, or run the agents.",

@@ -15,8 +15,8 @@ from chaos.env import chaos_environment
 from chaos.faults import FAULTS
 from chaos.oracle import OracleTarget, judge, render
 from chaos.runner import ChaosConfig, ChaosReport, run_chaos
+from cli.console import ProgressLog, fail, guarded
 from config.settings import load_settings
-from streams.console import ProgressLog, fail, guarded
 
 chaos_app = typer.Typer(
     help=(
