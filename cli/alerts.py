@@ -8,7 +8,7 @@ import signal
 import typer
 
 from agents.alert_relay import AlertRelay
-from cli.console import guarded, out
+from cli.console import out
 from config.settings import Settings, load_settings
 
 alerts_app = typer.Typer(
@@ -28,7 +28,6 @@ async def _relay(settings: Settings) -> None:
 
 
 @alerts_app.command("relay")
-@guarded
 def relay_command() -> None:
     """Forward quality-alerts and every *.dlq record to the durable queue until Ctrl-C.
 

@@ -26,7 +26,7 @@ from backup.replica import promote, replica_status, replica_up
 from backup.retention_edge import retention_gaps
 from backup.wal import base_for, restore_to_time, take_base_backup
 from backup.wal_prune import base_backup_root, describe, prune_wal_archive, retention_policy
-from cli.console import err, guarded, out
+from cli.console import err, out
 from config.settings import Settings, load_settings
 from stack.manager import Stack
 from stack.postgres_service import PostgresService
@@ -53,7 +53,6 @@ def _postgres(settings: Settings) -> PostgresService:
     return service
 
 
-@guarded
 def create() -> None:
     """Dump the OLTP and warehouse parts (custom format, compressed); keep the newest N."""
     settings = load_settings()
@@ -62,7 +61,6 @@ def create() -> None:
     out.print(f"backup {manifest.name}: {size / 1e6:.1f} MB in {len(manifest.dumps)} dumps")
 
 
-@guarded
 def list_() -> None:
     """The backups in the configured target, oldest first."""
     table = Table("name", "database", "dumps", "MB", "rows")
@@ -77,7 +75,6 @@ def list_() -> None:
     out.print(table)
 
 
-@guarded
 def verify(name: Name = None) -> None:
     """Check every dump's SHA-256 and that pg_restore can read it."""
     settings = load_settings()
@@ -85,7 +82,6 @@ def verify(name: Name = None) -> None:
     out.print(f"backup {manifest.name}: {len(manifest.dumps)} dumps verified")
 
 
-@guarded
 def base() -> None:
     """Take a physical base backup of the stack's cluster (the start point of PITR)."""
     settings = load_settings()
@@ -106,7 +102,6 @@ def _prune(settings: Settings, *, dry_run: bool) -> None:
         out.print(f"WAL retention: {line}")
 
 
-@guarded
 def prune(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only say what would be removed.")
@@ -116,7 +111,6 @@ def prune(
     _prune(load_settings(), dry_run=dry_run)
 
 
-@guarded
 def restore(
     name: Name = None,
     part: Annotated[
@@ -187,7 +181,6 @@ def _replica(settings: Settings) -> LocalCluster:
     return LocalCluster(folder / "data", settings.backup.replica_port)
 
 
-@guarded
 def up() -> None:
     """Clone the stack's cluster into a streaming replica and start it."""
     settings = load_settings()
@@ -202,7 +195,6 @@ def up() -> None:
     out.print(f"replica streaming on port {replica.port} ({replica.data_dir})")
 
 
-@guarded
 def status() -> None:
     """Whether the replica streams, and its lag behind the primary."""
     settings = load_settings()
@@ -216,7 +208,6 @@ def status() -> None:
     )
 
 
-@guarded
 def promote_() -> None:
     """Make the replica the primary; then set BV_POSTGRES__PORT to its port."""
     settings = load_settings()

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from cache.service import cache_stats, flush_cache, run_cache_service, warm_once
-from cli.console import guarded, out
+from cli.console import out
 from config.settings import load_settings
 
 cache_app = typer.Typer(
@@ -19,7 +19,6 @@ cache_app = typer.Typer(
 
 
 @cache_app.command("warm")
-@guarded
 def warm_command() -> None:
     """Load the top products by gold sales into L2 now (the service does it every 5 min)."""
     result = asyncio.run(warm_once(load_settings()))
@@ -30,7 +29,6 @@ def warm_command() -> None:
 
 
 @cache_app.command("stats")
-@guarded
 def stats_command() -> None:
     """Entries in L2 per cache, and how many L1 caches listen for invalidations."""
     settings = load_settings()
@@ -45,7 +43,6 @@ def stats_command() -> None:
 
 
 @cache_app.command("flush")
-@guarded
 def flush_command() -> None:
     """Delete every L2 entry and generation, and tell every L1 to drop everything."""
     deleted = asyncio.run(flush_cache(load_settings()))
@@ -53,7 +50,6 @@ def flush_command() -> None:
 
 
 @cache_app.command("run")
-@guarded
 def run_command() -> None:
     """Run the product-updates and invalidation agents and the warmer until Ctrl-C."""
     asyncio.run(run_cache_service(load_settings()))

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cli.console import ProgressLog, demo_table, fail, guarded, out, status_table
+from cli.console import ProgressLog, demo_table, fail, out, status_table
 from cli.demo_report import analytics_problems, demo_failure, print_analytics, print_demo_checks
 from cli.scaleout import scaleout_demo_section
 from cli.stack import WithScaleout
@@ -21,7 +21,6 @@ from oltp.loadgen import LoadgenConfig
 from stack.manager import Stack
 
 
-@guarded
 def demo(
     transactions: Annotated[int, typer.Option(help="Business transactions to generate.")] = 400,
     rate: Annotated[float, typer.Option(help="Transactions per second.")] = 200.0,

@@ -1,36 +1,32 @@
 """``bitvelocity dlq list|show|replay``: inspect dead letters and replay them after a fix.
 
-Replay is bounded and explicit: it reads at most ``--limit`` records that exist when it
-starts (never follows new ones), re-produces each to its ``bv.origin.topic`` with the
-original key, value and headers (our ``bv.error.*`` headers dropped) plus ``bv.replay.of =
-<dlq topic>:<partition>:<offset>``, and with ``--dry-run`` only prints what it would do.
+The reading, planning and sending live in ``admin.dead_letters``; this module prints.
+``replay`` is bounded by ``--limit`` and ``--dry-run`` only prints what it would send.
 """
 
 from __future__ import annotations
 
-import secrets
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated
 
 import typer
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 from rich.table import Table
 
-from cli.console import fail, out
-from config.errors import BitVelocityError, TransientError
-from config.settings import Settings, load_settings
+from admin.dead_letters import (
+    dead_letter_counts,
+    one_per_origin,
+    read_dead_letters,
+    replay_plan,
+    send_replay,
+)
+from cli.console import out
+from config.settings import load_settings
 from serdes.dead_letters import (
     ERROR_CLASS,
     ERROR_MESSAGE,
     ORIGIN_OFFSET,
     ORIGIN_PARTITION,
     ORIGIN_TOPIC,
-    REPLAY_OF,
     SCHEMA_ID,
-    RecordOrigin,
     header,
 )
 
@@ -40,151 +36,14 @@ dlq_app = typer.Typer(
 )
 
 
-@dataclass(frozen=True)
-class ReplayPlan:
-    dlq: RecordOrigin
-    target_topic: str
-    headers: tuple[tuple[str, bytes], ...]
-
-
-def replay_plan(letter: RecordOrigin) -> ReplayPlan:
-    """Where a dead letter goes back to, and with which headers (pure)."""
-    target = header(letter.headers, ORIGIN_TOPIC)
-    if not target:
-        raise BitVelocityError(
-            f"{letter.topic}:{letter.partition}:{letter.offset} has no {ORIGIN_TOPIC} header: "
-            "not a BitVelocity dead letter, not replayable"
-        )
-    kept = tuple(
-        (k, v)
-        for k, v in letter.headers
-        if not k.startswith("bv.error.")
-        and k not in (ORIGIN_TOPIC, ORIGIN_PARTITION, ORIGIN_OFFSET, SCHEMA_ID, REPLAY_OF)
-    )
-    marker = f"{letter.topic}:{letter.partition}:{letter.offset}".encode()
-    return ReplayPlan(letter, target, (*kept, (REPLAY_OF, marker)))
-
-
-def one_per_origin(plans: list[ReplayPlan]) -> tuple[list[ReplayPlan], int]:
-    """The plans with each origin record once, and how many repeats were dropped (pure).
-
-    Two consumer groups that read the same topic (the scale-out store agents and the bronze
-    sink) each dead-letter a record neither can decode: replaying both copies would put the
-    record on its topic twice, so the first dead letter of an origin is kept."""
-    seen: set[tuple[str, str | None, str | None]] = set()
-    kept: list[ReplayPlan] = []
-    for plan in plans:
-        headers = plan.dlq.headers
-        origin = (
-            plan.target_topic,
-            header(headers, ORIGIN_PARTITION),
-            header(headers, ORIGIN_OFFSET),
-        )
-        if origin[1] is not None and origin[2] is not None and origin in seen:
-            continue
-        seen.add(origin)
-        kept.append(plan)
-    return kept, len(plans) - len(kept)
-
-
-def _headers(message: Message) -> tuple[tuple[str, bytes], ...]:
-    raw: list[tuple[str, bytes | None]] = list(message.headers() or [])  # type: ignore[arg-type]
-    return tuple((str(k), bytes(v) if v is not None else b"") for k, v in raw)
-
-
-def _admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
-
-
-def _read(
-    settings: Settings, topic: str, limit: int, from_offset: int, partition: int | None
-) -> list[RecordOrigin]:
-    """At most ``limit`` records of ``topic`` that exist now, from ``from_offset`` on."""
-    metadata = _admin(settings).list_topics(topic=topic, timeout=10).topics.get(topic)
-    if metadata is None or metadata.error is not None or not metadata.partitions:
-        raise BitVelocityError(f"topic {topic} does not exist (see `bitvelocity dlq list`)")
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "group.id": f"bv-dlq-cli-{secrets.token_hex(3)}",
-            "enable.auto.commit": False,
-        }
-    )
-    records: list[RecordOrigin] = []
-    try:
-        ends: dict[int, int] = {}
-        assignments = []
-        for p in sorted(metadata.partitions):
-            if partition is not None and p != partition:
-                continue
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            start = max(low, from_offset)
-            if start < high:
-                ends[p] = high
-                assignments.append(TopicPartition(topic, p, start))
-        if not assignments:
-            return []
-        consumer.assign(assignments)
-        deadline = time.monotonic() + 30
-        while ends and len(records) < limit and time.monotonic() < deadline:
-            for m in consumer.consume(min(500, limit - len(records)), 1.0):
-                if m.error():
-                    continue
-                p, offset = int(m.partition() or 0), int(m.offset() or 0)
-                if p not in ends or offset >= ends[p]:
-                    continue
-                records.append(
-                    RecordOrigin(
-                        topic,
-                        p,
-                        offset,
-                        m.key(),
-                        m.value(),
-                        _headers(m),
-                    )
-                )
-                if offset + 1 >= ends[p]:
-                    del ends[p]
-                if len(records) >= limit:
-                    break
-    finally:
-        consumer.close()
-    return sorted(records, key=lambda r: (r.partition, r.offset))[:limit]
-
-
-def _guard(action: Callable[[], None]) -> None:
-    try:
-        action()
-    except BitVelocityError as exc:
-        fail(str(exc))
-
-
 @dlq_app.command("list")
 def dlq_list() -> None:
     """Every dead-letter topic with how many records it holds."""
-
-    def run() -> None:
-        settings = load_settings()
-        topics = sorted(
-            t for t in _admin(settings).list_topics(timeout=10).topics if t.endswith(".dlq")
-        )
-        table = Table("dead-letter topic", "records")
-        consumer = Consumer(
-            {"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "bv-dlq-cli"}
-        )
-        try:
-            metadata = _admin(settings).list_topics(timeout=10).topics
-            for topic in topics:
-                count = 0
-                for p in metadata[topic].partitions:
-                    low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                    count += high - low
-                table.add_row(topic, str(count))
-        finally:
-            consumer.close()
-        out.print(table if topics else "no dead-letter topics")
-
-    _guard(run)
+    counts = dead_letter_counts(load_settings())
+    table = Table("dead-letter topic", "records")
+    for topic, count in counts:
+        table.add_row(topic, str(count))
+    out.print(table if counts else "no dead-letter topics")
 
 
 Limit = Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many records.")]
@@ -202,27 +61,22 @@ def dlq_show(
     partition: Partition = None,
 ) -> None:
     """Print dead letters: origin, error class and message, schema id, sizes."""
-
-    def run() -> None:
-        records = _read(load_settings(), topic, limit, from_offset, partition)
-        table = Table("p:offset", "origin", "error", "schema id", "key/value bytes", "message")
-        for r in records:
-            origin = ":".join(
-                str(header(r.headers, name))
-                for name in (ORIGIN_TOPIC, ORIGIN_PARTITION, ORIGIN_OFFSET)
-            )
-            sizes = f"{len(r.key or b'')}/{len(r.value or b'')}"
-            table.add_row(
-                f"{r.partition}:{r.offset}",
-                origin,
-                header(r.headers, ERROR_CLASS) or "?",
-                header(r.headers, SCHEMA_ID) or "-",
-                sizes,
-                (header(r.headers, ERROR_MESSAGE) or "")[:120],
-            )
-        out.print(table if records else f"{topic}: no records from offset {from_offset}")
-
-    _guard(run)
+    records = read_dead_letters(load_settings(), topic, limit, from_offset, partition)
+    table = Table("p:offset", "origin", "error", "schema id", "key/value bytes", "message")
+    for r in records:
+        origin = ":".join(
+            str(header(r.headers, name)) for name in (ORIGIN_TOPIC, ORIGIN_PARTITION, ORIGIN_OFFSET)
+        )
+        sizes = f"{len(r.key or b'')}/{len(r.value or b'')}"
+        table.add_row(
+            f"{r.partition}:{r.offset}",
+            origin,
+            header(r.headers, ERROR_CLASS) or "?",
+            header(r.headers, SCHEMA_ID) or "-",
+            sizes,
+            (header(r.headers, ERROR_MESSAGE) or "")[:120],
+        )
+    out.print(table if records else f"{topic}: no records from offset {from_offset}")
 
 
 @dlq_app.command("replay")
@@ -236,35 +90,16 @@ def dlq_replay(
     ] = False,
 ) -> None:
     """Re-produce up to --limit dead letters to their origin topic (after fixing the cause)."""
-
-    def run() -> None:
-        settings = load_settings()
-        plans, repeats = one_per_origin(
-            [replay_plan(r) for r in _read(settings, topic, limit, from_offset, partition)]
-        )
-        if repeats:
-            out.print(f"{repeats} dead letters repeat an origin record already listed: skipped")
-        for plan in plans:
-            verb = "would replay" if dry_run else "replaying"
-            out.print(
-                f"{verb} {topic}:{plan.dlq.partition}:{plan.dlq.offset} -> {plan.target_topic}"
-            )
-        if dry_run or not plans:
-            out.print(f"{len(plans)} records {'would be ' if dry_run else ''}replayed")
-            return
-        producer = Producer(
-            {"bootstrap.servers": settings.kafka.bootstrap_servers, "enable.idempotence": True}
-        )
-        for plan in plans:
-            producer.produce(
-                plan.target_topic,
-                key=plan.dlq.key,
-                value=plan.dlq.value,
-                headers=list(plan.headers),
-            )
-        remaining = producer.flush(30)
-        if remaining:
-            raise TransientError(f"{remaining} replayed records not acknowledged in 30 s")
-        out.print(f"{len(plans)} records replayed")
-
-    _guard(run)
+    settings = load_settings()
+    letters = read_dead_letters(settings, topic, limit, from_offset, partition)
+    plans, repeats = one_per_origin([replay_plan(r) for r in letters])
+    if repeats:
+        out.print(f"{repeats} dead letters repeat an origin record already listed: skipped")
+    for plan in plans:
+        verb = "would replay" if dry_run else "replaying"
+        out.print(f"{verb} {topic}:{plan.dlq.partition}:{plan.dlq.offset} -> {plan.target_topic}")
+    if dry_run or not plans:
+        out.print(f"{len(plans)} records {'would be ' if dry_run else ''}replayed")
+        return
+    send_replay(settings, plans)
+    out.print(f"{len(plans)} records replayed")

@@ -1,7 +1,8 @@
 """``bitvelocity``: the one command of the project, with a subcommand per job.
 
 Every error this project raises on purpose, and every invalid setting, ends as one
-readable line on stderr and a non-zero exit code, never a stack trace (``guarded``).
+readable line on stderr and a non-zero exit code, never a stack trace: the root group
+(``cli.root.BitVelocityGroup``) catches them for every command.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from cli.backup import backup_app, dr_app
 from cli.bench import bench
 from cli.cache import cache_app
 from cli.chaos import chaos_app
-from cli.console import ProgressLog, change_table, fail, guarded, out, status_table
+from cli.console import ProgressLog, change_table, fail, out, status_table
 from cli.db import db_app
 from cli.demo import demo
 from cli.dlq import dlq_app
@@ -25,6 +26,7 @@ from cli.lake import lake_app
 from cli.oltp import connector_app, loadgen, migrate
 from cli.partitions import partitions_app
 from cli.quality import quality_app
+from cli.root import BitVelocityGroup
 from cli.scaleout import scaleout_app
 from cli.schema import schema_app
 from cli.stack import stack_app
@@ -45,6 +47,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=BitVelocityGroup,
 )
 app.add_typer(stack_app, name="stack")
 app.add_typer(connector_app, name="connector")
@@ -61,14 +64,13 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(scaleout_app, name="scaleout")
 app.add_typer(schema_app, name="schema")
-app.command("migrate")(guarded(migrate))
-app.command("loadgen")(guarded(loadgen))
-app.command("bench")(guarded(bench))
+app.command("migrate")(migrate)
+app.command("loadgen")(loadgen)
+app.command("bench")(bench)
 app.command("demo")(demo)
 
 
 @app.command("worker")
-@guarded
 def worker(
     agents: Annotated[
         list[str] | None,
@@ -104,7 +106,6 @@ def worker(
 
 
 @app.command("smoke")
-@guarded
 def smoke(
     converter: Annotated[
         str, typer.Option(help="Value format Debezium writes: avro (via the registry) or json.")
@@ -125,7 +126,6 @@ def smoke(
 
 
 @app.command("test")
-@guarded
 def run_tests(
     pytest_args: Annotated[
         list[str] | None, typer.Argument(help="Extra arguments for pytest (after --).")

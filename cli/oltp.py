@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from admin.connectors import ConnectClient, register_oltp_connector
-from cli.console import ProgressLog, err, guarded, out
+from cli.console import ProgressLog, err, out
 from config.settings import load_settings
 from oltp.loadgen import LoadgenConfig, LoadgenResult, run_loadgen
 from oltp.scaleout_events import ScaleoutLoad
@@ -43,7 +43,6 @@ def migrate(
 
 
 @connector_app.command("register")
-@guarded
 def connector_register(
     update: Annotated[
         bool, typer.Option(help="Replace the config if the connector exists with another one.")
@@ -54,7 +53,6 @@ def connector_register(
 
 
 @connector_app.command("status")
-@guarded
 def connector_status(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print Connect's status document.")
@@ -77,7 +75,6 @@ def connector_status(
 
 
 @connector_app.command("delete")
-@guarded
 def connector_delete() -> None:
     """Delete the connector (its replication slot stays: drop it to let WAL go)."""
     settings = load_settings()

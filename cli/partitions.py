@@ -13,7 +13,7 @@ import asyncpg
 import typer
 from rich.table import Table
 
-from cli.console import err, guarded, out
+from cli.console import err, out
 from config.errors import ConfigurationError
 from config.settings import load_settings
 from sinks.delta.archive import (
@@ -55,7 +55,6 @@ def _run(database: str | None, work: Callable[[asyncpg.Connection], Awaitable[T]
 
 
 @partitions_app.command("report")
-@guarded
 def report_command(
     exact_counts: Annotated[
         bool, typer.Option("--exact-counts", help="Count rows (default: planner estimates).")
@@ -85,7 +84,6 @@ def report_command(
 
 
 @partitions_app.command("apply")
-@guarded
 def apply_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only print what would be created and retired.")
@@ -110,7 +108,6 @@ def apply_command(
 
 
 @partitions_app.command("archive")
-@guarded
 def archive_command(
     older_than: Annotated[
         str, typer.Option("--older-than", help="Age of a partition's end, e.g. 90d, 12w, 36h.")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.console import guarded, out
+from cli.console import out
 from config.errors import PermanentError
 from config.settings import load_settings
 from sinks.postgres.connection import run_with_connection
@@ -31,7 +31,6 @@ class NotATableError(PermanentError):
 
 
 @schema_app.command("changes")
-@guarded
 def changes_command(
     table: Annotated[str | None, typer.Argument(help="Only this table.")] = None,
     database: Database = None,
@@ -67,7 +66,6 @@ def _waiting(row: dict[str, Any]) -> bool:
 
 
 @schema_app.command("accept")
-@guarded
 def accept_command(
     table: Annotated[str, typer.Argument(help="The paused table, e.g. order_items.")],
     database: Database = None,

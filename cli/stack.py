@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cli.console import ProgressLog, err, guarded, out, status_table
+from cli.console import ProgressLog, err, out, status_table
 from stack import process
 from stack.disk import disk_report, report_lines
 from stack.manager import MONITORING_NAMES, SCALEOUT_NAMES, SERVICE_NAMES, Stack
@@ -41,7 +41,6 @@ WithScaleout = Annotated[
 
 
 @stack_app.command("up")
-@guarded
 def stack_up(
     services: ServiceNames = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the table.")] = False,
@@ -61,7 +60,6 @@ def stack_up(
 
 
 @stack_app.command("down")
-@guarded
 def stack_down(services: ServiceNames = None) -> None:
     """Stop the services this stack started (found by pid file); leaves data in place.
 
@@ -74,7 +72,6 @@ def stack_down(services: ServiceNames = None) -> None:
 
 
 @stack_app.command("status")
-@guarded
 def stack_status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     with_monitoring: WithMonitoring = False,
@@ -102,7 +99,6 @@ def stack_status(
 
 
 @stack_app.command("cycle")
-@guarded
 def stack_cycle(
     services: ServiceNames = None,
     times: Annotated[int, typer.Option("--times", min=1, help="Restarts per service.")] = 20,
@@ -133,7 +129,6 @@ def stack_cycle(
 
 
 @stack_app.command("logs")
-@guarded
 def stack_logs(
     service: Annotated[
         str,

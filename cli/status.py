@@ -11,13 +11,12 @@ import typer
 from pydantic import SecretStr
 from rich.table import Table
 
-from cli.console import err, guarded, out
+from cli.console import err, out
 from config.errors import TransientError
 from config.settings import load_settings
 from observability.health import Samples, WorkerUnreachableError, merge, scrape, summarize
 
 
-@guarded
 def status(
     targets: Annotated[
         list[str] | None,

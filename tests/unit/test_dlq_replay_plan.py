@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cli.dlq import one_per_origin, replay_plan
+from admin.dead_letters import one_per_origin, replay_plan
 from config.errors import BitVelocityError
 from serdes.dead_letters import (
     ORIGIN_OFFSET,
