@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from backup.cluster import LocalCluster, wait_out_of_recovery
+from backup.cluster import LocalCluster
 from backup.errors import BackupError
 from backup.logical import (
     PARTS,
@@ -24,7 +24,7 @@ from backup.logical import (
 )
 from backup.replica import promote, replica_status, replica_up
 from backup.retention_edge import retention_gaps
-from backup.wal import base_for, restore_to_time, take_base_backup
+from backup.wal import restore_point_in_time, take_base_backup
 from backup.wal_prune import base_backup_root, describe, prune_wal_archive, retention_policy
 from cli.console import err, out
 from config.settings import Settings, load_settings
@@ -138,9 +138,8 @@ def restore(
             raise BackupError("--to needs --data-dir (a new folder) and --port (a free port)")
         cluster = LocalCluster(data_dir.resolve(), port)
         started = time.monotonic()
-        base = base_for(base_backup_root(settings), to)
-        restore_to_time(base, _postgres(settings).wal_archive_dir, cluster, to)
-        asyncio.run(wait_out_of_recovery(cluster.settings(settings.postgres), timeout_s=600))
+        wal_dir = _postgres(settings).wal_archive_dir
+        restore_point_in_time(settings.postgres, base_backup_root(settings), wal_dir, cluster, to)
         out.print(
             f"restored to {to.isoformat()} on port {port} in {time.monotonic() - started:.1f} s; "
             f"point the pipeline at it with BV_POSTGRES__PORT={port}"

@@ -16,13 +16,7 @@ from rich.table import Table
 from cli.console import err, out
 from config.errors import ConfigurationError
 from config.settings import load_settings
-from sinks.delta.archive import (
-    ArchiveOutcome,
-    ArchiveVerificationError,
-    archivable,
-    archive_partition,
-    outcome_as_dict,
-)
+from sinks.delta.archive import ArchiveOutcome, archive_older_than, outcome_as_dict
 from sinks.delta.store import DeltaBronzeStore
 from sinks.postgres.connection import run_with_connection
 from sinks.postgres.partitions import (
@@ -130,14 +124,7 @@ def archive_command(
     now = datetime.now(UTC)
 
     async def work(connection: asyncpg.Connection) -> tuple[list[ArchiveOutcome], list[str]]:
-        done: list[ArchiveOutcome] = []
-        failed: list[str] = []
-        for partition in await archivable(connection, older_than=age, now=now):
-            try:
-                done.append(await archive_partition(connection, store, partition, dry_run=dry_run))
-            except ArchiveVerificationError as exc:
-                failed.append(str(exc))
-        return done, failed
+        return await archive_older_than(connection, store, older_than=age, now=now, dry_run=dry_run)
 
     done, failed = _run(database, work)
     if as_json:
