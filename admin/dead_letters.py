@@ -80,8 +80,13 @@ def _headers(message: Message) -> tuple[tuple[str, bytes], ...]:
     return tuple((str(k), bytes(v) if v is not None else b"") for k, v in raw)
 
 
+#: librdkafka's level 3 logs one FAIL line per connection attempt on stderr; an unreachable
+#: broker surfaces as the KafkaException the CLI turns into its one ``error:`` line instead.
+_QUIET = {"log_level": 2}
+
+
 def _admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers, **_QUIET})
 
 
 def read_dead_letters(
@@ -96,6 +101,7 @@ def read_dead_letters(
             "bootstrap.servers": settings.kafka.bootstrap_servers,
             "group.id": f"bv-dlq-cli-{secrets.token_hex(3)}",
             "enable.auto.commit": False,
+            **_QUIET,
         }
     )
     records: list[RecordOrigin] = []
@@ -145,7 +151,7 @@ def dead_letter_counts(settings: Settings) -> list[tuple[str, int]]:
     metadata = _admin(settings).list_topics(timeout=10).topics
     topics = sorted(t for t in metadata if t.endswith(".dlq"))
     consumer = Consumer(
-        {"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "bv-dlq-cli"}
+        {"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "bv-dlq-cli", **_QUIET}
     )
     counts: list[tuple[str, int]] = []
     try:
@@ -163,7 +169,11 @@ def dead_letter_counts(settings: Settings) -> list[tuple[str, int]]:
 def send_replay(settings: Settings, plans: list[ReplayPlan]) -> None:
     """Produce each planned record to its origin topic (idempotent producer), all acknowledged."""
     producer = Producer(
-        {"bootstrap.servers": settings.kafka.bootstrap_servers, "enable.idempotence": True}
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "enable.idempotence": True,
+            **_QUIET,
+        }
     )
     for plan in plans:
         producer.produce(
