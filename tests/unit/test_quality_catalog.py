@@ -8,8 +8,8 @@ from types import MappingProxyType
 import pytest
 
 from cli.quality import InvalidDurationError, parse_duration
-from quality.catalog import SilverCatalog, UnknownColumnError, castable
 from quality.rules import Rule
+from sinks.postgres.quality.catalog import SilverCatalog, UnknownColumnError, castable
 from tests.unit.quality_rules_factory import rule
 
 CATALOG = SilverCatalog(

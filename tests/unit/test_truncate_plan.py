@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from admin.connectors import ConnectorSpec, debezium_postgres_config
 from config.settings import Settings
-from serdes.debezium import ChangeEvent, Operation, SourcePosition
+from records.change_events import ChangeEvent, Operation, SourcePosition
 from sinks.postgres.batch import ConsumedRecord, plan_batch
 
 TOPIC = "bitvelocity.public.payments"
