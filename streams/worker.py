@@ -39,8 +39,8 @@ from observability.pipeline_probes import probe_analytics, probe_group_lag
 from observability.server import MetricsServer
 from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
+from stack.disk import disk_usage_collector
 from streams.analytics_views import AnalyticsWebServer, analytics_web_app
-from streams.stack_disk import disk_usage_collector
 
 log = logging.getLogger("bitvelocity.worker")
 #: What ``bitvelocity worker`` runs without ``--agents``.

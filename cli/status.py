@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict
 from typing import Annotated
 
 import typer
-from pydantic import SecretStr
 from rich.table import Table
 
-from config.errors import TransientError
+from cli.console import err, out
 from config.settings import load_settings
-from observability.health import Samples, WorkerUnreachableError, merge, scrape, summarize
-from streams.console import err, guarded, out
+from observability.health import measure
 
 
-@guarded
 def status(
     targets: Annotated[
         list[str] | None,
@@ -37,25 +33,17 @@ def status(
     web = settings.web
     wanted = targets or [f"{web.host}:{web.metrics_port}", *settings.monitoring.extra_targets]
     urls = [f"http://{target}/metrics" for target in dict.fromkeys(wanted)]
-    first = _scrape_all(urls, web.token)
-    if not first:
-        raise TransientError(
-            f"no worker answered at {', '.join(urls)}; is a worker running "
-            "(`bitvelocity worker`)? Use --target host:port for others"
-        )
-    started = time.monotonic()
-    time.sleep(interval)
-    second = _scrape_all(list(first), web.token)
-    latest = merge(list(second.values()))
-    report = summarize(merge(list(first.values())), latest, time.monotonic() - started)
-    late = late_events_total(latest)
+    measured = measure(urls, web.token, interval)
+    for skipped in measured.skipped:
+        err.print(f"[yellow]skipped[/] {skipped}")
+    report, late = measured.report, measured.late_events
     if as_json:
         out.print_json(
-            json.dumps({"workers": list(second), **asdict(report), "late_events_total": late})
+            json.dumps({"workers": measured.workers, **asdict(report), "late_events_total": late})
         )
         return
     slo = settings.monitoring.freshness_slo_s
-    table = Table(title=f"Pipelines ({len(second)} worker(s), rates over {interval:g} s)")
+    table = Table(title=f"Pipelines ({len(measured.workers)} worker(s), rates over {interval:g} s)")
     for column in ("pipeline", "records/s", "records", "lag", "freshness", "recent errors"):
         table.add_column(column)
     for p in report.pipelines:
@@ -82,18 +70,3 @@ def status(
         )
     out.print(lag)
     out.print(f"late events (changes beyond window retention, on late-events): {late:,.0f}")
-
-
-def late_events_total(samples: Samples) -> float:
-    """``bv_late_events_total`` summed over the workers (published, republished included)."""
-    return sum(v for (name, _), v in samples.items() if name == "bv_late_events_total")
-
-
-def _scrape_all(urls: list[str], token: SecretStr | None) -> dict[str, Samples]:
-    found = {}
-    for url in urls:
-        try:
-            found[url] = scrape(url, token=token)
-        except WorkerUnreachableError as exc:
-            err.print(f"[yellow]skipped[/] {exc}")
-    return found
