@@ -7,13 +7,16 @@ import time
 from dataclasses import asdict
 from typing import Annotated
 
+import asyncpg
 import typer
 from pydantic import SecretStr
 from rich.table import Table
 
-from config.errors import TransientError
-from config.settings import load_settings
+from config.errors import ConfigurationError, TransientError
+from config.settings import Settings, load_settings
 from observability.health import Samples, WorkerUnreachableError, merge, scrape, summarize
+from sinks.postgres.connection import DB_ERRORS, run_with_connection
+from sinks.postgres.schema_changes import paused_tables
 from streams.console import err, guarded, out
 
 
@@ -49,10 +52,10 @@ def status(
     latest = merge(list(second.values()))
     report = summarize(merge(list(first.values())), latest, time.monotonic() - started)
     late = late_events_total(latest)
+    paused = _paused(settings)
     if as_json:
-        out.print_json(
-            json.dumps({"workers": list(second), **asdict(report), "late_events_total": late})
-        )
+        document = {"workers": list(second), **asdict(report), "late_events_total": late}
+        out.print_json(json.dumps(document | {"paused_tables": paused}, default=str))
         return
     slo = settings.monitoring.freshness_slo_s
     table = Table(title=f"Pipelines ({len(second)} worker(s), rates over {interval:g} s)")
@@ -82,6 +85,32 @@ def status(
         )
     out.print(lag)
     out.print(f"late events (changes beyond window retention, on late-events): {late:,.0f}")
+    if paused is None:
+        return
+    if not paused:
+        out.print("tables paused by a source schema change: none")
+        return
+    grid = Table(title="[red]Paused by a source schema change[/] (`bitvelocity schema accept`)")
+    for column in ("table", "schema id", "since (UTC)", "first record not written", "why"):
+        grid.add_column(column)
+    for row in paused:
+        grid.add_row(
+            row["table_name"],
+            str(row["schema_id"]),
+            row["since"].strftime("%Y-%m-%d %H:%M:%S"),
+            f"{row['source_topic']}[{row['source_partition']}] {row['source_offset']}",
+            row["reason"],
+        )
+    out.print(grid)
+
+
+def _paused(settings: Settings) -> list[dict[str, object]] | None:
+    """Tables paused by a schema change, from ``ops.schema_changes`` (None: no database)."""
+    try:
+        return run_with_connection(settings.postgres, None, paused_tables)
+    except (*DB_ERRORS, asyncpg.PostgresError, TransientError, ConfigurationError) as exc:
+        err.print(f"[yellow]paused tables unknown[/] (warehouse unreachable: {exc})")
+        return None
 
 
 def late_events_total(samples: Samples) -> float:
