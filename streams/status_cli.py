@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 import typer
@@ -104,7 +104,7 @@ def status(
     out.print(grid)
 
 
-def _paused(settings: Settings) -> list[dict[str, object]] | None:
+def _paused(settings: Settings) -> list[dict[str, Any]] | None:
     """Tables paused by a schema change, from ``ops.schema_changes`` (None: no database)."""
     try:
         return run_with_connection(settings.postgres, None, paused_tables)
