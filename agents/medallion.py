@@ -318,7 +318,11 @@ class MedallionSink:
             return
         fresh = [r for r in records if r.offset >= claim.next_offset]
         if fresh:  # a paused table's records stop at its schema change (decision 0021)
-            fresh = await self._screen(fresh)
+            screened = await self._screen(fresh)
+            if len(screened) < len(fresh) and self._table_paused(key[0]):
+                assert self._runtime is not None
+                await self._runtime.park([key])  # fetched no more until accepted
+            fresh = screened
         if not fresh:
             return
         started = time.monotonic()
@@ -351,6 +355,14 @@ class MedallionSink:
                 assert self._runtime is not None
                 await self._runtime.hold(self._backoff.delay(attempt), self._stop)
 
+    def _table_paused(self, topic: str) -> bool:
+        return any(paused.topic == topic for paused in self.schema_guard.paused.values())
+
+    @property
+    def parked(self) -> frozenset[PartitionId]:
+        """Partitions of paused tables the consumer does not fetch (until accepted)."""
+        return frozenset() if self._runtime is None else self._runtime.parked
+
     async def _resume_accepted(self, records: list[ConsumedRecord]) -> list[ConsumedRecord]:
         """Every 2 s while a table is paused: resume those an operator accepted, from their
         stored offsets (the records taken meanwhile lie beyond the pause: read again)."""
@@ -369,7 +381,7 @@ class MedallionSink:
             return records
         assert self._runtime is not None
         positions = {k: c.next_offset for k, c in self.claims.items() if k[0] in topics}
-        await self._runtime.seek(positions)
+        await self._runtime.unpark(positions)  # seeks, and fetches the parked ones again
         return [r for r in records if r.topic not in topics]
 
     def _emit_lineage(self, plan: PlannedBatch, outcome: BatchOutcome, started: datetime) -> None:

@@ -298,7 +298,7 @@ async def test_under_pause_a_widening_and_a_drop_hold_their_tables_shown_in_stat
     written = await run_loadgen(env.settings, LoadgenConfig(seed=32, transactions=40))
     connection = await connect(env.settings.postgres)
     try:
-        async with running_sink(env, metrics=metrics):
+        async with running_sink(env, metrics=metrics) as sink:
             await wait_until_caught_up(env, expected_records(written))
             before = await connection.fetch("SELECT * FROM silver.order_items ORDER BY 1")
             await connection.execute(
@@ -329,6 +329,7 @@ async def test_under_pause_a_widening_and_a_drop_hold_their_tables_shown_in_stat
             for row in paused.values():
                 where = (row["source_topic"], row["source_partition"])
                 assert stored[where] == row["source_offset"]
+                assert where in sink.parked  # the consumer fetches it no more
                 assert framed_schema_id(env, *where, row["source_offset"]) == row["schema_id"]
             assert await connection.fetch("SELECT * FROM silver.order_items ORDER BY 1") == before
             for table in paused:
@@ -361,6 +362,7 @@ async def test_under_pause_a_widening_and_a_drop_hold_their_tables_shown_in_stat
                 )
                 == 0
             )
+            assert sink.parked == frozenset()
         assert await paused_tables(connection) == []
         await assert_exactly_once(env)  # resumed exactly once; quantities beyond int exact
     finally:
