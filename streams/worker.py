@@ -22,12 +22,13 @@ from agents.analytics import AnalyticsRunner, analytics_topics, heartbeat_topic
 from agents.analytics_state import state_store
 from agents.cache_invalidation import PIPELINE as CACHE_INVALIDATION
 from agents.cache_invalidation import CacheInvalidationAgent
+from agents.cache_service import run_cache_service
 from agents.lakehouse import LakeSink
 from agents.medallion import MedallionSink, SinkStats
 from agents.product_updates import PIPELINE as PRODUCT_UPDATES
 from agents.product_updates import ProductUpdatesAgent
 from agents.scaleout_stores import ScaleoutStores
-from cache.service import run_cache_service
+from alerts.quality_alerting import quality_gate
 from config.errors import ConfigurationError
 from config.settings import Settings
 from observability.dashboard import dashboard_page
@@ -36,7 +37,6 @@ from observability.logging import configure_logging
 from observability.metrics import default_metrics
 from observability.pipeline_probes import probe_analytics, probe_group_lag
 from observability.server import MetricsServer
-from quality.alerting import quality_gate
 from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
 from streams.analytics_views import AnalyticsWebServer, analytics_web_app

@@ -24,8 +24,9 @@ from stack.manager import Stack
 from streams.chaos_cli import render_report
 
 #: Seed 33's fault deck starts: worker-kill, schema-change, resnapshot, poison, postgres-restart,
-#: connect-restart, redis-restart, kafka-restart, network-pause, ...; slow faults are not started in the last
-#: 75 s, so three minutes meet about nine kinds (the 30-minute run by hand meets them all).
+#: connect-restart, redis-restart, kafka-restart, network-pause, ...; slow faults are not
+#: started in the last 75 s, so three minutes meet about nine kinds (the 30-minute run by hand
+#: meets them all).
 SEED = 33
 
 
