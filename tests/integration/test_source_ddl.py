@@ -42,6 +42,12 @@ def env(settings: Settings) -> Iterator[SinkEnv]:
         yield environment
 
 
+def with_policies(env: SinkEnv, policies: dict[str, str]) -> SinkEnv:
+    """The same pipeline with per-table schema drift policies (BV_SINK__SCHEMA_POLICIES)."""
+    sink = env.settings.sink.model_copy(update={"schema_policies": policies})
+    return SinkEnv(env.settings.model_copy(update={"sink": sink}), env.run_id)
+
+
 async def recorded(connection: asyncpg.Connection) -> list[tuple[str, str, str, str | None]]:
     rows = await connection.fetch(
         "SELECT table_name, column_name, change, decision, target_type "
@@ -162,11 +168,7 @@ async def test_a_narrowed_numeric_pauses_the_table_until_accepted_then_resumes_e
 async def test_ignore_keeps_silvers_shape_and_pause_holds_a_new_column_until_accepted(
     env: SinkEnv,
 ) -> None:
-    policies = {"payments": "ignore", "customers": "pause"}
-    settings = env.settings.model_copy(
-        update={"sink": env.settings.sink.model_copy(update={"schema_policies": policies})}
-    )
-    env = SinkEnv(settings, env.run_id)
+    env = with_policies(env, {"payments": "ignore", "customers": "pause"})
     written = await run_loadgen(env.settings, LoadgenConfig(seed=30, transactions=40))
     connection = await connect(env.settings.postgres)
     try:
@@ -289,11 +291,7 @@ async def test_under_evolve_a_drop_and_widenings_evolve_and_a_rename_waits_for_a
 async def test_under_pause_a_widening_and_a_drop_hold_their_tables_shown_in_status_until_accepted(
     env: SinkEnv,
 ) -> None:
-    policies = {"order_items": "pause", "payments": "pause"}
-    settings = env.settings.model_copy(
-        update={"sink": env.settings.sink.model_copy(update={"schema_policies": policies})}
-    )
-    env = SinkEnv(settings, env.run_id)
+    env = with_policies(env, {"order_items": "pause", "payments": "pause"})
     metrics = Metrics(CollectorRegistry())
     written = await run_loadgen(env.settings, LoadgenConfig(seed=32, transactions=40))
     connection = await connect(env.settings.postgres)
