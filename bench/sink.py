@@ -55,6 +55,7 @@ from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.table import Table
 
+from admin.capture import delete_topics_with_prefix
 from agents.medallion import MedallionSink
 from bench.pipeline_env import (
     BENCH_NAMES,
@@ -78,7 +79,6 @@ from sinks.postgres.medallion import BatchOutcome
 from sinks.postgres.quality.gate import RulesQualityGate
 from sinks.postgres.tables import TABLES
 from sinks.postgres.warehouse import migrate_warehouse
-from streams.capture_admin import delete_topics_with_prefix
 from streams.runtime import PartitionId
 
 RawHeaders = list[tuple[str, bytes | str | None]]

@@ -23,13 +23,13 @@ import asyncpg
 import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from admin.capture import drop_slot_when_released
+from admin.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
 from bench.pipeline_env import high_watermarks
 from chaos.env import ChaosEnv
 from chaos.workers import WorkerPool
 from sinks.postgres.connection import connect
 from stack.manager import Stack
-from streams.capture_admin import drop_slot_when_released
-from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
 
 log = logging.getLogger("bitvelocity.chaos")
 Progress = Callable[[str], None]
@@ -77,7 +77,7 @@ async def start_services(*names: str) -> None:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "streams.cli",
+            "cli.main",
             "stack",
             "up",
             *names,

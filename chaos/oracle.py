@@ -25,6 +25,7 @@ import redis.asyncio as redis_async
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from admin.capture import partition_high_watermarks
 from chaos.expectations import (
     FEATURE_COLUMNS,
     expected_features,
@@ -32,7 +33,6 @@ from chaos.expectations import (
     expected_late_orders,
 )
 from config.settings import Settings
-from streams.capture_admin import partition_high_watermarks
 
 #: Source table -> (primary key columns, source column -> silver column renames).
 SILVER_CONTRACT: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {

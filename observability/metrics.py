@@ -65,6 +65,13 @@ class Metrics:
         self._newest_event_s: dict[str, float] = {}
         self._lock = threading.Lock()
         r = self.registry
+        self._define_pipeline_metrics(r)
+        self._define_sink_metrics(r)
+        self._define_cache_metrics(r)
+        self._define_quality_and_messaging_metrics(r)
+
+    def _define_pipeline_metrics(self, r: CollectorRegistry) -> None:
+        """Batches, records, errors, lag and freshness of every pipeline."""
         self.processing_duration = Histogram(
             "bv_data_processing_duration_seconds",
             "Wall time to process one batch, by pipeline and outcome.",
@@ -102,6 +109,9 @@ class Metrics:
             ["pipeline"],
             registry=r,
         )
+
+    def _define_sink_metrics(self, r: CollectorRegistry) -> None:
+        """Dead letters, late events and the sink's transactions."""
         self.dlq_records = Counter(
             "bv_dlq_records",
             "Records written to a dead-letter topic, by source topic and reason.",
@@ -125,6 +135,9 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+
+    def _define_cache_metrics(self, r: CollectorRegistry) -> None:
+        """Cache lookups, evictions and warming."""
         self.cache_requests = Counter(
             "bv_cache_requests",
             "Cache lookups by cache, layer (l1, l2) and result (hit, miss).",
@@ -143,6 +156,9 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+
+    def _define_quality_and_messaging_metrics(self, r: CollectorRegistry) -> None:
+        """Quality failures, schema changes, broker publishes."""
         self.quality_failures = Counter(
             "bv_quality_failures",
             "Records failing a data quality rule, by rule and severity.",

@@ -127,23 +127,8 @@ def build_change_event(
         committed_at = _instant(source.get("ts_us"), source.get("ts_ms"))
         if committed_at is None:
             raise EnvelopeError("source has neither ts_us nor ts_ms")
-        block = envelope.get("transaction")
-        transaction = (
-            TransactionBlock(
-                str(block["id"]), int(block["total_order"]), int(block["data_collection_order"])
-            )
-            if block
-            else None
-        )
-        message = envelope.get("message")
-        logical_message = None
-        if message:
-            content = message.get("content") or b""
-            if isinstance(content, str):  # JSON: base64 (binary.handling.mode=bytes)
-                content = base64.b64decode(content, validate=True)
-            logical_message = LogicalMessage(
-                str(message.get("prefix")), bytes(content), position.tx_id is not None
-            )
+        transaction = _transaction_block(envelope.get("transaction"))
+        logical_message = _logical_message(envelope.get("message"), position)
         return ChangeEvent(
             op,
             str(source.get("schema", "")),
@@ -168,6 +153,26 @@ def build_change_event(
             f"not a Debezium change envelope ({type(exc).__name__}: {exc}); "
             f"fields: {sorted(envelope)[:12] if isinstance(envelope, Mapping) else '?'}"
         ) from exc
+
+
+def _transaction_block(block: Mapping[str, Any] | None) -> TransactionBlock | None:
+    if not block:
+        return None
+    return TransactionBlock(
+        str(block["id"]), int(block["total_order"]), int(block["data_collection_order"])
+    )
+
+
+def _logical_message(
+    message: Mapping[str, Any] | None, position: SourcePosition
+) -> LogicalMessage | None:
+    """An ``op = m`` payload; transactional when it carries its transaction's id."""
+    if not message:
+        return None
+    content = message.get("content") or b""
+    if isinstance(content, str):  # JSON: base64 (binary.handling.mode=bytes)
+        content = base64.b64decode(content, validate=True)
+    return LogicalMessage(str(message.get("prefix")), bytes(content), position.tx_id is not None)
 
 
 # -- Avro -----------------------------------------------------------------------------------

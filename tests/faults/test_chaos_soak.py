@@ -19,9 +19,9 @@ import pytest
 
 from chaos.env import ChaosEnv, chaos_environment
 from chaos.runner import ChaosConfig, run_chaos
+from cli.chaos import render_report
 from config.settings import Settings
 from stack.manager import Stack
-from streams.chaos_cli import render_report
 
 #: Seed 33's fault deck starts: worker-kill, schema-change, resnapshot, poison, postgres-restart,
 #: connect-restart, redis-restart, kafka-restart, network-pause, ...; slow faults are not

@@ -17,12 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from admin.capture import drop_slot_when_released
+from admin.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
 from config.settings import Settings
 from oltp.loadgen import LoadgenConfig, run_loadgen
 from sinks.postgres.connection import connect
 from stack.manager import Stack
-from streams.capture_admin import drop_slot_when_released
-from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
 from tests.faults.cli_workers import start_cli
 from tests.faults.pg_proxy import CommitCuttingProxy
 from tests.faults.tcp_proxy import FlakyProxy

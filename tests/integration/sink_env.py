@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from admin.capture import read_topics
 from agents.medallion import MedallionSink
 from bench.pipeline_env import (
     SinkEnv,
@@ -29,7 +30,6 @@ from observability.metrics import Metrics
 from sinks.postgres.connection import connect
 from sinks.postgres.quality.gate import RulesQualityGate
 from sinks.postgres.tables import TABLES
-from streams.capture_admin import read_topics
 
 __all__ = [
     "SinkEnv",

@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from admin.capture import read_topics
 from config.errors import FramingError
 from config.settings import Settings
 from observability.logging import configure_logging
@@ -25,7 +26,6 @@ from sinks.postgres.connection import connect
 from sinks.postgres.medallion import MedallionWriter
 from sinks.postgres.offsets import OffsetStore, PartitionFencedError
 from sinks.postgres.quality.gate import RulesQualityGate
-from streams.capture_admin import read_topics
 from tests.integration.sink_env import (
     SinkEnv,
     assert_exactly_once,

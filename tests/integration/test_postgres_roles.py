@@ -19,10 +19,10 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
+from admin.connectors import oltp_connector_spec
 from cache.loaders import PostgresSource
 from config.settings import Settings
 from sinks.postgres.connection import connect
-from streams.connectors import oltp_connector_spec
 from tests.integration.throwaway import throwaway_database
 
 DENIED = (asyncpg.InsufficientPrivilegeError,)

@@ -13,13 +13,13 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
+from admin.capture import read_topics
 from config.settings import Settings
 from observability.metrics import Metrics
 from observability.server import MetricsServer
 from oltp.loadgen import LoadgenConfig, run_loadgen
 from sinks.postgres.connection import connect
 from sinks.postgres.schema_changes import accept_schema_changes, paused_tables
-from streams.capture_admin import read_topics
 from tests.integration.cli import run_cli
 from tests.integration.sink_env import (
     SinkEnv,

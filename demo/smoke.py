@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
-from config.settings import Settings
-from serdes.avro import AvroCodec
-from serdes.registry import RegistryClient
-from sinks.postgres.connection import connect
-from streams.capture_admin import (
+from admin.capture import (
     drop_slot_when_released,
     read_topics,
     remove_capture_outputs,
 )
-from streams.connectors import ConnectClient, ConnectorSpec, debezium_postgres_config
+from admin.connectors import ConnectClient, ConnectorSpec, debezium_postgres_config
+from config.settings import Settings
+from serdes.avro import AvroCodec
+from serdes.registry import RegistryClient
+from sinks.postgres.connection import connect
 
 Progress = Callable[[str], None]
 SMOKE_SCHEMA = "bv_smoke"

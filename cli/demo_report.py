@@ -8,11 +8,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from chaos.expectations import FEATURE_COLUMNS
-from streams.console import out
-from streams.demo import DemoSummary
-from streams.demo_cache import CacheRound
-from streams.demo_checks import AnalyticsCheck
-from streams.demo_views import ViewsAnswer
+from cli.console import out
+from demo.cache import CacheRound
+from demo.checks import AnalyticsCheck
+from demo.pipeline import DemoSummary
+from demo.views import ViewsAnswer
 
 OK, BAD = "[green]ok[/]", "[red]MISMATCH[/]"
 #: Feature columns shown per customer (the rest are in the web view's answer).

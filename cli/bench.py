@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from streams.console import out
+from cli.console import out
 
 
 def bench(

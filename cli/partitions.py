@@ -13,15 +13,10 @@ import asyncpg
 import typer
 from rich.table import Table
 
+from cli.console import err, out
 from config.errors import ConfigurationError
 from config.settings import load_settings
-from sinks.delta.archive import (
-    ArchiveOutcome,
-    ArchiveVerificationError,
-    archivable,
-    archive_partition,
-    outcome_as_dict,
-)
+from sinks.delta.archive import ArchiveOutcome, archive_older_than, outcome_as_dict
 from sinks.delta.store import DeltaBronzeStore
 from sinks.postgres.connection import run_with_connection
 from sinks.postgres.partitions import (
@@ -32,7 +27,6 @@ from sinks.postgres.partitions import (
     partition_report,
 )
 from sinks.postgres.retention import is_ahead
-from streams.console import err, guarded, out
 
 T = TypeVar("T")
 
@@ -55,7 +49,6 @@ def _run(database: str | None, work: Callable[[asyncpg.Connection], Awaitable[T]
 
 
 @partitions_app.command("report")
-@guarded
 def report_command(
     exact_counts: Annotated[
         bool, typer.Option("--exact-counts", help="Count rows (default: planner estimates).")
@@ -85,7 +78,6 @@ def report_command(
 
 
 @partitions_app.command("apply")
-@guarded
 def apply_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only print what would be created and retired.")
@@ -110,7 +102,6 @@ def apply_command(
 
 
 @partitions_app.command("archive")
-@guarded
 def archive_command(
     older_than: Annotated[
         str, typer.Option("--older-than", help="Age of a partition's end, e.g. 90d, 12w, 36h.")
@@ -133,14 +124,7 @@ def archive_command(
     now = datetime.now(UTC)
 
     async def work(connection: asyncpg.Connection) -> tuple[list[ArchiveOutcome], list[str]]:
-        done: list[ArchiveOutcome] = []
-        failed: list[str] = []
-        for partition in await archivable(connection, older_than=age, now=now):
-            try:
-                done.append(await archive_partition(connection, store, partition, dry_run=dry_run))
-            except ArchiveVerificationError as exc:
-                failed.append(str(exc))
-        return done, failed
+        return await archive_older_than(connection, store, older_than=age, now=now, dry_run=dry_run)
 
     done, failed = _run(database, work)
     if as_json:

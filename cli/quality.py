@@ -12,12 +12,12 @@ import asyncpg
 import typer
 from rich.table import Table
 
+from cli.console import out
 from config.errors import PermanentError
 from config.settings import load_settings
 from quality.rules import InvalidRuleError, Rule, RuleType, Severity
 from sinks.postgres.connection import run_with_connection
 from sinks.postgres.quality.admin import RuleReport, add_rule, list_rules, rule_report
-from streams.console import guarded, out
 
 T = TypeVar("T")
 
@@ -54,7 +54,6 @@ def _run(database: str | None, work: Callable[[asyncpg.Connection], Awaitable[T]
 
 
 @quality_app.command("rules")
-@guarded
 def rules_command(database: Database = None) -> None:
     """List every rule with its config, severity and whether it is active."""
     invalid: list[InvalidRuleError] = []
@@ -65,7 +64,6 @@ def rules_command(database: Database = None) -> None:
 
 
 @quality_app.command("report")
-@guarded
 def report_command(
     since: Annotated[str, typer.Option(help="How far back to look: 30m, 1h, 2d, 1h30m.")] = "1h",
     database: Database = None,
@@ -77,7 +75,6 @@ def report_command(
 
 
 @quality_app.command("add-rule")
-@guarded
 def add_rule_command(
     table: Annotated[str, typer.Option(help="Silver table, e.g. orders.")],
     column: Annotated[str, typer.Option(help="Column of that table, e.g. total_amount.")],

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from cli.console import out
 from config.errors import PermanentError
 from config.settings import load_settings
 from sinks.postgres.connection import run_with_connection
@@ -15,7 +16,6 @@ from sinks.postgres.schema_changes import (
     accept_schema_changes,
     list_schema_changes,
 )
-from streams.console import guarded, out
 
 schema_app = typer.Typer(
     help="Source schema changes: what the sink found and decided; resume a paused table.",
@@ -31,7 +31,6 @@ class NotATableError(PermanentError):
 
 
 @schema_app.command("changes")
-@guarded
 def changes_command(
     table: Annotated[str | None, typer.Argument(help="Only this table.")] = None,
     database: Database = None,
@@ -67,7 +66,6 @@ def _waiting(row: dict[str, Any]) -> bool:
 
 
 @schema_app.command("accept")
-@guarded
 def accept_command(
     table: Annotated[str, typer.Argument(help="The paused table, e.g. order_items.")],
     database: Database = None,

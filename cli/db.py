@@ -10,10 +10,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cli.console import out
 from config.settings import Settings, load_settings
 from observability.slow_queries import SlowStatement, slow_statements
 from sinks.postgres.connection import connect
-from streams.console import guarded, out
 
 db_app = typer.Typer(help="Reports about the PostgreSQL database.", no_args_is_help=True)
 
@@ -33,7 +33,6 @@ async def _fetch(settings: Settings, min_mean_ms: float, limit: int) -> list[Slo
 
 
 @db_app.command("slow-queries")
-@guarded
 def slow_queries(
     min_mean_ms: Annotated[
         float, typer.Option(min=0, help="List statements whose mean time is at least this.")

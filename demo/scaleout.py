@@ -25,9 +25,11 @@ from cassandra.concurrent import execute_concurrent_with_args
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from admin.capture import partition_high_watermarks
 from agents.medallion import MedallionSink
 from agents.scaleout_stores import ScaleoutStores
 from config.settings import Settings
+from demo.pipeline import stored_offsets
 from oltp.scaleout_events import ScaleoutLoad, latest_posts
 from oltp.scaleout_load import ensure_topics, produce_scaleout, scaleout_events
 from serdes.plain_events import scaleout_event_specs
@@ -37,8 +39,6 @@ from sinks.mongo.posts import POSTS
 from sinks.postgres.connection import connect
 from sinks.postgres.quality.gate import RulesQualityGate
 from sinks.scaleout_counts import store_counts
-from streams.capture_admin import partition_high_watermarks
-from streams.demo import stored_offsets
 
 Progress = Callable[[str], None]
 

@@ -8,8 +8,8 @@ import signal
 import typer
 
 from agents.alert_relay import AlertRelay
+from cli.console import out
 from config.settings import Settings, load_settings
-from streams.console import guarded, out
 
 alerts_app = typer.Typer(
     help="Alerts: relay quality ERROR alerts and DLQ notifications to RabbitMQ (confirmed).",
@@ -28,7 +28,6 @@ async def _relay(settings: Settings) -> None:
 
 
 @alerts_app.command("relay")
-@guarded
 def relay_command() -> None:
     """Forward quality-alerts and every *.dlq record to the durable queue until Ctrl-C.
 

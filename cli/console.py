@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
 
-from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from config.errors import BitVelocityError
 from stack.manager import ServiceStatus
 
 if TYPE_CHECKING:  # only for annotations: these modules import this one
-    from streams.demo import DemoSummary
-    from streams.smoke import SmokeChange
+    from demo.pipeline import DemoSummary
+    from demo.smoke import SmokeChange
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -131,24 +128,5 @@ def _row(values: dict[str, object] | None) -> str:
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print one readable error line and exit."""
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     sys.exit(code)
-
-
-def guarded(command: Callable[P, R]) -> Callable[P, R]:
-    """Wrap a CLI command: our errors and invalid settings become one line and exit code 2."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            setting = "BV_" + "__".join(str(part).upper() for part in first["loc"])
-            fail(f"invalid setting {setting}: {first['msg']} (got {first.get('input')!r})")
-        except BitVelocityError as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            fail("interrupted", code=130)
-
-    return wrapper

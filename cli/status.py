@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict
 from typing import Annotated, Any
 
 import asyncpg
 import typer
-from pydantic import SecretStr
 from rich.table import Table
 
+from cli.console import err, out
 from config.errors import ConfigurationError, TransientError
 from config.settings import Settings, load_settings
-from observability.health import Samples, WorkerUnreachableError, merge, scrape, summarize
+from observability.health import measure
 from sinks.postgres.connection import DB_ERRORS, run_with_connection
 from sinks.postgres.schema_changes import paused_tables
-from streams.console import err, guarded, out
 
 
-@guarded
 def status(
     targets: Annotated[
         list[str] | None,
@@ -40,25 +37,17 @@ def status(
     web = settings.web
     wanted = targets or [f"{web.host}:{web.metrics_port}", *settings.monitoring.extra_targets]
     urls = [f"http://{target}/metrics" for target in dict.fromkeys(wanted)]
-    first = _scrape_all(urls, web.token)
-    if not first:
-        raise TransientError(
-            f"no worker answered at {', '.join(urls)}; is a worker running "
-            "(`bitvelocity worker`)? Use --target host:port for others"
-        )
-    started = time.monotonic()
-    time.sleep(interval)
-    second = _scrape_all(list(first), web.token)
-    latest = merge(list(second.values()))
-    report = summarize(merge(list(first.values())), latest, time.monotonic() - started)
-    late = late_events_total(latest)
+    measured = measure(urls, web.token, interval)
+    for skipped in measured.skipped:
+        err.print(f"[yellow]skipped[/] {skipped}")
+    report, late = measured.report, measured.late_events
     paused = _paused(settings)
     if as_json:
-        document = {"workers": list(second), **asdict(report), "late_events_total": late}
+        document = {"workers": measured.workers, **asdict(report), "late_events_total": late}
         out.print_json(json.dumps(document | {"paused_tables": paused}, default=str))
         return
     slo = settings.monitoring.freshness_slo_s
-    table = Table(title=f"Pipelines ({len(second)} worker(s), rates over {interval:g} s)")
+    table = Table(title=f"Pipelines ({len(measured.workers)} worker(s), rates over {interval:g} s)")
     for column in ("pipeline", "records/s", "records", "lag", "freshness", "recent errors"):
         table.add_column(column)
     for p in report.pipelines:
@@ -85,8 +74,21 @@ def status(
         )
     out.print(lag)
     out.print(f"late events (changes beyond window retention, on late-events): {late:,.0f}")
-    if paused is None:
-        return
+    if paused is not None:
+        _print_paused(paused)
+
+
+def _paused(settings: Settings) -> list[dict[str, Any]] | None:
+    """Tables paused by a schema change, from ``ops.schema_changes`` (None: no database)."""
+    try:
+        return run_with_connection(settings.postgres, None, paused_tables)
+    except (*DB_ERRORS, asyncpg.PostgresError, TransientError, ConfigurationError) as exc:
+        err.print(f"[yellow]paused tables unknown[/] (warehouse unreachable: {exc})")
+        return None
+
+
+def _print_paused(paused: list[dict[str, Any]]) -> None:
+    """Which tables a source schema change paused, since when and why (decision 0021)."""
     if not paused:
         out.print("tables paused by a source schema change: none")
         return
@@ -102,27 +104,3 @@ def status(
             row["reason"],
         )
     out.print(grid)
-
-
-def _paused(settings: Settings) -> list[dict[str, Any]] | None:
-    """Tables paused by a schema change, from ``ops.schema_changes`` (None: no database)."""
-    try:
-        return run_with_connection(settings.postgres, None, paused_tables)
-    except (*DB_ERRORS, asyncpg.PostgresError, TransientError, ConfigurationError) as exc:
-        err.print(f"[yellow]paused tables unknown[/] (warehouse unreachable: {exc})")
-        return None
-
-
-def late_events_total(samples: Samples) -> float:
-    """``bv_late_events_total`` summed over the workers (published, republished included)."""
-    return sum(v for (name, _), v in samples.items() if name == "bv_late_events_total")
-
-
-def _scrape_all(urls: list[str], token: SecretStr | None) -> dict[str, Samples]:
-    found = {}
-    for url in urls:
-        try:
-            found[url] = scrape(url, token=token)
-        except WorkerUnreachableError as exc:
-            err.print(f"[yellow]skipped[/] {exc}")
-    return found

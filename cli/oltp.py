@@ -10,14 +10,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from admin.connectors import ConnectClient, register_oltp_connector
+from cli.console import ProgressLog, err, out
 from config.settings import load_settings
 from oltp.loadgen import LoadgenConfig, LoadgenResult, run_loadgen
 from oltp.scaleout_events import ScaleoutLoad
 from oltp.scaleout_load import produce_scaleout
 from oltp.schema import migrate_oltp
 from sinks.postgres.warehouse import migrate_warehouse
-from streams.connectors import ConnectClient, register_oltp_connector
-from streams.console import ProgressLog, err, guarded, out
 
 connector_app = typer.Typer(
     help="Manage the Debezium connector that captures the OLTP tables.", no_args_is_help=True
@@ -43,7 +43,6 @@ def migrate(
 
 
 @connector_app.command("register")
-@guarded
 def connector_register(
     update: Annotated[
         bool, typer.Option(help="Replace the config if the connector exists with another one.")
@@ -54,7 +53,6 @@ def connector_register(
 
 
 @connector_app.command("status")
-@guarded
 def connector_status(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print Connect's status document.")
@@ -77,7 +75,6 @@ def connector_status(
 
 
 @connector_app.command("delete")
-@guarded
 def connector_delete() -> None:
     """Delete the connector (its replication slot stays: drop it to let WAL go)."""
     settings = load_settings()

@@ -17,10 +17,10 @@ import typer
 from rich.table import Table
 
 from agents.scaleout_stores import ScaleoutStores, StoreStats
+from cli.console import fail, out
 from config.settings import Settings, load_settings
+from demo.scaleout import ScaleoutSummary, demo_load, run_scaleout_demo
 from sinks.scaleout_counts import store_counts
-from streams.console import fail, guarded, out
-from streams.scaleout_demo import ScaleoutSummary, demo_load, run_scaleout_demo
 
 scaleout_app = typer.Typer(
     help="Scale-out stores: chat and telemetry into Cassandra, social posts into MongoDB.",
@@ -42,7 +42,6 @@ async def run_scaleout_worker(settings: Settings) -> dict[str, StoreStats]:
 
 
 @scaleout_app.command("worker")
-@guarded
 def worker_command() -> None:
     """Consume chat-messages, device-telemetry and social-posts into the stores (until SIGTERM)."""
     stats = asyncio.run(run_scaleout_worker(load_settings()))
@@ -54,7 +53,6 @@ def worker_command() -> None:
 
 
 @scaleout_app.command("counts")
-@guarded
 def counts_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from agents.cache_service import run_cache_service
 from cache.service import cache_stats, flush_cache, warm_once
+from cli.console import out
 from config.settings import load_settings
-from streams.console import guarded, out
 
 cache_app = typer.Typer(
     help="Product, category and customer caches: warm, inspect, flush, or run the agents.",
@@ -20,7 +20,6 @@ cache_app = typer.Typer(
 
 
 @cache_app.command("warm")
-@guarded
 def warm_command() -> None:
     """Load the top products by gold sales into L2 now (the service does it every 5 min)."""
     result = asyncio.run(warm_once(load_settings()))
@@ -31,7 +30,6 @@ def warm_command() -> None:
 
 
 @cache_app.command("stats")
-@guarded
 def stats_command() -> None:
     """Entries in L2 per cache, and how many L1 caches listen for invalidations."""
     settings = load_settings()
@@ -46,7 +44,6 @@ def stats_command() -> None:
 
 
 @cache_app.command("flush")
-@guarded
 def flush_command() -> None:
     """Delete every L2 entry and generation, and tell every L1 to drop everything."""
     deleted = asyncio.run(flush_cache(load_settings()))
@@ -54,7 +51,6 @@ def flush_command() -> None:
 
 
 @cache_app.command("run")
-@guarded
 def run_command() -> None:
     """Run the product-updates and invalidation agents and the warmer until Ctrl-C."""
     asyncio.run(run_cache_service(load_settings()))

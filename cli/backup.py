@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from backup.cluster import LocalCluster, wait_out_of_recovery
+from backup.cluster import LocalCluster
 from backup.errors import BackupError
 from backup.logical import (
     PARTS,
@@ -24,12 +24,12 @@ from backup.logical import (
 )
 from backup.replica import promote, replica_status, replica_up
 from backup.retention_edge import retention_gaps
-from backup.wal import base_for, restore_to_time, take_base_backup
+from backup.wal import restore_point_in_time, take_base_backup
 from backup.wal_prune import base_backup_root, describe, prune_wal_archive, retention_policy
+from cli.console import err, out
 from config.settings import Settings, load_settings
 from stack.manager import Stack
 from stack.postgres_service import PostgresService
-from streams.console import err, guarded, out
 
 backup_app = typer.Typer(
     help="Logical backups (pg_dump), base backups and point-in-time restores.",
@@ -53,7 +53,6 @@ def _postgres(settings: Settings) -> PostgresService:
     return service
 
 
-@guarded
 def create() -> None:
     """Dump the OLTP and warehouse parts (custom format, compressed); keep the newest N."""
     settings = load_settings()
@@ -62,7 +61,6 @@ def create() -> None:
     out.print(f"backup {manifest.name}: {size / 1e6:.1f} MB in {len(manifest.dumps)} dumps")
 
 
-@guarded
 def list_() -> None:
     """The backups in the configured target, oldest first."""
     table = Table("name", "database", "dumps", "MB", "rows")
@@ -77,7 +75,6 @@ def list_() -> None:
     out.print(table)
 
 
-@guarded
 def verify(name: Name = None) -> None:
     """Check every dump's SHA-256 and that pg_restore can read it."""
     settings = load_settings()
@@ -85,7 +82,6 @@ def verify(name: Name = None) -> None:
     out.print(f"backup {manifest.name}: {len(manifest.dumps)} dumps verified")
 
 
-@guarded
 def base() -> None:
     """Take a physical base backup of the stack's cluster (the start point of PITR)."""
     settings = load_settings()
@@ -106,7 +102,6 @@ def _prune(settings: Settings, *, dry_run: bool) -> None:
         out.print(f"WAL retention: {line}")
 
 
-@guarded
 def prune(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only say what would be removed.")
@@ -116,7 +111,6 @@ def prune(
     _prune(load_settings(), dry_run=dry_run)
 
 
-@guarded
 def restore(
     name: Name = None,
     part: Annotated[
@@ -144,9 +138,8 @@ def restore(
             raise BackupError("--to needs --data-dir (a new folder) and --port (a free port)")
         cluster = LocalCluster(data_dir.resolve(), port)
         started = time.monotonic()
-        base = base_for(base_backup_root(settings), to)
-        restore_to_time(base, _postgres(settings).wal_archive_dir, cluster, to)
-        asyncio.run(wait_out_of_recovery(cluster.settings(settings.postgres), timeout_s=600))
+        wal_dir = _postgres(settings).wal_archive_dir
+        restore_point_in_time(settings.postgres, base_backup_root(settings), wal_dir, cluster, to)
         out.print(
             f"restored to {to.isoformat()} on port {port} in {time.monotonic() - started:.1f} s; "
             f"point the pipeline at it with BV_POSTGRES__PORT={port}"
@@ -187,7 +180,6 @@ def _replica(settings: Settings) -> LocalCluster:
     return LocalCluster(folder / "data", settings.backup.replica_port)
 
 
-@guarded
 def up() -> None:
     """Clone the stack's cluster into a streaming replica and start it."""
     settings = load_settings()
@@ -202,7 +194,6 @@ def up() -> None:
     out.print(f"replica streaming on port {replica.port} ({replica.data_dir})")
 
 
-@guarded
 def status() -> None:
     """Whether the replica streams, and its lag behind the primary."""
     settings = load_settings()
@@ -216,7 +207,6 @@ def status() -> None:
     )
 
 
-@guarded
 def promote_() -> None:
     """Make the replica the primary; then set BV_POSTGRES__PORT to its port."""
     settings = load_settings()

@@ -22,18 +22,18 @@ from typing import Any
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
+from admin.capture import partition_high_watermarks
+from admin.connectors import register_oltp_connector
 from agents.analytics import AnalyticsRunner, analytics_topics
 from config.errors import TransientError
 from config.settings import Settings
+from demo.cache import CacheRound, cache_round
+from demo.checks import AnalyticsCheck, check_analytics
+from demo.views import ViewsAnswer, ask_views
 from oltp.loadgen import LoadgenConfig, LoadgenResult, run_loadgen
 from oltp.schema import CAPTURED_TABLES, migrate_oltp
 from sinks.postgres.connection import connect
 from sinks.postgres.warehouse import migrate_warehouse
-from streams.capture_admin import partition_high_watermarks
-from streams.connectors import register_oltp_connector
-from streams.demo_cache import CacheRound, cache_round
-from streams.demo_checks import AnalyticsCheck, check_analytics
-from streams.demo_views import ViewsAnswer, ask_views
 from streams.worker import AGENTS, run_worker
 
 Progress = Callable[[str], None]

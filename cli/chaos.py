@@ -15,8 +15,8 @@ from chaos.env import chaos_environment
 from chaos.faults import FAULTS
 from chaos.oracle import OracleTarget, judge, render
 from chaos.runner import ChaosConfig, ChaosReport, run_chaos
+from cli.console import ProgressLog, fail
 from config.settings import load_settings
-from streams.console import ProgressLog, fail, guarded
 
 chaos_app = typer.Typer(
     help=(
@@ -37,7 +37,6 @@ chaos_app = typer.Typer(
 
 
 @chaos_app.callback()
-@guarded
 def chaos(
     ctx: typer.Context,
     minutes: Annotated[float, typer.Option(help="How long the load and faults run.")] = 3.0,
@@ -100,7 +99,6 @@ def render_report(report: ChaosReport) -> str:
 
 
 @chaos_app.command("oracle")
-@guarded
 def oracle(
     group: Annotated[
         str | None,

@@ -17,11 +17,11 @@ import typer
 from rich.table import Table
 
 from agents.lakehouse import LakeSink
+from cli.console import fail, out
 from config.settings import load_settings
 from observability.logging import configure_logging
 from sinks.delta.store import DeltaBronzeStore, MaintenanceResult
 from sinks.postgres.tables import TABLES
-from streams.console import fail, guarded, out
 from streams.worker import default_worker_id
 
 lake_app = typer.Typer(
@@ -47,7 +47,6 @@ def _tables(store: DeltaBronzeStore, tables: list[str] | None) -> list[str]:
 
 
 @lake_app.command("run")
-@guarded
 def run_command(
     worker_id: Annotated[
         str | None, typer.Option(help="This worker's name (default: host-pid).")
@@ -68,7 +67,6 @@ def run_command(
 
 
 @lake_app.command("compact")
-@guarded
 def compact_command(tables: Tables = None) -> None:
     """Rewrite small data files into ~BV_LAKE__TARGET_FILE_SIZE_MB files (data unchanged)."""
     store = _store()
@@ -76,7 +74,6 @@ def compact_command(tables: Tables = None) -> None:
 
 
 @lake_app.command("vacuum")
-@guarded
 def vacuum_command(
     tables: Tables = None,
     apply: Annotated[

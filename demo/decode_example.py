@@ -2,8 +2,8 @@
 print, one line per record, what the decoder makes of it.
 
     ./bv demo                                    # stack, connector, a seeded workload
-    .venv/bin/python -m streams.decode_example   # every topic of the prefix bitvelocity
-    .venv/bin/python -m streams.decode_example --max-records 40 --timeout 20
+    .venv/bin/python -m demo.decode_example   # every topic of the prefix bitvelocity
+    .venv/bin/python -m demo.decode_example --max-records 40 --timeout 20
 
 It reads without a consumer group commit (nothing of the pipeline's is touched) and decodes
 each record with ``decode_any``: change events, tombstones and the transaction topic's
@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 
 from confluent_kafka.admin import AdminClient
 
+from admin.capture import read_topics
 from config.settings import Settings, load_settings
 from records.change_events import ChangeEvent, Tombstone
 from serdes.avro import AvroCodec
@@ -26,7 +27,6 @@ from serdes.debezium import DebeziumAvroDecoder
 from serdes.json_envelope import DebeziumJsonDecoder
 from serdes.registry import RegistryClient
 from serdes.transactions import TransactionEvent
-from streams.capture_admin import read_topics
 from streams.runtime import origin_of
 
 Record = ChangeEvent | Tombstone | TransactionEvent | DeadLetter
