@@ -246,6 +246,11 @@ class MedallionSink:
             self.on_assigned(partitions)
         return starts
 
+    @property
+    def parked(self) -> frozenset[PartitionId]:
+        """Partitions of paused tables the consumer does not fetch (until accepted)."""
+        return frozenset() if self._runtime is None else self._runtime.parked
+
     async def _hold(self, seconds: float) -> None:
         assert self._runtime is not None
         await self._runtime.hold(seconds, self._stop)
@@ -308,7 +313,11 @@ class MedallionSink:
             return
         fresh = [r for r in records if r.offset >= claim.next_offset]
         if fresh:  # a paused table's records stop at its schema change (decision 0021)
-            fresh = await self.schema_screen.screen(fresh, self._hold, self._stop)
+            screened = await self.schema_screen.screen(fresh, self._hold, self._stop)
+            if len(screened) < len(fresh) and self.schema_screen.holds(key[0]):
+                assert self._runtime is not None
+                await self._runtime.park([key])  # fetched no more until accepted
+            fresh = screened
         if not fresh:
             return
         started = time.monotonic()

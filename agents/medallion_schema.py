@@ -1,8 +1,9 @@
 """The medallion sink's schema screen: what a paused table lets through, and its resume.
 
 A table whose source schema changed in a way its policy does not evolve is paused: its
-records stop at the change (decision 0021). Every 2 s while any table is paused, tables an
-operator accepted (``bitvelocity schema accept``) resume from their stored offsets.
+records stop at the change and the sink parks its partitions in the consumer (decision
+0021). Every 2 s while any table is paused, tables an operator accepted (``bitvelocity
+schema accept``) resume from their stored offsets.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class SchemaScreen:
                     return []  # nothing written: the next owner reads these again
                 await hold(self._backoff.delay(attempt))
 
+    def holds(self, topic: str) -> bool:
+        """Whether ``topic``'s table is paused here (its partitions are parked)."""
+        return any(paused.topic == topic for paused in self.guard.paused.values())
+
     async def resume_accepted(
         self, records: list[ConsumedRecord], runtime: ConsumerRuntime | None
     ) -> list[ConsumedRecord]:
@@ -82,5 +87,5 @@ class SchemaScreen:
         if not topics:
             return records
         assert runtime is not None
-        await runtime.seek(self._committer.positions(topics))
+        await runtime.unpark(self._committer.positions(topics))  # seek; fetch parked again
         return [r for r in records if r.topic not in topics]

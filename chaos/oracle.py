@@ -351,8 +351,8 @@ async def _check_silver(
     mismatches = 0
     for table in tables:
         key, renames = SILVER_CONTRACT[table]
-        source_columns = await _columns(connection, "public", table)
-        silver_columns = set(await _columns(connection, "silver", table))
+        source_columns = await column_names(connection, "public", table)
+        silver_columns = set(await column_names(connection, "silver", table))
         pairs = [
             (c, renames.get(c, c)) for c in source_columns if renames.get(c, c) in silver_columns
         ]
@@ -381,7 +381,7 @@ async def _check_silver(
     verdict.figures["silver mismatches"] = mismatches
 
 
-async def _columns(connection: asyncpg.Connection, schema: str, table: str) -> list[str]:
+async def column_names(connection: asyncpg.Connection, schema: str, table: str) -> list[str]:
     return [
         r[0]
         for r in await connection.fetch(

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
+import asyncpg
 import typer
 from rich.table import Table
 
 from cli.console import err, out
-from config.settings import load_settings
+from config.errors import ConfigurationError, TransientError
+from config.settings import Settings, load_settings
 from observability.health import measure
+from sinks.postgres.connection import DB_ERRORS, run_with_connection
+from sinks.postgres.schema_changes import paused_tables
 
 
 def status(
@@ -37,10 +41,10 @@ def status(
     for skipped in measured.skipped:
         err.print(f"[yellow]skipped[/] {skipped}")
     report, late = measured.report, measured.late_events
+    paused = _paused(settings)
     if as_json:
-        out.print_json(
-            json.dumps({"workers": measured.workers, **asdict(report), "late_events_total": late})
-        )
+        document = {"workers": measured.workers, **asdict(report), "late_events_total": late}
+        out.print_json(json.dumps(document | {"paused_tables": paused}, default=str))
         return
     slo = settings.monitoring.freshness_slo_s
     table = Table(title=f"Pipelines ({len(measured.workers)} worker(s), rates over {interval:g} s)")
@@ -70,3 +74,33 @@ def status(
         )
     out.print(lag)
     out.print(f"late events (changes beyond window retention, on late-events): {late:,.0f}")
+    if paused is not None:
+        _print_paused(paused)
+
+
+def _paused(settings: Settings) -> list[dict[str, Any]] | None:
+    """Tables paused by a schema change, from ``ops.schema_changes`` (None: no database)."""
+    try:
+        return run_with_connection(settings.postgres, None, paused_tables)
+    except (*DB_ERRORS, asyncpg.PostgresError, TransientError, ConfigurationError) as exc:
+        err.print(f"[yellow]paused tables unknown[/] (warehouse unreachable: {exc})")
+        return None
+
+
+def _print_paused(paused: list[dict[str, Any]]) -> None:
+    """Which tables a source schema change paused, since when and why (decision 0021)."""
+    if not paused:
+        out.print("tables paused by a source schema change: none")
+        return
+    grid = Table(title="[red]Paused by a source schema change[/] (`bitvelocity schema accept`)")
+    for column in ("table", "schema id", "since (UTC)", "first record not written", "why"):
+        grid.add_column(column)
+    for row in paused:
+        grid.add_row(
+            row["table_name"],
+            str(row["schema_id"]),
+            row["since"].strftime("%Y-%m-%d %H:%M:%S"),
+            f"{row['source_topic']}[{row['source_partition']}] {row['source_offset']}",
+            row["reason"],
+        )
+    out.print(grid)

@@ -46,6 +46,7 @@ METRIC_FAMILIES = (
     "bv_cache_warm_duration_seconds",
     "bv_quality_failures",
     "bv_schema_changes",
+    "bv_schema_paused_tables",
     "bv_messages_published",
     "bv_message_publish_failures",
 )
@@ -170,6 +171,13 @@ class Metrics:
             ["table", "change", "decision"],
             registry=r,
         )
+        self.schema_paused = Gauge(
+            "bv_schema_paused_tables",
+            "1 while this worker holds a table paused by a source schema change (decision "
+            "0021), 0 once accepted; the alert BitVelocitySchemaChangePaused reads it.",
+            ["table"],
+            registry=r,
+        )
         self.messages_published = Counter(
             "bv_messages_published",
             "Messages a broker acknowledged (NATS flush, RabbitMQ confirm), by destination.",
@@ -234,6 +242,9 @@ class Metrics:
 
     def record_schema_change(self, table: str, change: str, decision: str) -> None:
         self.schema_changes.labels(table, change, decision).inc()
+
+    def set_schema_paused(self, table: str, paused: bool) -> None:
+        self.schema_paused.labels(table).set(1 if paused else 0)
 
     def record_published(self, broker: str, destination: str, count: int = 1) -> None:
         if count:

@@ -10,6 +10,7 @@ Everything commits together or nothing does: invariants I1, I2 and I6.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -283,8 +284,12 @@ class MedallionWriter:
         self._upserts = {name: _upsert_sql(spec) for name, spec in tables.items()}
         self._truncates = {name: _truncate_sql(spec) for name, spec in tables.items()}
         self._barriers = {name: _truncate_barrier_sql(spec) for name, spec in tables.items()}
-        #: Staging tables made before silver evolved: made again before their next use.
-        self._stale_stages: set[str] = set()
+        #: Each table's spec version (``respec`` bumps it) and, per connection, the version
+        #: its staging table was made at: one made before silver evolved is made again.
+        self._versions: dict[str, int] = dict.fromkeys(tables, 0)
+        self._staged: weakref.WeakKeyDictionary[asyncpg.Connection, dict[str, int]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lineage_id: int | None = None
 
     def respec(self, table: str) -> None:
@@ -293,13 +298,13 @@ class MedallionWriter:
         self._upserts[table] = _upsert_sql(spec)
         self._truncates[table] = _truncate_sql(spec)
         self._barriers[table] = _truncate_barrier_sql(spec)
-        self._stale_stages.add(table)
+        self._versions[table] += 1
 
     async def prepare(self, connection: asyncpg.Connection) -> None:
         """Per-connection set-up: temporary staging tables, the lineage id of gold facts."""
-        self._stale_stages.clear()
         for spec in self.tables.values():
             await connection.execute(_create_stage_sql(spec))
+        self._staged[connection] = dict(self._versions)
         self._lineage_id = await connection.fetchval(
             "SELECT lineage_id FROM ops.data_lineage "
             "WHERE source_dataset = 'silver.orders' AND target_dataset = 'gold.order_facts'"
@@ -350,10 +355,14 @@ class MedallionWriter:
         changes: dict[tuple[Any, ...], SilverChange],
         batch_id: int,
     ) -> None:
-        if spec.name in self._stale_stages:
+        staged = self._staged.setdefault(connection, {})
+        if staged.get(spec.name) != self._versions[spec.name]:
             await connection.execute(f"DROP TABLE IF EXISTS pg_temp.{_stage_name(spec)}")
             await connection.execute(_create_stage_sql(spec))
-            self._stale_stages.discard(spec.name)
+            # asyncpg keeps the column types of a COPY's target with its cached statement:
+            # without this, an int -> bigint widening would still be sent as int4.
+            await connection.reload_schema_state()
+            staged[spec.name] = self._versions[spec.name]
         ordered = list(changes.values())
         # A hard delete carries at most the key: nothing to judge, and its stored verdict
         # stays (see the upsert). Only live rows go through the quality gate.

@@ -145,6 +145,7 @@ class SchemaGuard:
             paused = await self._check(connection, record, event)
             if paused is not None:
                 self.paused[event.table] = paused
+                self._metrics.set_schema_paused(event.table, True)
                 return records[:index]
             self._checked.add((event.table, event.schema_id))
         return records
@@ -155,7 +156,10 @@ class SchemaGuard:
         for table, paused in list(self.paused.items()):
             if await connection.fetchval(_PAUSED, table) is None:
                 self.paused.pop(table)
-                self._checked.add((table, paused.schema_id))
+                # Not marked checked: the next record of the schema is checked again, so
+                # the spec adopts what the operator's migration made of silver (a column
+                # backfilled, a type changed) and the staging table is made anew.
+                self._metrics.set_schema_paused(table, False)
                 resumed.append(paused)
                 log.info(
                     "schema change of %s accepted: resuming at %s[%d] %d",
@@ -297,6 +301,18 @@ _ACCEPT = """
 """
 
 
+_WAITING = """
+    SELECT table_name, schema_id, min(detected_at) AS since,
+           string_agg(reason, '; ' ORDER BY change_id) AS reason,
+           min(source_topic) AS source_topic, min(source_partition) AS source_partition,
+           min(source_offset) AS source_offset
+      FROM ops.schema_changes
+     WHERE decision = 'pause' AND accepted_at IS NULL
+     GROUP BY table_name, schema_id
+     ORDER BY since, table_name
+"""
+
+
 class UnknownTableError(ValueError):
     """``bitvelocity schema accept`` named a table the medallion sink does not write."""
 
@@ -306,6 +322,12 @@ async def list_schema_changes(
 ) -> list[dict[str, Any]]:
     """Every recorded schema change (of ``table``), oldest first."""
     return [dict(row) for row in await connection.fetch(_LIST, table)]
+
+
+async def paused_tables(connection: asyncpg.Connection) -> list[dict[str, Any]]:
+    """The tables paused by a schema change not yet accepted: which schema, since when, why
+    and the first record not written (``bitvelocity status``, ``schema changes``)."""
+    return [dict(row) for row in await connection.fetch(_WAITING)]
 
 
 async def accept_schema_changes(connection: asyncpg.Connection, table: str) -> int:
