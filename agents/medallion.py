@@ -132,12 +132,14 @@ class MedallionSink:
             self.metrics,
             default_policy=settings.sink.schema_policy,
             policies=settings.sink.schema_policies,
+            gold_columns=settings.sink.gold_columns,
         )
         self.writer = MedallionWriter(
             self.offsets,
             quality,
             after_bronze=lambda: self._crash.reached("after_bronze"),
             tables=self.schema_guard.tables,
+            gold_columns=self.schema_guard.gold_columns,
         )
         self.schema_guard.on_spec_changed = self.writer.respec
         self._last_schema_check = 0.0
