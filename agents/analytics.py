@@ -35,9 +35,10 @@ from agents.analytics_state import AnalyticsStateStore, RestoreStats, check_own_
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
 from observability.metrics import default_metrics
+from records.change_events import ChangeEvent, Decoded
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff
-from serdes.debezium import ChangeEvent, DebeziumAvroDecoder, Decoded
+from serdes.debezium import DebeziumAvroDecoder
 from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
 from sinks.analytics_topics import AnalyticsPublisher

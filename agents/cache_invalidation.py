@@ -29,8 +29,9 @@ from config.settings import Settings
 from observability.metrics import Metrics, default_metrics
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff
-from serdes.dead_letters import DeadLetterPublisher, dead_letter
+from serdes.dead_letters import dead_letter
 from serdes.registry import RegistryClient
+from sinks.kafka.dead_letters import DeadLetterPublisher
 from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
 
 log = logging.getLogger("bitvelocity.cache_invalidation")

@@ -29,17 +29,18 @@ from confluent_kafka import OFFSET_BEGINNING, Message
 from deltalake.exceptions import DeltaError
 
 from agents.crash_points import CrashPoints
-from agents.medallion import decode_cdc_record, medallion_topics, publish_dead_letters
+from agents.medallion import medallion_topics
+from agents.medallion_records import decode_cdc_record, publish_dead_letters
 from config.errors import TransientError
 from config.settings import Settings
 from observability.metrics import Metrics, default_metrics
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff
-from serdes.dead_letters import DeadLetterPublisher
 from serdes.debezium import DebeziumAvroDecoder
 from serdes.registry import RegistryClient
 from sinks.delta.bronze import app_id
 from sinks.delta.store import DeltaBronzeStore
+from sinks.kafka.dead_letters import DeadLetterPublisher
 from sinks.postgres.batch import ConsumedRecord, PlannedBatch, plan_batch
 from streams.runtime import ConsumerRuntime, ConsumerSpec, PartitionId
 

@@ -20,12 +20,14 @@ from cache.product_updates import ProductUpdate, derive, to_avro
 from config.errors import TransientError
 from config.settings import Settings
 from observability.metrics import default_metrics
+from records.change_events import ChangeEvent
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff, decode_with_retry
-from serdes.dead_letters import DeadLetter, DeadLetterPublisher
-from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
+from serdes.dead_letters import DeadLetter
+from serdes.debezium import DebeziumAvroDecoder
 from serdes.own_schemas import load
 from serdes.registry import RegistryClient
+from sinks.kafka.dead_letters import DeadLetterPublisher
 from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
 
 log = logging.getLogger("bitvelocity.product_updates")

@@ -27,10 +27,11 @@ from config.errors import PermanentError, TransientError
 from config.settings import Settings
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff, decode_with_retry
-from serdes.dead_letters import DeadLetter, DeadLetterPublisher, RecordOrigin, dead_letter
+from serdes.dead_letters import DeadLetter, RecordOrigin, dead_letter
 from serdes.framing import Headers
 from serdes.registry import RegistryClient
 from sinks.cassandra.writer import CassandraWriter
+from sinks.kafka.dead_letters import DeadLetterPublisher
 from sinks.mongo.posts import PostsWriter, post_document
 from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
 

@@ -8,7 +8,8 @@ import asyncio
 import typer
 from rich.table import Table
 
-from cache.service import cache_stats, flush_cache, run_cache_service, warm_once
+from agents.cache_service import run_cache_service
+from cache.service import cache_stats, flush_cache, warm_once
 from config.settings import load_settings
 from streams.console import guarded, out
 

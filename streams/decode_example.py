@@ -18,10 +18,11 @@ from collections.abc import Iterator, Sequence
 from confluent_kafka.admin import AdminClient
 
 from config.settings import Settings, load_settings
+from records.change_events import ChangeEvent, Tombstone
 from serdes.avro import AvroCodec
 from serdes.consumer_step import decode_or_dead_letter
 from serdes.dead_letters import DLQ_SUFFIX, DeadLetter, RecordOrigin
-from serdes.debezium import ChangeEvent, DebeziumAvroDecoder, Tombstone
+from serdes.debezium import DebeziumAvroDecoder
 from serdes.json_envelope import DebeziumJsonDecoder
 from serdes.registry import RegistryClient
 from serdes.transactions import TransactionEvent

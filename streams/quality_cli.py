@@ -14,9 +14,9 @@ from rich.table import Table
 
 from config.errors import PermanentError
 from config.settings import load_settings
-from quality.admin import RuleReport, add_rule, list_rules, rule_report
 from quality.rules import InvalidRuleError, Rule, RuleType, Severity
 from sinks.postgres.connection import run_with_connection
+from sinks.postgres.quality.admin import RuleReport, add_rule, list_rules, rule_report
 from streams.console import guarded, out
 
 T = TypeVar("T")

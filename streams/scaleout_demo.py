@@ -30,12 +30,12 @@ from agents.scaleout_stores import ScaleoutStores
 from config.settings import Settings
 from oltp.scaleout_events import ScaleoutLoad, latest_posts
 from oltp.scaleout_load import ensure_topics, produce_scaleout, scaleout_events
-from quality.gate import RulesQualityGate
 from serdes.plain_events import scaleout_event_specs
 from sinks.cassandra.schema import CHAT_TABLE, TELEMETRY_TABLE
 from sinks.cassandra.session import cql_session
 from sinks.mongo.posts import POSTS
 from sinks.postgres.connection import connect
+from sinks.postgres.quality.gate import RulesQualityGate
 from sinks.scaleout_counts import store_counts
 from streams.capture_admin import partition_high_watermarks
 from streams.demo import stored_offsets

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from config.settings import Settings
-from serdes.debezium import ChangeEvent, Operation
+from records.change_events import ChangeEvent, Operation
 from tables.features import CurrencyRates, CustomerFeatures, CustomerFeatureState, below
 from tables.orders import (
     ItemRow,

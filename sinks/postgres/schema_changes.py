@@ -24,7 +24,7 @@ import asyncpg
 import orjson
 
 from observability.metrics import Metrics
-from serdes.debezium import ChangeEvent
+from records.change_events import ChangeEvent
 from sinks.postgres.batch import ConsumedRecord
 from sinks.postgres.gold_columns import ColumnPairs, mapped_columns, sync_gold_columns
 from sinks.postgres.medallion import SILVER_META_COLUMNS

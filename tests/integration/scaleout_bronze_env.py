@@ -34,9 +34,9 @@ from bench.pipeline_env import (
 from config.settings import Settings
 from oltp.scaleout_events import ScaleoutLoad
 from oltp.scaleout_load import scaleout_events
-from quality.gate import RulesQualityGate
 from serdes.own_schemas import load as load_schema
 from sinks.postgres.connection import connect
+from sinks.postgres.quality.gate import RulesQualityGate
 from streams.capture_admin import delete_topics_with_prefix, read_topics
 from tests.integration.sink_env import stored_offsets
 from tests.integration.throwaway import throwaway_database

@@ -25,8 +25,8 @@ from bench.pipeline_env import (
 )
 from config.settings import PostgresSettings, Settings
 from observability.metrics import Metrics
-from quality.gate import RulesQualityGate
 from sinks.postgres.connection import connect
+from sinks.postgres.quality.gate import RulesQualityGate
 from sinks.postgres.tables import TABLES
 from streams.capture_admin import read_topics
 

@@ -12,8 +12,9 @@ import orjson
 import pytest
 
 from config.settings import Settings
+from records.change_events import ChangeEvent, Operation, Tombstone
 from serdes.avro import AvroCodec
-from serdes.debezium import ChangeEvent, DebeziumAvroDecoder, Operation, Tombstone
+from serdes.debezium import DebeziumAvroDecoder
 from serdes.logical_types import UNCHANGED
 from serdes.registry import RegistryClient
 from streams.capture_admin import remove_capture_outputs

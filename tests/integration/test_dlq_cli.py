@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from config.errors import SchemaNotFoundError
 from config.settings import Settings
-from serdes.dead_letters import DeadLetterPublisher, RecordOrigin, dead_letter, header
+from serdes.dead_letters import RecordOrigin, dead_letter, header
+from sinks.kafka.dead_letters import DeadLetterPublisher
 from streams.cli import app
 from tests.integration.capture import delete_topics
 from tests.kafka_io import create_topic, read_all

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from config.settings import Settings
-from serdes.debezium import ChangeEvent, Operation, SourcePosition
+from records.change_events import ChangeEvent, Operation, SourcePosition
 from tables.analytics import AnalyticsCore, AnalyticsState
 from tables.features import CurrencyRates
 from tables.state_codec import decode, encode

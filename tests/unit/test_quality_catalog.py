@@ -7,8 +7,8 @@ from types import MappingProxyType
 
 import pytest
 
-from quality.catalog import SilverCatalog, UnknownColumnError, castable
 from quality.rules import Rule
+from sinks.postgres.quality.catalog import SilverCatalog, UnknownColumnError, castable
 from streams.quality_cli import InvalidDurationError, parse_duration
 from tests.unit.quality_rules_factory import rule
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from config.settings import Settings
-from serdes.debezium import ChangeEvent, Operation, SourcePosition
+from records.change_events import ChangeEvent, Operation, SourcePosition
 from sinks.postgres.batch import ConsumedRecord, plan_batch
 from streams.connectors import ConnectorSpec, debezium_postgres_config
 

@@ -22,8 +22,8 @@ from confluent_kafka import KafkaError, Message, Producer
 from alerts.messages import Alert, quality_alerts
 from config.errors import TransientError
 from config.settings import Settings
-from quality.gate import RulesQualityGate
 from sinks.postgres.medallion import QualityGate, RowQuality
+from sinks.postgres.quality.gate import RulesQualityGate
 from sinks.postgres.tables import TABLES
 
 

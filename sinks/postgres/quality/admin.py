@@ -18,9 +18,9 @@ from typing import Any
 import asyncpg
 
 from config.errors import PermanentError
-from quality.catalog import load_silver_catalog
 from quality.engine import success_rate
 from quality.rules import InvalidRuleError, Rule, build_rule, parse_rules
+from sinks.postgres.quality.catalog import load_silver_catalog
 
 
 class DuplicateRuleError(PermanentError):

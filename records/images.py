@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Any
 
-from serdes.logical_types import UNCHANGED
+from records.unchanged import UNCHANGED
 
 
 class Image(StrEnum):

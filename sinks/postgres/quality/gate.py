@@ -17,8 +17,8 @@ import asyncpg
 
 from config.settings import Settings
 from quality.engine import evaluate_batch, references_needed
-from quality.store import RuleCache, lookup_references, record_verdict, sweep_pending
 from sinks.postgres.medallion import RowQuality
+from sinks.postgres.quality.store import RuleCache, lookup_references, record_verdict, sweep_pending
 from sinks.postgres.tables import TABLES
 
 PERFECT = RowQuality(Decimal("1.00"), (), ())

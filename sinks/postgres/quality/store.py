@@ -26,7 +26,6 @@ from typing import Any
 
 import asyncpg
 
-from quality.catalog import SilverCatalog, castable, load_silver_catalog
 from quality.engine import (
     MAX_SAMPLES,
     BatchVerdict,
@@ -41,8 +40,9 @@ from quality.engine import (
 )
 from quality.redaction import json_value
 from quality.rules import InvalidRuleError, Rule, RuleType, parse_rule, parse_rules
+from sinks.postgres.quality.catalog import SilverCatalog, castable, load_silver_catalog
 
-log = logging.getLogger("bitvelocity.quality.store")
+log = logging.getLogger("bitvelocity.sinks.postgres.quality.store")
 
 _RULES_SQL = """
 SELECT rule_id, table_name, column_name, rule_type, rule_config::text AS rule_config,
