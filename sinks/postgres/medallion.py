@@ -302,16 +302,16 @@ class MedallionWriter:
         self.quality = quality
         #: Called inside the transaction once bronze is copied (the fault tests' crash point).
         self._after_bronze = after_bronze
-        #: The specs to write by; a schema evolution grows one (then ``respec``).
-        self.tables = tables
-        self._upserts = {name: _upsert_sql(spec) for name, spec in tables.items()}
-        self._truncates = {name: _truncate_sql(spec) for name, spec in tables.items()}
-        self._barriers = {name: _truncate_barrier_sql(spec) for name, spec in tables.items()}
         #: Per silver table, the mapped gold columns gold holds (the schema guard fills it).
         self.gold_columns: Mapping[str, Sequence[tuple[str, str]]] = (
             {} if gold_columns is None else gold_columns  # the guard's own, filled later
         )
         self._gold = GoldStatements.build(self.gold_columns.get("orders", ()))
+        #: The specs to write by; a schema evolution grows one (then ``respec``).
+        self.tables = tables
+        self._upserts = {name: _upsert_sql(spec) for name, spec in tables.items()}
+        self._truncates = {name: _truncate_sql(spec) for name, spec in tables.items()}
+        self._barriers = {name: _truncate_barrier_sql(spec) for name, spec in tables.items()}
         #: Staging tables made before silver evolved: made again before their next use.
         self._stale_stages: set[str] = set()
         self._lineage_id: int | None = None
@@ -319,12 +319,12 @@ class MedallionWriter:
     def respec(self, table: str) -> None:
         """Silver ``table`` evolved and its spec grew: rebuild its statements and staging."""
         spec = self.tables[table]
+        if table == "orders":  # and gold's mapped columns with it
+            self._gold = GoldStatements.build(self.gold_columns.get("orders", ()))
         self._upserts[table] = _upsert_sql(spec)
         self._truncates[table] = _truncate_sql(spec)
         self._barriers[table] = _truncate_barrier_sql(spec)
         self._stale_stages.add(table)
-        if table == "orders":
-            self._gold = GoldStatements.build(self.gold_columns.get("orders", ()))
 
     async def prepare(self, connection: asyncpg.Connection) -> None:
         """Per-connection set-up: temporary staging tables, the lineage id of gold facts."""
