@@ -125,12 +125,14 @@ class MedallionSink:
             self.metrics,
             default_policy=settings.sink.schema_policy,
             policies=settings.sink.schema_policies,
+            gold_columns=settings.sink.gold_columns,
         )
         self.writer = MedallionWriter(
             OffsetStore(self.group_id, worker_id),
             quality,
             after_bronze=lambda: self._crash.reached("after_bronze"),
             tables=self.schema_guard.tables,
+            gold_columns=self.schema_guard.gold_columns,
         )
         self.schema_guard.on_spec_changed = self.writer.respec
         self._backoff = Backoff(

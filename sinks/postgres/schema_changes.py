@@ -26,6 +26,7 @@ import orjson
 from observability.metrics import Metrics
 from records.change_events import ChangeEvent
 from sinks.postgres.batch import ConsumedRecord
+from sinks.postgres.gold_columns import ColumnPairs, mapped_columns, sync_gold_columns
 from sinks.postgres.medallion import SILVER_META_COLUMNS
 from sinks.postgres.schema_drift import (
     ColumnChange,
@@ -117,6 +118,7 @@ class SchemaGuard:
         *,
         default_policy: str = "evolve",
         policies: Mapping[str, str] | None = None,
+        gold_columns: Mapping[str, str] | None = None,
     ) -> None:
         self._schema_text = schema_text
         self._metrics = metrics
@@ -126,6 +128,9 @@ class SchemaGuard:
         self.paused: dict[str, PausedTable] = {}
         #: This worker's table specs (grown by evolutions); the writer and planner use them.
         self.tables: dict[str, TableSpec] = dict(TABLES)
+        self._gold_mapping = mapped_columns(gold_columns or {})
+        #: Per silver table, the mapped gold columns gold holds (the writer fills them).
+        self.gold_columns: dict[str, ColumnPairs] = {}
         #: Called with a table whose spec changed (the writer rebuilds its statements).
         self.on_spec_changed: Callable[[str], None] = lambda _table: None
 
@@ -236,6 +241,11 @@ class SchemaGuard:
         if any(d is Decision.EVOLVE for _, d in decisions):
             silver = silver_data_columns(await connection.fetch(_SILVER_COLUMNS, table))
         self.tables[table] = adopt_columns(spec, silver, source)
+        if table in self._gold_mapping:  # gold follows where BV_SINK__GOLD_COLUMNS says so
+            gold_table, pairs = self._gold_mapping[table]
+            self.gold_columns[table] = await sync_gold_columns(
+                connection, gold_table, pairs, silver
+            )
         # Always, once per new schema: silver may have evolved by this worker, by another
         # (its decision recorded first) or by an operator, and a staging table made before
         # holds the old types (a widened numeric would be rounded on its way through).

@@ -452,3 +452,55 @@ async def test_a_truncate_of_the_partitioned_orders_closes_their_gold_facts(env:
         )
     finally:
         await connection.close()
+
+
+# -- gold columns by a mapping ------------------------------------------------------------
+async def test_an_added_column_mapped_to_gold_reaches_the_order_facts(env: SinkEnv) -> None:
+    mapping = {"orders.gift_note": "order_facts.gift_note"}
+    settings = env.settings.model_copy(
+        update={"sink": env.settings.sink.model_copy(update={"gold_columns": mapping})}
+    )
+    env = SinkEnv(settings, env.run_id)
+    written = await run_loadgen(env.settings, LoadgenConfig(seed=31, transactions=60))
+    connection = await connect(env.settings.postgres)
+    try:
+        async with running_sink(env):
+            await wait_until_caught_up(env, expected_records(written))
+            await connection.execute("ALTER TABLE public.orders ADD COLUMN gift_note text")
+            await connection.execute(
+                "UPDATE public.orders SET gift_note = 'for ' || order_id::text "
+                "WHERE order_id IN (SELECT order_id FROM public.orders ORDER BY 1 LIMIT 5)"
+            )
+            await wait_until_caught_up(env, expected_records(written) + 5)
+        # A restarted worker finds silver and gold already evolved and fills gold on.
+        async with running_sink(env):
+            await connection.execute(
+                "UPDATE public.orders SET gift_note = 'again' WHERE order_id = "
+                "(SELECT max(order_id) FROM public.orders)"
+            )
+            await wait_until_caught_up(env, expected_records(written) + 6)
+        gold_type = await connection.fetchval(
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_schema = 'gold' AND table_name = 'order_facts' "
+            "AND column_name = 'gift_note'"
+        )
+        assert gold_type == "text"
+        facts = dict(
+            await connection.fetch(
+                "SELECT order_id, gift_note FROM gold.order_facts WHERE is_current"
+            )
+        )
+        source = dict(await connection.fetch("SELECT order_id, gift_note FROM public.orders"))
+        # A hard-deleted order keeps its (deleted) fact; every source order has one.
+        assert {k: v for k, v in facts.items() if k in source} == source
+        assert sum(v is not None for v in facts.values()) == 6
+        # Each note opened a new fact (type 2); the fact before it was closed.
+        closed = await connection.fetchval(
+            "SELECT count(*) FROM gold.order_facts AS f WHERE NOT is_current AND EXISTS "
+            "(SELECT 1 FROM public.orders AS o WHERE o.order_id = f.order_id "
+            "AND o.gift_note IS NOT NULL)"
+        )
+        assert closed >= 6
+        await assert_exactly_once(env)
+    finally:
+        await connection.close()
