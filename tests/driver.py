@@ -21,11 +21,12 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, cast
 
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
-from bench.cdc_events import debezium_envelope, load_schema
+from bench.cdc_events import debezium_envelope, load_schema, zoned_timestamp
 from serdes.avro import AvroCodec, parse_schema, write_body
 from serdes.debezium import DebeziumAvroDecoder
 from serdes.framing import frame
@@ -151,6 +152,11 @@ _LIKE_ORDERS: dict[str, dict[str, str]] = {
         "price": "total_amount",
         "currency": "currency",
     },
+    "categories": {
+        "category_id": "order_id",
+        "name": "currency",
+        "parent_category_id": "customer_id",
+    },
     # A captured table the medallion pipeline has no silver table for.
     "audit_notes": {"note_id": "order_id", "body": "currency"},
 }
@@ -179,6 +185,97 @@ def _schemas_like_orders(table: str) -> tuple[str, str]:
         "connect.name": f"{namespace}.Key",
     }
     return json.dumps(key), json.dumps(value)
+
+
+#: Key columns of the tables the driver knows, as in their Debezium key schemas.
+KEYS = {
+    "orders": ("order_id", "created_date"),
+    "order_items": ("order_item_id",),
+    "products": ("product_id",),
+    "categories": ("category_id",),
+    "audit_notes": ("note_id",),
+}
+_EPOCH_DAY = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def audit(
+    updated: datetime, version: int = 1, *, created: datetime | None = None
+) -> dict[str, Any]:
+    """The audit columns every captured table carries, as Debezium writes them."""
+    return {
+        "created_at": zoned_timestamp(created or updated),
+        "created_by": "app",
+        "updated_at": zoned_timestamp(updated),
+        "updated_by": "app",
+        "version": version,
+        "deleted_at": None,
+        "deleted_by": None,
+    }
+
+
+def days(moment: datetime) -> int:
+    """A ``date`` column as Debezium writes it (``io.debezium.time.Date``: days since 1970)."""
+    return (moment - _EPOCH_DAY).days
+
+
+def order_row(
+    order_id: int,
+    customer_id: int,
+    status: str,
+    total: str,
+    *,
+    created: datetime,
+    updated: datetime | None = None,
+    version: int = 1,
+    currency: str = "USD",
+) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "customer_id": customer_id,
+        "status": status,
+        "currency": currency,
+        "total_amount": Decimal(total),
+        "created_date": days(created),
+        **audit(updated or created, version, created=created),
+    }
+
+
+def item_row(
+    item_id: int, order_id: int, product_id: int, quantity: int, price: str, *, created: datetime
+) -> dict[str, Any]:
+    return {
+        "order_item_id": item_id,
+        "order_id": order_id,
+        "order_created_date": days(created),
+        "product_id": product_id,
+        "quantity": quantity,
+        "unit_price": Decimal(price),
+        **audit(created),
+    }
+
+
+def product_row(
+    product_id: int,
+    category_id: int,
+    price: str,
+    *,
+    updated: datetime,
+    version: int = 1,
+    name: str = "Lamp",
+) -> dict[str, Any]:
+    return {
+        "product_id": product_id,
+        "sku": f"SKU-{product_id}",
+        "name": name,
+        "category_id": category_id,
+        "price": Decimal(price),
+        "currency": "USD",
+        **audit(updated, version),
+    }
+
+
+def category_row(category_id: int, name: str, *, updated: datetime) -> dict[str, Any]:
+    return {"category_id": category_id, "name": name, "parent_category_id": 0, **audit(updated)}
 
 
 @dataclass
@@ -226,7 +323,7 @@ class CdcRecords:
         table: str,
         op: str,
         *,
-        key: Mapping[str, Any],
+        key: Mapping[str, Any] | None = None,
         before: Mapping[str, Any] | None = None,
         after: Mapping[str, Any] | None = None,
         lsn: int,
@@ -234,6 +331,10 @@ class CdcRecords:
         partition: int = 0,
         headers: tuple[tuple[str, bytes], ...] = (),
     ) -> InputRecord:
+        if key is None:
+            row = after if after is not None else before
+            assert row is not None, "a change needs a key, a before or an after"
+            key = {column: row[column] for column in KEYS[table]}
         envelope = debezium_envelope(
             table,
             op,
@@ -251,8 +352,8 @@ class CdcRecords:
         )
 
     def poison(self, table: str, value: bytes = POISON_UNFRAMED, partition: int = 0) -> InputRecord:
-        """An undecodable record on ``table``'s topic (a valid key, ``value`` as given)."""
-        return self.topic(table).record(b"\x00poison-key", value, partition=partition)
+        """An undecodable record on ``table``'s topic (no key, ``value`` as given)."""
+        return self.topic(table).record(None, value, partition=partition)
 
     def decoder(self) -> DebeziumAvroDecoder:
         """The production decoder, reading schemas from this driver's registry."""

@@ -15,40 +15,39 @@ from agents.medallion_records import by_partition, decode_cdc_record
 from serdes.consumer_step import Backoff
 from serdes.dead_letters import ERROR_CLASS, ORIGIN_OFFSET, ORIGIN_TOPIC, header
 from sinks.postgres.batch import BRONZE_COLUMNS, ConsumedRecord, PlannedBatch, plan_batch
-from tests.driver import CdcRecords, InputRecord, message, poison_unknown_schema
+from tests.driver import (
+    CdcRecords,
+    InputRecord,
+    audit,
+    message,
+    order_row,
+    poison_unknown_schema,
+)
 
 COMMITTED = datetime(2026, 3, 2, 9, 15, 30, tzinfo=UTC)
-DAY = 20_514  # 2026-03-02 as days since 1970-01-01
+CREATED = datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
 SOURCE = "postgres.bitvelocity"
 
 
-def order(order_id: int, status: str, version: int, total: str = "42.50") -> dict[str, Any]:
-    return {
-        "order_id": order_id,
-        "customer_id": 7,
-        "status": status,
-        "currency": "EUR",
-        "total_amount": Decimal(total),
-        "created_date": DAY,
-        "created_at": "2026-03-02T09:15:00.000000Z",
-        "created_by": "app",
-        "updated_at": f"2026-03-02T09:15:{version:02d}.000000Z",
-        "updated_by": "app",
-        "version": version,
-        "deleted_at": None,
-        "deleted_by": None,
-    }
-
-
-def order_change(cdc: CdcRecords, op: str, order_id: int, lsn: int, **rows: Any) -> InputRecord:
-    return cdc.change(
-        "orders",
-        op,
-        key={"order_id": order_id, "created_date": DAY},
-        lsn=lsn,
-        committed=COMMITTED + timedelta(seconds=lsn % 100),
-        **rows,
+def order(order_id: int, status: str, version: int) -> dict[str, Any]:
+    updated = CREATED + timedelta(seconds=version)
+    return order_row(
+        order_id,
+        7,
+        status,
+        "42.50",
+        created=CREATED,
+        updated=updated,
+        version=version,
+        currency="EUR",
     )
+
+
+def order_change(
+    cdc: CdcRecords, op: str, lsn: int, *, partition: int = 0, **rows: Any
+) -> InputRecord:
+    committed = COMMITTED + timedelta(seconds=lsn % 100)
+    return cdc.change("orders", op, lsn=lsn, committed=committed, partition=partition, **rows)
 
 
 def run(cdc: CdcRecords, records: list[InputRecord]) -> list[PlannedBatch]:
@@ -70,8 +69,8 @@ def test_an_insert_then_update_makes_two_bronze_rows_and_one_silver_row_with_the
 ):
     cdc = CdcRecords()
     records = [
-        order_change(cdc, "c", 1, 1_000, after=order(1, "PENDING", 1)),
-        order_change(cdc, "u", 1, 1_016, before=order(1, "PENDING", 1), after=order(1, "PAID", 2)),
+        order_change(cdc, "c", 1_000, after=order(1, "PENDING", 1)),
+        order_change(cdc, "u", 1_016, before=order(1, "PENDING", 1), after=order(1, "PAID", 2)),
     ]
     (plan,) = run(cdc, records)
 
@@ -105,9 +104,9 @@ def test_an_insert_then_update_makes_two_bronze_rows_and_one_silver_row_with_the
 def test_an_older_lsn_after_a_newer_one_of_the_same_key_does_not_win_in_silver() -> None:
     cdc = CdcRecords()
     records = [
-        order_change(cdc, "u", 3, 2_080, after=order(3, "SHIPPED", 3)),
+        order_change(cdc, "u", 2_080, after=order(3, "SHIPPED", 3)),
         # a re-snapshot's read of an older state arriving later in the partition
-        order_change(cdc, "r", 3, 2_016, after=order(3, "PENDING", 1)),
+        order_change(cdc, "r", 2_016, after=order(3, "PENDING", 1)),
     ]
     (plan,) = run(cdc, records)
 
@@ -119,7 +118,7 @@ def test_an_older_lsn_after_a_newer_one_of_the_same_key_does_not_win_in_silver()
 
 def test_a_delete_marks_the_silver_row_hard_deleted_at_the_commit_time() -> None:
     cdc = CdcRecords()
-    records = [order_change(cdc, "d", 4, 3_010, before=order(4, "CANCELLED", 5))]
+    records = [order_change(cdc, "d", 3_010, before=order(4, "CANCELLED", 5))]
     (plan,) = run(cdc, records)
 
     (change,) = plan.silver["orders"].values()
@@ -131,10 +130,10 @@ def test_a_delete_marks_the_silver_row_hard_deleted_at_the_commit_time() -> None
 def test_poison_and_an_unknown_schema_id_become_dead_letters_with_reason_headers() -> None:
     cdc = CdcRecords()
     records = [
-        order_change(cdc, "c", 5, 4_000, after=order(5, "PENDING", 1)),
+        order_change(cdc, "c", 4_000, after=order(5, "PENDING", 1)),
         cdc.poison("orders"),
         cdc.poison("orders", poison_unknown_schema()),
-        order_change(cdc, "c", 6, 4_064, after=order(6, "PENDING", 1)),
+        order_change(cdc, "c", 4_064, after=order(6, "PENDING", 1)),
     ]
     (plan,) = run(cdc, records)
 
@@ -154,20 +153,8 @@ def test_poison_and_an_unknown_schema_id_become_dead_letters_with_reason_headers
 
 def test_a_change_of_a_table_without_a_silver_table_is_a_dead_letter() -> None:
     cdc = CdcRecords()
-    note = {
-        "note_id": 1,
-        "body": "hello",
-        "created_at": "2026-03-02T09:00:00.000000Z",
-        "created_by": "app",
-        "updated_at": "2026-03-02T09:00:00.000000Z",
-        "updated_by": "app",
-        "version": 1,
-        "deleted_at": None,
-        "deleted_by": None,
-    }
-    record = cdc.change(
-        "audit_notes", "c", key={"note_id": 1}, after=note, lsn=5_000, committed=COMMITTED
-    )
+    note = {"note_id": 1, "body": "hello", **audit(COMMITTED)}
+    record = cdc.change("audit_notes", "c", after=note, lsn=5_000, committed=COMMITTED)
     (plan,) = run(cdc, [record])
 
     assert plan.bronze == {} and plan.silver == {}
@@ -180,25 +167,9 @@ def test_a_change_of_a_table_without_a_silver_table_is_a_dead_letter() -> None:
 def test_records_of_two_partitions_are_planned_as_two_batches_in_offset_order() -> None:
     cdc = CdcRecords()
     records = [
-        cdc.change(
-            "orders",
-            "c",
-            key={"order_id": 8, "created_date": DAY},
-            after=order(8, "PENDING", 1),
-            lsn=6_000,
-            committed=COMMITTED,
-            partition=1,
-        ),
-        order_change(cdc, "c", 9, 6_064, after=order(9, "PENDING", 1)),
-        cdc.change(
-            "orders",
-            "u",
-            key={"order_id": 8, "created_date": DAY},
-            after=order(8, "PAID", 2),
-            lsn=6_128,
-            committed=COMMITTED,
-            partition=1,
-        ),
+        order_change(cdc, "c", 6_000, after=order(8, "PENDING", 1), partition=1),
+        order_change(cdc, "c", 6_064, after=order(9, "PENDING", 1)),
+        order_change(cdc, "u", 6_128, after=order(8, "PAID", 2), partition=1),
     ]
     plans = run(cdc, records)
 
