@@ -262,6 +262,7 @@ def product_row(
     updated: datetime,
     version: int = 1,
     name: str = "Lamp",
+    created: datetime | None = None,
 ) -> dict[str, Any]:
     return {
         "product_id": product_id,
@@ -270,7 +271,7 @@ def product_row(
         "category_id": category_id,
         "price": Decimal(price),
         "currency": "USD",
-        **audit(updated, version),
+        **audit(updated, version, created=created),
     }
 
 
@@ -314,6 +315,13 @@ class CdcRecords:
             self._parsed[(table, side)] = parse_schema(text)
         return self._ids[(table, side)]
 
+    def register(self, schema_text: str) -> int:
+        """Put one of our own schemas (``serdes/schemas``) in the registry; its id."""
+        schema_id = 100 + len(self._ids)
+        self._ids[("", schema_text)] = schema_id
+        self.registry.schemas[schema_id] = schema_text
+        return schema_id
+
     def encode(self, table: str, side: str, record: Mapping[str, Any]) -> bytes:
         schema_id = self.schema_id(table, side)
         return frame(schema_id, write_body(self._parsed[(table, side)], dict(record)))
@@ -355,6 +363,10 @@ class CdcRecords:
         """An undecodable record on ``table``'s topic (no key, ``value`` as given)."""
         return self.topic(table).record(None, value, partition=partition)
 
+    def codec(self) -> AvroCodec:
+        """The production Avro codec over this driver's registry."""
+        return AvroCodec(self.registry)
+
     def decoder(self) -> DebeziumAvroDecoder:
         """The production decoder, reading schemas from this driver's registry."""
-        return DebeziumAvroDecoder(AvroCodec(self.registry))
+        return DebeziumAvroDecoder(self.codec())
