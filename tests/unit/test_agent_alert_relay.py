@@ -67,4 +67,5 @@ def test_a_dead_letter_without_our_headers_is_named_by_its_own_position() -> Non
     alert = alert_of(message(dlq.record(None, b"x", partition=2)), ALERTS)
     assert alert is not None
     assert alert.message_id == "dlq:bitvelocity.public.orders.dlq:2:0"
-    assert alert.body["origin"] is None and alert.body["error_class"] is None
+    assert alert.body["origin"] is None
+    assert alert.body["error_class"] is None

@@ -74,9 +74,7 @@ def hourly(
     )
 
 
-def test_revenue_windows_close_when_the_watermark_passes_end_plus_grace_and_corrections_follow() -> (
-    None
-):
+def test_windows_close_when_the_watermark_passes_end_plus_grace_then_corrections_follow() -> None:
     p = Pipeline()
     p.feed(
         p.order("c", 1, 7, "CONFIRMED", "100.00", created=T10 + timedelta(minutes=10)),

@@ -80,7 +80,7 @@ def test_an_insert_then_update_makes_two_bronze_rows_and_one_silver_row_with_the
         0,
         1,
     )
-    assert plan.consumed == 2 and plan.dead_letters == [] and plan.filtered == 0
+    assert (plan.consumed, plan.dead_letters, plan.filtered) == (2, [], 0)
     bronze = plan.bronze["orders"]
     assert [column(r, "operation_type") for r in bronze] == ["INSERT", "UPDATE"]
     assert [column(r, "source_lsn") for r in bronze] == [1_000, 1_016]
@@ -157,7 +157,7 @@ def test_a_change_of_a_table_without_a_silver_table_is_a_dead_letter() -> None:
     record = cdc.change("audit_notes", "c", after=note, lsn=5_000, committed=COMMITTED)
     (plan,) = run(cdc, [record])
 
-    assert plan.bronze == {} and plan.silver == {}
+    assert (plan.bronze, plan.silver) == ({}, {})
     (letter,) = plan.dead_letters
     assert letter.reason == "UnknownTableError"
     assert letter.topic == "bitvelocity.public.audit_notes.dlq"

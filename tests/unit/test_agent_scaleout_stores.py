@@ -95,4 +95,4 @@ async def test_a_write_stopped_during_an_outage_reports_nothing_stored() -> None
     agent = StoreAgent(Settings(), "chat-messages", store.write, group_id="g", name="chat")
 
     assert not await agent.write_until_stored(decoded, letters, stop)
-    assert store.rows == [] and agent.stats.written == 0 and letters == []
+    assert (store.rows, agent.stats.written, letters) == ([], 0, [])
