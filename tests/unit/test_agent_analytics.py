@@ -52,6 +52,10 @@ class Pipeline:
         after = order_row(order_id, customer, status, total, **kw)  # type: ignore[arg-type]
         return self.cdc.change("orders", op, after=after, lsn=self.lsn, committed=self.clock.now())
 
+    def insert(self, table: str, row: dict[str, object], committed: datetime) -> InputRecord:
+        self.lsn += 8
+        return self.cdc.change(table, "c", after=row, lsn=self.lsn, committed=committed)
+
     def tick(self) -> AnalyticsOutputs:
         self.core.tick(self.clock.now())
         return self.core.drain()
@@ -137,34 +141,14 @@ def test_customer_features_follow_orders_items_and_categories_and_age_out_with_t
     p = Pipeline()
     created = T10 + timedelta(minutes=40)
     p.feed(
-        p.cdc.change(
-            "categories", "c", after=category_row(2, "Lighting", updated=T10), lsn=10, committed=T10
-        ),
-        p.cdc.change(
-            "categories", "c", after=category_row(3, "Garden", updated=T10), lsn=11, committed=T10
-        ),
-        p.cdc.change(
-            "products", "c", after=product_row(5, 2, "25.00", updated=T10), lsn=12, committed=T10
-        ),
-        p.cdc.change(
-            "products", "c", after=product_row(6, 3, "5.00", updated=T10), lsn=13, committed=T10
-        ),
+        p.insert("categories", category_row(2, "Lighting", updated=T10), T10),
+        p.insert("categories", category_row(3, "Garden", updated=T10), T10),
+        p.insert("products", product_row(5, 2, "25.00", updated=T10), T10),
+        p.insert("products", product_row(6, 3, "5.00", updated=T10), T10),
         p.order("c", 1, 7, "CONFIRMED", "100.00", created=T10 + timedelta(minutes=10)),
         p.order("c", 2, 7, "CONFIRMED", "60.00", created=created),
-        p.cdc.change(
-            "order_items",
-            "c",
-            after=item_row(21, 2, 5, 2, "25.00", created=created),
-            lsn=2_000,
-            committed=created,
-        ),
-        p.cdc.change(
-            "order_items",
-            "c",
-            after=item_row(22, 2, 6, 2, "5.00", created=created),
-            lsn=2_001,
-            committed=created,
-        ),
+        p.insert("order_items", item_row(21, 2, 5, 2, "25.00", created=created), created),
+        p.insert("order_items", item_row(22, 2, 6, 2, "5.00", created=created), created),
     )
     (features,) = p.tick().features
     assert (features.customer_id, features.feature_version) == (7, 1)
