@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -29,7 +29,7 @@ from config.settings import Settings
 from observability.metrics import Metrics, default_metrics
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff
-from serdes.dead_letters import dead_letter
+from serdes.dead_letters import DeadLetter, dead_letter
 from serdes.registry import RegistryClient
 from sinks.kafka.dead_letters import DeadLetterPublisher
 from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
@@ -45,6 +45,26 @@ class EvictedBatch:
     updates: tuple[ProductUpdate, ...]
     keys: tuple[CacheKey, ...]
     evicted_at: datetime
+
+
+def decode_updates(
+    messages: Sequence[Message], codec: AvroCodec
+) -> tuple[list[ProductUpdate], list[DeadLetter]]:
+    """The batch's ``ProductUpdate``s in consumed order, and dead letters for the records
+    that are not one (tombstones skipped); the keys to evict are ``eviction_keys(updates)``."""
+    updates: list[ProductUpdate] = []
+    letters: list[DeadLetter] = []
+    for message in messages:
+        origin = origin_of(message)
+        if origin.value is None:
+            continue
+        try:
+            _, record = codec.decode(origin.value, origin.headers)
+            updates.append(from_avro(record))
+        except (PermanentError, KeyError, TypeError, ValueError) as exc:
+            error = exc if isinstance(exc, PermanentError) else PermanentError(str(exc))
+            letters.append(dead_letter(origin, error))
+    return updates, letters
 
 
 class CacheInvalidationAgent:
@@ -111,19 +131,9 @@ class CacheInvalidationAgent:
     def _decode(
         self, messages: list[Message], codec: AvroCodec, dead_letters: DeadLetterPublisher
     ) -> list[ProductUpdate]:
-        updates = []
-        letters = 0
-        for message in messages:
-            origin = origin_of(message)
-            if origin.value is None:
-                continue
-            try:
-                _, record = codec.decode(origin.value, origin.headers)
-                updates.append(from_avro(record))
-            except (PermanentError, KeyError, TypeError, ValueError) as exc:
-                error = exc if isinstance(exc, PermanentError) else PermanentError(str(exc))
-                dead_letters.publish(dead_letter(origin, error))
-                letters += 1
+        updates, letters = decode_updates(messages, codec)
+        for letter in letters:
+            dead_letters.publish(letter)
         if letters:
             dead_letters.flush()
         return updates

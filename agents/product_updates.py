@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +34,37 @@ from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
 
 log = logging.getLogger("bitvelocity.product_updates")
 PIPELINE = "product-updates"
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedBatch:
+    """One batch of products changes, made ``ProductUpdate``s (in consumed order)."""
+
+    updates: list[ProductUpdate]
+    dead_letters: list[DeadLetter]
+    #: The newest source commit time in the batch (None: no change decoded).
+    newest: datetime | None
+
+
+def derive_batch(
+    messages: Sequence[Message], decoder: DebeziumAvroDecoder, deadline: float
+) -> DerivedBatch:
+    """Decode one batch (transient registry faults retried until ``deadline``, undecodable
+    records made dead letters) and derive the updates; pure apart from the registry, so
+    the broker-free test driver runs exactly what the agent runs."""
+    updates: list[ProductUpdate] = []
+    letters: list[DeadLetter] = []
+    newest: datetime | None = None
+    for message in messages:
+        decoded = decode_with_retry(decoder.decode, origin_of(message), deadline=deadline)
+        if isinstance(decoded, DeadLetter):
+            letters.append(decoded)
+        elif isinstance(decoded, ChangeEvent):
+            newest = max(newest or decoded.committed_at, decoded.committed_at)
+            update = derive(decoded)
+            if update is not None:
+                updates.append(update)
+    return DerivedBatch(updates, letters, newest)
 
 
 class ProductUpdatesAgent:
@@ -120,19 +153,11 @@ class ProductUpdatesAgent:
             if error is not None:
                 failures.append(str(error))
 
-        updates: list[ProductUpdate] = []
-        letters = 0
-        newest: datetime | None = None
-        for message in messages:
-            decoded = decode_with_retry(decoder.decode, origin_of(message), deadline=deadline)
-            if isinstance(decoded, DeadLetter):
-                dead_letters.publish(decoded)
-                letters += 1
-            elif isinstance(decoded, ChangeEvent):
-                newest = max(newest or decoded.committed_at, decoded.committed_at)
-                update = derive(decoded)
-                if update is not None:
-                    updates.append(update)
+        derived = derive_batch(messages, decoder, deadline)
+        updates = derived.updates
+        for letter in derived.dead_letters:
+            dead_letters.publish(letter)
+        letters = len(derived.dead_letters)
         for update in updates:
             producer.produce(
                 self.target_topic,
@@ -150,4 +175,4 @@ class ProductUpdatesAgent:
             )
         self.produced += len(updates)
         self.dead_letters += letters
-        return newest
+        return derived.newest

@@ -113,7 +113,9 @@ class PostgresService(Service):
 
     def probe(self) -> str | None:
         # Over the socket as the bootstrap superuser: the admin role may not exist yet.
-        version = self._psql("SHOW server_version", database="postgres", timeout_s=10).strip()
+        version = self.psql_as_superuser(
+            "SHOW server_version", database="postgres", timeout_s=10
+        ).strip()
         return f"PostgreSQL {version}, wal_level=logical"
 
     def after_ready(self, progress: Progress) -> None:
@@ -176,7 +178,7 @@ class PostgresService(Service):
     def socket_dir(self) -> Path:
         return self.home / "socket"
 
-    def _psql(
+    def psql_as_superuser(
         self,
         sql: str,
         *,
@@ -221,12 +223,14 @@ class PostgresService(Service):
             BV_BACKUP__REPLICATION_USER=backup.replication_user,
             BV_BACKUP__REPLICATION_PASSWORD=backup.replication_password.get_secret_value(),
         )
-        self._psql(BOOTSTRAP_SQL.read_text(encoding="utf-8"), database="postgres", env=env)
+        self.psql_as_superuser(
+            BOOTSTRAP_SQL.read_text(encoding="utf-8"), database="postgres", env=env
+        )
         progress(f"postgres: roles and extensions bootstrapped (app admin: {pg.admin_user})")
 
     def _refuse_superuser_owned_database(self) -> None:
         """A cluster from before 0016 has the app's database owned by the superuser: say so."""
-        owned = self._psql(
+        owned = self.psql_as_superuser(
             "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
             "WHERE r.rolsuper AND NOT d.datistemplate AND d.datname <> 'postgres'",
             database="postgres",

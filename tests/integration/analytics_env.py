@@ -182,8 +182,7 @@ async def redis_differences(settings: Settings) -> list[str]:
             }
             if cached != expected:
                 problems.append(f"customer {row['customer_id']}: redis {cached} != {expected}")
-        client, _ = store._require()
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
+        keys = await store.keys()
         if len(keys) != len(rows):
             problems.append(f"{len(keys)} Redis hashes for {len(rows)} gold rows")
     return problems
