@@ -133,17 +133,20 @@ def test_every_pipeline_shares_one_consumer_configuration() -> None:
     )
 
 
-def test_a_parked_partition_stays_paused_through_a_hold_until_unparked_at_its_position() -> None:
+async def test_a_parked_partition_stays_paused_through_a_hold_until_unparked_at_its_position() -> (
+    None
+):
     consumer = FakeConsumer([], [])
     runtime = runtime_over(consumer)
     seeks: list[TopicPartition] = []
     consumer.seek = seeks.append  # type: ignore[attr-defined]
-    runtime._park([("t", 0), ("t", 9)])  # ("t", 9) is not owned: nothing to pause
+    await runtime.park([("t", 0), ("t", 9)])  # ("t", 9) is not owned: nothing to pause
     assert [(tp.topic, tp.partition) for tp in consumer.paused] == [("t", 0)]
     assert runtime.parked == {("t", 0)}
-    runtime._resume_all()  # the end of a hold (an outage waited out)
-    assert consumer.resumed == []
-    runtime._unpark({("t", 0): 42})
+    consumer.paused.clear()
+    await runtime.hold(0.0)  # an outage waited out: the hold ends by resuming what it paused
+    assert ("t", 0) not in {(tp.topic, tp.partition) for tp in consumer.resumed}
+    await runtime.unpark({("t", 0): 42})
     assert [(tp.partition, tp.offset) for tp in seeks] == [(0, 42)]
     assert [(tp.topic, tp.partition) for tp in consumer.resumed] == [("t", 0)]
     assert runtime.parked == frozenset()
