@@ -81,6 +81,45 @@ def subscribed_event_specs(settings: Settings, topics: Sequence[str]) -> dict[st
     return {topic: specs[topic] for topic in topics if topic in specs}
 
 
+def guarded_writer(
+    settings: Settings,
+    offsets: OffsetStore,
+    quality: QualityGate,
+    metrics: Metrics,
+    *,
+    schema_text: Callable[[int], str],
+    after_bronze: Callable[[], None],
+) -> tuple[SchemaGuard, MedallionWriter]:
+    """The batch writer and the schema guard that grows its table specs (decision 0021)."""
+    sink = settings.sink
+    guard = SchemaGuard(
+        schema_text,
+        metrics,
+        default_policy=sink.schema_policy,
+        policies=sink.schema_policies,
+        gold_columns=sink.gold_columns,
+    )
+    writer = MedallionWriter(
+        offsets,
+        quality,
+        after_bronze=after_bronze,
+        tables=guard.tables,
+        gold_columns=guard.gold_columns,
+    )
+    guard.on_spec_changed = writer.respec
+    return guard, writer
+
+
+def batch_lineage(settings: Settings, event_specs: Mapping[str, EventSpec]) -> BatchLineage | None:
+    """The per-batch OpenLineage events, when enabled."""
+    if not settings.sink.openlineage_enabled:
+        return None
+    kafka = settings.kafka.bootstrap_servers
+    publisher = LineagePublisher(kafka, settings.topics.openlineage)
+    tables = {topic: spec.table for topic, spec in event_specs.items()}
+    return BatchLineage(publisher, kafka, tables)
+
+
 def sink_topics(settings: Settings) -> list[str]:
     """Everything the medallion sink consumes by default: CDC, plus the enabled event topics."""
     return [*medallion_topics(settings), *event_topics(settings)]
@@ -120,21 +159,14 @@ class MedallionSink:
         self.on_assigned = on_assigned
         self.stats = SinkStats()
         self._crash = CrashPoints()
-        self.schema_guard = SchemaGuard(
-            self._schema_text,
-            self.metrics,
-            default_policy=settings.sink.schema_policy,
-            policies=settings.sink.schema_policies,
-            gold_columns=settings.sink.gold_columns,
-        )
-        self.writer = MedallionWriter(
+        self.schema_guard, self.writer = guarded_writer(
+            settings,
             OffsetStore(self.group_id, worker_id),
             quality,
+            self.metrics,
+            schema_text=self._schema_text,
             after_bronze=lambda: self._crash.reached("after_bronze"),
-            tables=self.schema_guard.tables,
-            gold_columns=self.schema_guard.gold_columns,
         )
-        self.schema_guard.on_spec_changed = self.writer.respec
         self._backoff = Backoff(
             settings.sink.retry_initial_backoff_s, settings.sink.retry_max_backoff_s
         )
@@ -190,11 +222,7 @@ class MedallionSink:
         }
         dead_letters = DeadLetterPublisher(self.settings.kafka.bootstrap_servers)
         dead_letters.start()
-        if self.settings.sink.openlineage_enabled:
-            kafka = self.settings.kafka.bootstrap_servers
-            publisher = LineagePublisher(kafka, self.settings.topics.openlineage)
-            tables = {topic: spec.table for topic, spec in self.event_specs.items()}
-            self._lineage = BatchLineage(publisher, kafka, tables)
+        self._lineage = batch_lineage(self.settings, self.event_specs)
         runtime = self._runtime = ConsumerRuntime(
             self.settings.kafka.bootstrap_servers,
             self.consumer_spec(),
