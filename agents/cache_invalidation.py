@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Message
 
+from agents.cache_consumer import cache_consumer
 from cache.keys import CacheKey
 from cache.l2 import CacheUnavailableError, RedisLayer
 from cache.nats_invalidation import NatsInvalidationPublisher, eviction_message, source_ranges
@@ -32,7 +33,7 @@ from serdes.consumer_step import Backoff
 from serdes.dead_letters import DeadLetter, dead_letter
 from serdes.registry import RegistryClient
 from sinks.kafka.dead_letters import DeadLetterPublisher
-from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
+from streams.runtime import origin_of
 
 log = logging.getLogger("bitvelocity.cache_invalidation")
 PIPELINE = "cache-invalidation"
@@ -98,17 +99,7 @@ class CacheInvalidationAgent:
         if settings.nats.invalidation_enabled:
             self.nats = NatsInvalidationPublisher(settings.nats, self.metrics)
             await self.nats.start()
-        batches = ConsumerRuntime(
-            settings.kafka.bootstrap_servers,
-            ConsumerSpec(
-                name="cache-invalidation",
-                group_id=self.group_id,
-                topics=(self.topic,),
-                max_records=settings.cache.batch_max_records,
-                max_wait_ms=settings.cache.batch_max_ms,
-                fetch_wait_max_ms=20,
-            ),
-        )
+        batches = cache_consumer(settings, "cache-invalidation", self.group_id, self.topic)
         await batches.start()
         backoff = Backoff(settings.sink.retry_initial_backoff_s, settings.sink.retry_max_backoff_s)
         try:

@@ -18,6 +18,7 @@ from typing import Any
 
 from confluent_kafka import Message, Producer
 
+from agents.cache_consumer import cache_consumer
 from cache.product_updates import ProductUpdate, derive, to_avro
 from config.errors import TransientError
 from config.settings import Settings
@@ -30,7 +31,7 @@ from serdes.debezium import DebeziumAvroDecoder
 from serdes.own_schemas import load
 from serdes.registry import RegistryClient
 from sinks.kafka.dead_letters import DeadLetterPublisher
-from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
+from streams.runtime import origin_of
 
 log = logging.getLogger("bitvelocity.product_updates")
 PIPELINE = "product-updates"
@@ -99,17 +100,7 @@ class ProductUpdatesAgent:
         )
         dead_letters = DeadLetterPublisher(settings.kafka.bootstrap_servers)
         dead_letters.start()
-        batches = ConsumerRuntime(
-            settings.kafka.bootstrap_servers,
-            ConsumerSpec(
-                name="product-updates",
-                group_id=self.group_id,
-                topics=(self.source_topic,),
-                max_records=settings.cache.batch_max_records,
-                max_wait_ms=settings.cache.batch_max_ms,
-                fetch_wait_max_ms=20,
-            ),
-        )
+        batches = cache_consumer(settings, "product-updates", self.group_id, self.source_topic)
         await batches.start()
         backoff = Backoff(settings.sink.retry_initial_backoff_s, settings.sink.retry_max_backoff_s)
         try:
