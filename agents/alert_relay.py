@@ -1,6 +1,6 @@
 """Forward quality ERROR alerts and DLQ notifications from Kafka to RabbitMQ, confirmed.
 
-Inputs: the ``quality-alerts`` topic (written by ``quality.alerting.AlertingQualityGate``
+Inputs: the ``quality-alerts`` topic (written by ``alerts.quality_alerting.AlertingQualityGate``
 before the sink's batch commits) and every dead-letter topic (``BV_RABBITMQ__DLQ_PATTERN``).
 Per batch: turn each record into an ``Alert``, publish them all to the durable queue, wait
 for the broker's confirms, and only then commit the Kafka offsets: a record is acknowledged

@@ -27,17 +27,24 @@ from functools import partial
 from typing import Any, TypeVar
 
 import asyncpg
-from confluent_kafka import OFFSET_BEGINNING, Message
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agents.analytics_state import AnalyticsStateStore, RestoreStats, check_own_state
+from agents.analytics_decode import AppliedRecord, RegistryWait, record_converter
+from agents.analytics_state import (
+    AnalyticsStateStore,
+    RestoreStats,
+    check_own_state,
+    commit_retrying,
+)
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
 from observability.metrics import default_metrics
+from records.change_events import ChangeEvent
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff
-from serdes.debezium import ChangeEvent, DebeziumAvroDecoder, Decoded
+from serdes.debezium import DebeziumAvroDecoder
 from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
 from sinks.analytics_topics import AnalyticsPublisher
@@ -146,6 +153,32 @@ class AnalyticsSinks:
         await asyncio.to_thread(publisher.flush)
         default_metrics().record_late_events(len(outputs.late))
 
+    async def retrying(
+        self,
+        work: Callable[[], Awaitable[T]],
+        backoff: Backoff,
+        *,
+        stopping: Callable[[], bool],
+        on_retry: Callable[[], None],
+    ) -> T:
+        """``work`` until it gets through a lost PostgreSQL or Redis connection (I7: a restart
+        must not stop the analytics); reconnects with backoff. Gives up only when stopping."""
+        attempt = 0
+        while True:
+            try:
+                return await work()
+            except _OUTAGES as exc:
+                attempt += 1
+                on_retry()
+                if stopping() and attempt >= 3:
+                    raise
+                log.warning("analytics: a sink is unavailable (%r); retry %d", exc, attempt)
+                await asyncio.sleep(backoff.delay(attempt))
+                try:
+                    await self.reconnect()
+                except DB_ERRORS as again:
+                    log.warning("analytics: reconnect failed (%s)", again)
+
     async def publish_late(self, events: list[LateEvent]) -> None:
         """Late events alone (seen while replaying, before any flush): keyed by the change's
         identity, so one published again after a crash is recognisably the same."""
@@ -219,21 +252,8 @@ class AnalyticsRunner:
             self.sinks = sinks
             if sinks.connection is None:
                 raise PermanentError("analytics sinks did not connect")
-            rates = await load_currency_rates(sinks.connection)
             store = self.store
-            if store is not None:
-                self.restore = await asyncio.to_thread(store.open)
-                topics = [*analytics_topics(self.settings), self._heartbeats]
-                try:
-                    check_own_state(store.topic, store.positions, topics)
-                except PermanentError:
-                    await asyncio.to_thread(store.close)
-                    raise
-                self.positions.update(store.positions)
-            core = AnalyticsCore(self.settings, rates, self.state)
-            if store is not None:
-                core.restore_progress(store.progress)
-            self.core = core
+            core = self.core = await self._open_core(sinks.connection)
             registry = RegistryClient(self.settings.registry)
             codec = AvroCodec(registry)
             decoder = DebeziumAvroDecoder(codec)
@@ -263,14 +283,7 @@ class AnalyticsRunner:
                             self._apply(core, partition, topic, event)
                         self.positions[(topic, partition)] = next_offset  # applied: storable
                     if self.recovering:
-                        # Rows are superseded by reconcile(); late events are published
-                        # now: on a first start or with the state lost no earlier run saw
-                        # them, and one published twice keeps its identity (0020).
-                        late = core.drain().late
-                        await self._retrying(partial(sinks.publish_late, late))
-                        self.stats.late_events_replayed += len(late)
-                        if await runtime.in_thread(self._replayed):
-                            await self._reconcile(core)
+                        await self._replaying(core, sinks, runtime)
                         continue
                     if time.monotonic() - last_flush >= interval:
                         await self.flush_now()
@@ -282,6 +295,36 @@ class AnalyticsRunner:
                 await runtime.stop()
                 registry.close()
         return self.stats
+
+    async def _open_core(self, connection: asyncpg.Connection) -> AnalyticsCore:
+        """The core over the restored state (its positions and progress), or a fresh one."""
+        rates = await load_currency_rates(connection)
+        store = self.store
+        if store is None:
+            return AnalyticsCore(self.settings, rates, self.state)
+        self.restore = await asyncio.to_thread(store.open)
+        topics = [*analytics_topics(self.settings), self._heartbeats]
+        try:
+            check_own_state(store.topic, store.positions, topics)
+        except PermanentError:
+            await asyncio.to_thread(store.close)
+            raise
+        self.positions.update(store.positions)
+        core = AnalyticsCore(self.settings, rates, self.state)
+        core.restore_progress(store.progress)
+        return core
+
+    async def _replaying(
+        self, core: AnalyticsCore, sinks: AnalyticsSinks, runtime: ConsumerRuntime
+    ) -> None:
+        """One take of the replay: rows are superseded by ``reconcile`` at its end; late
+        events are published now (on a first start or with the state lost no earlier run
+        saw them, and one published twice keeps its identity: decision 0020)."""
+        late = core.drain().late
+        await self._retrying(partial(sinks.publish_late, late))
+        self.stats.late_events_replayed += len(late)
+        if await runtime.in_thread(self._replayed):
+            await self._reconcile(core)
 
     def consumer_spec(self) -> ConsumerSpec:
         return ConsumerSpec(
@@ -302,16 +345,10 @@ class AnalyticsRunner:
         """True once every assigned partition is read up to its high watermark at start
         (the consumer's thread)."""
         assert self._runtime is not None
-        consumer = self._runtime.consumer
-        assignment = consumer.assignment()
-        if not assignment:
+        targets = self._targets = self._targets or start_ends(self._runtime.consumer)
+        if targets is None:  # not assigned yet
             return False
-        if self._targets is None:
-            self._targets = {}
-            for tp in assignment:
-                _, high = consumer.get_watermark_offsets(tp, timeout=10)
-                self._targets[(tp.topic, tp.partition)] = high
-        return all(self.positions.get(k, 0) >= v for k, v in self._targets.items() if v > 0)
+        return all(self.positions.get(key, 0) >= end for key, end in targets.items())
 
     async def _reconcile(self, core: AnalyticsCore) -> None:
         sinks = self.sinks
@@ -356,43 +393,26 @@ class AnalyticsRunner:
 
     async def _commit_state(self, store: AnalyticsStateStore, core: AnalyticsCore) -> None:
         """After the outputs: changed state and positions, one transaction, with retries."""
-        started = time.monotonic()
+        assert self._runtime is not None
+        sink = self.settings.sink
         records = store.changes(self.positions, core.progress())
-        backoff = self.settings.sink.retry_initial_backoff_s
-        while True:
-            try:
-                assert self._runtime is not None
-                await self._runtime.in_thread(store.commit, records)
-                log.debug(
-                    "analytics state: %d changelog records in %.3f s",
-                    len(records),
-                    time.monotonic() - started,
-                )
-                return
-            except TransientError as exc:
-                log.warning("analytics state commit failed, retrying in %.1f s: %s", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.settings.sink.retry_max_backoff_s)
+        await commit_retrying(
+            store,
+            records,
+            self._runtime.in_thread,
+            initial_s=sink.retry_initial_backoff_s,
+            max_s=sink.retry_max_backoff_s,
+        )
 
     async def _retrying(self, work: Callable[[], Awaitable[T]]) -> T:
-        """``work`` until it gets through a lost PostgreSQL or Redis connection (I7: a restart
-        must not stop the analytics); reconnects with backoff. Gives up only when stopping."""
-        attempt = 0
-        while True:
-            try:
-                return await work()
-            except _OUTAGES as exc:
-                attempt += 1
-                self.stats.db_retries += 1
-                if self._stop.is_set() and attempt >= 3:
-                    raise
-                log.warning("analytics: a sink is unavailable (%r); retry %d", exc, attempt)
-                await asyncio.sleep(self._backoff.delay(attempt))
-                assert self.sinks is not None
-                try:
-                    await self.sinks.reconnect()
-                except DB_ERRORS as again:
-                    log.warning("analytics: reconnect failed (%s)", again)
+        """``work`` through lost PostgreSQL or Redis connections (I7); see ``sinks.retrying``."""
+        assert self.sinks is not None
+        return await self.sinks.retrying(
+            work, self._backoff, stopping=self._stop.is_set, on_retry=self._count_retry
+        )
+
+    def _count_retry(self) -> None:
+        self.stats.db_retries += 1
 
     def _apply(self, core: AnalyticsCore, partition: int, topic: str, event: Any) -> None:
         if topic == self._heartbeats:
@@ -418,64 +438,33 @@ class AnalyticsRunner:
         if self.core is not None:
             self.core.revoke([p for topic, p in partitions if topic == self._orders_topic])
 
+    def _decoding(
+        self, decoder: DebeziumAvroDecoder, codec: AvroCodec
+    ) -> Callable[[Message], AppliedRecord]:
+        """The per-record conversion of one take (decoded in the consumer's thread)."""
+        return record_converter(
+            decoder,
+            codec,
+            heartbeats=self._heartbeats,
+            stats=self.stats,
+            retry=RegistryWait(self._backoff, self._stop.is_set),
+        )
+
     async def _rewind(self, runtime: ConsumerRuntime) -> None:
         """Back to the applied positions: a batch cut short by the registry is read again."""
         owned = await runtime.in_thread(runtime.assignment)
         await runtime.seek(self._start_positions(owned))
 
-    def _decoding(
-        self, decoder: DebeziumAvroDecoder, codec: AvroCodec
-    ) -> Callable[[Message], tuple[int, str, int, Any]]:
-        """Per record of one take: (partition, topic, next offset, event or None when it
-        cannot be decoded: the medallion sink dead-letters the same record). The registry
-        may be away for 30 s; past that the take fails and is read again after a hold."""
-        deadline = time.monotonic() + 30
-        heartbeats = self._heartbeats
 
-        def convert(message: Message) -> tuple[int, str, int, Any]:
-            topic, partition = message.topic() or "", message.partition() or 0
-            offset = message.offset() or 0
-            self.stats.consumed += 1
-            try:
-                event: datetime | Decoded | None
-                if topic == heartbeats:
-                    value = message.value()
-                    event = self._until_decoded(lambda: _heartbeat_time(codec, value), deadline)
-                else:
-                    key, value = message.key(), message.value()
-                    event = self._until_decoded(lambda: decoder.decode(key, value), deadline)
-            except PermanentError as exc:
-                self.stats.undecodable += 1
-                log.warning("analytics skipped %s[%d]@%s: %s", topic, partition, offset, exc)
-                event = None
-            return partition, topic, offset + 1, event
-
-        return convert
-
-    def _until_decoded(self, decode: Callable[[], T], deadline: float) -> T:
-        """``decode`` again, with backoff, while the schema registry is unavailable (a
-        TransientError): the record is not skipped, and the worker does not exit (I7; the
-        15-minute chaos run's registry outage did exit it). Past ``deadline`` (or when
-        stopping) the error is raised: the take is dropped and read again."""
-        attempt = 0
-        while True:
-            try:
-                return decode()
-            except TransientError as exc:
-                attempt += 1
-                if self._stop.is_set() or time.monotonic() >= deadline:
-                    raise
-                log.warning(
-                    "analytics: decoding waits for the registry (%s); retry %d", exc, attempt
-                )
-                time.sleep(self._backoff.delay(attempt))
-
-
-def _heartbeat_time(codec: AvroCodec, value: bytes | None) -> datetime:
-    if value is None:
-        raise PermanentError("heartbeat without a value")
-    _, record = codec.decode(value)
-    millis = record.get("ts_ms") if isinstance(record, dict) else None
-    if millis is None:
-        raise PermanentError(f"heartbeat without ts_ms: {record!r}")
-    return datetime.fromtimestamp(int(millis) / 1000, UTC)
+def start_ends(consumer: Consumer) -> dict[tuple[str, int], int] | None:
+    """The high watermark of each non-empty assigned partition now (the replay's target),
+    or None before the first assignment."""
+    assignment = consumer.assignment()
+    if not assignment:
+        return None
+    ends = {}
+    for tp in assignment:
+        _, high = consumer.get_watermark_offsets(tp, timeout=10)
+        if high > 0:
+            ends[(tp.topic, tp.partition)] = high
+    return ends

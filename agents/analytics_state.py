@@ -20,11 +20,12 @@ Why not Faust tables: docs/decisions/0009-analytics-state-changelog.md.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, cast
@@ -109,6 +110,7 @@ class AnalyticsStateStore:
 
     # -- restore --------------------------------------------------------------------------------
     def open(self) -> RestoreStats:
+        """Fence a zombie writer, then restore: the local folder, then the changelog's tail."""
         started = time.monotonic()
         self._ensure_topic()
         producer = Producer(
@@ -121,43 +123,12 @@ class AnalyticsStateStore:
         )
         producer.init_transactions(self.timeout_s)  # fences a zombie, aborts its transaction
         self._producer = producer
-        self.folder.mkdir(parents=True, exist_ok=True)
-        db = Rdict(str(self.folder), Options(raw_mode=True))
-        checkpoint_bytes = db.get(CHECKPOINT)
-        checkpoint = None if checkpoint_bytes is None else int(checkpoint_bytes)
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap_servers,
-                "group.id": f"{self.transactional_id}-restore",  # never joins: assign only
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-            }
-        )
+        consumer = _restore_consumer(self.bootstrap_servers, self.transactional_id)
         try:
             low, high = consumer.get_watermark_offsets(
                 TopicPartition(self.topic, 0), timeout=self.timeout_s
             )
-            if checkpoint is not None and not low <= checkpoint <= high:
-                log.warning(
-                    "local analytics state is at changelog offset %d outside [%d, %d]:"
-                    " the changelog was replaced; restoring from scratch",
-                    checkpoint,
-                    low,
-                    high,
-                )
-                db.close()
-                shutil.rmtree(self.folder)
-                self.folder.mkdir(parents=True)
-                db = Rdict(str(self.folder), Options(raw_mode=True))
-                checkpoint = None
-            self._db = db
-            if checkpoint is not None:
-                self.stats.from_scratch = False
-                for key, value in db.items():
-                    if key != CHECKPOINT:  # raw_mode: keys and values are bytes
-                        self._apply(cast(bytes, key), cast(bytes, value))
-                        self.stats.local_entries += 1
+            checkpoint = self._open_local(low, high)
             end = self._read_changelog(consumer, checkpoint, high)
         finally:
             consumer.close()
@@ -174,6 +145,35 @@ class AnalyticsStateStore:
             end,
         )
         return self.stats
+
+    def _open_local(self, low: int, high: int) -> int | None:
+        """Open the local folder and apply it; its changelog checkpoint, or None when the
+        folder is new or was made for a changelog that no longer exists (then emptied)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        db = Rdict(str(self.folder), Options(raw_mode=True))
+        checkpoint_bytes = db.get(CHECKPOINT)
+        checkpoint = None if checkpoint_bytes is None else int(checkpoint_bytes)
+        if checkpoint is not None and not low <= checkpoint <= high:
+            log.warning(
+                "local analytics state is at changelog offset %d outside [%d, %d]:"
+                " the changelog was replaced; restoring from scratch",
+                checkpoint,
+                low,
+                high,
+            )
+            db.close()
+            shutil.rmtree(self.folder)
+            self.folder.mkdir(parents=True)
+            db = Rdict(str(self.folder), Options(raw_mode=True))
+            checkpoint = None
+        self._db = db
+        if checkpoint is not None:
+            self.stats.from_scratch = False
+            for key, value in db.items():
+                if key != CHECKPOINT:  # raw_mode: keys and values are bytes
+                    self._apply(cast(bytes, key), cast(bytes, value))
+                    self.stats.local_entries += 1
+        return checkpoint
 
     def _read_changelog(self, consumer: Consumer, checkpoint: int | None, high: int) -> int:
         """Apply the changelog from ``checkpoint`` to its end; store that tail locally."""
@@ -357,3 +357,43 @@ def state_store(settings: Settings, group_id: str) -> AnalyticsStateStore:
         folder=root / group_id,
         transactional_id=f"{group_id}-state",
     )
+
+
+def _restore_consumer(bootstrap_servers: str, transactional_id: str) -> Consumer:
+    """Reads the changelog by assignment (never joins a group), committed records only."""
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"{transactional_id}-restore",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
+
+
+async def commit_retrying(
+    store: AnalyticsStateStore,
+    records: list[tuple[bytes, bytes | None]],
+    in_thread: Callable[..., Awaitable[None]],
+    *,
+    initial_s: float,
+    max_s: float,
+) -> None:
+    """Commit changed state and positions in one changelog transaction (in the consumer's
+    thread), retrying a transient failure with backoff until it gets through."""
+    started = time.monotonic()
+    backoff = initial_s
+    while True:
+        try:
+            await in_thread(store.commit, records)
+            log.debug(
+                "analytics state: %d changelog records in %.3f s",
+                len(records),
+                time.monotonic() - started,
+            )
+            return
+        except TransientError as exc:
+            log.warning("analytics state commit failed, retrying in %.1f s: %s", backoff, exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_s)

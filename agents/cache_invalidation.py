@@ -14,12 +14,13 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from confluent_kafka import Message
 
+from agents.cache_consumer import cache_consumer
 from cache.keys import CacheKey
 from cache.l2 import CacheUnavailableError, RedisLayer
 from cache.nats_invalidation import NatsInvalidationPublisher, eviction_message, source_ranges
@@ -29,9 +30,10 @@ from config.settings import Settings
 from observability.metrics import Metrics, default_metrics
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff
-from serdes.dead_letters import DeadLetterPublisher, dead_letter
+from serdes.dead_letters import DeadLetter, dead_letter
 from serdes.registry import RegistryClient
-from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
+from sinks.kafka.dead_letters import DeadLetterPublisher
+from streams.runtime import origin_of
 
 log = logging.getLogger("bitvelocity.cache_invalidation")
 PIPELINE = "cache-invalidation"
@@ -44,6 +46,26 @@ class EvictedBatch:
     updates: tuple[ProductUpdate, ...]
     keys: tuple[CacheKey, ...]
     evicted_at: datetime
+
+
+def decode_updates(
+    messages: Sequence[Message], codec: AvroCodec
+) -> tuple[list[ProductUpdate], list[DeadLetter]]:
+    """The batch's ``ProductUpdate``s in consumed order, and dead letters for the records
+    that are not one (tombstones skipped); the keys to evict are ``eviction_keys(updates)``."""
+    updates: list[ProductUpdate] = []
+    letters: list[DeadLetter] = []
+    for message in messages:
+        origin = origin_of(message)
+        if origin.value is None:
+            continue
+        try:
+            _, record = codec.decode(origin.value, origin.headers)
+            updates.append(from_avro(record))
+        except (PermanentError, KeyError, TypeError, ValueError) as exc:
+            error = exc if isinstance(exc, PermanentError) else PermanentError(str(exc))
+            letters.append(dead_letter(origin, error))
+    return updates, letters
 
 
 class CacheInvalidationAgent:
@@ -77,17 +99,7 @@ class CacheInvalidationAgent:
         if settings.nats.invalidation_enabled:
             self.nats = NatsInvalidationPublisher(settings.nats, self.metrics)
             await self.nats.start()
-        batches = ConsumerRuntime(
-            settings.kafka.bootstrap_servers,
-            ConsumerSpec(
-                name="cache-invalidation",
-                group_id=self.group_id,
-                topics=(self.topic,),
-                max_records=settings.cache.batch_max_records,
-                max_wait_ms=settings.cache.batch_max_ms,
-                fetch_wait_max_ms=20,
-            ),
-        )
+        batches = cache_consumer(settings, "cache-invalidation", self.group_id, self.topic)
         await batches.start()
         backoff = Backoff(settings.sink.retry_initial_backoff_s, settings.sink.retry_max_backoff_s)
         try:
@@ -110,19 +122,9 @@ class CacheInvalidationAgent:
     def _decode(
         self, messages: list[Message], codec: AvroCodec, dead_letters: DeadLetterPublisher
     ) -> list[ProductUpdate]:
-        updates = []
-        letters = 0
-        for message in messages:
-            origin = origin_of(message)
-            if origin.value is None:
-                continue
-            try:
-                _, record = codec.decode(origin.value, origin.headers)
-                updates.append(from_avro(record))
-            except (PermanentError, KeyError, TypeError, ValueError) as exc:
-                error = exc if isinstance(exc, PermanentError) else PermanentError(str(exc))
-                dead_letters.publish(dead_letter(origin, error))
-                letters += 1
+        updates, letters = decode_updates(messages, codec)
+        for letter in letters:
+            dead_letters.publish(letter)
         if letters:
             dead_letters.flush()
         return updates

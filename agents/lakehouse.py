@@ -29,17 +29,18 @@ from confluent_kafka import OFFSET_BEGINNING, Message
 from deltalake.exceptions import DeltaError
 
 from agents.crash_points import CrashPoints
-from agents.medallion import decode_cdc_record, medallion_topics, publish_dead_letters
+from agents.medallion import medallion_topics
+from agents.medallion_records import decode_cdc_record, publish_dead_letters
 from config.errors import TransientError
 from config.settings import Settings
 from observability.metrics import Metrics, default_metrics
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff
-from serdes.dead_letters import DeadLetterPublisher
 from serdes.debezium import DebeziumAvroDecoder
 from serdes.registry import RegistryClient
 from sinks.delta.bronze import app_id
 from sinks.delta.store import DeltaBronzeStore
+from sinks.kafka.dead_letters import DeadLetterPublisher
 from sinks.postgres.batch import ConsumedRecord, PlannedBatch, plan_batch
 from streams.runtime import ConsumerRuntime, ConsumerSpec, PartitionId
 
@@ -62,7 +63,7 @@ class LakeStats:
 
 
 @dataclass
-class _TopicBatch:
+class TopicBatch:
     """One Delta commit: the planned batches of one topic's partitions."""
 
     topic: str
@@ -208,19 +209,7 @@ class LakeSink:
         dead_letters: DeadLetterPublisher | None,
     ) -> None:
         started = time.monotonic()
-        batch = _TopicBatch(topic, table_of(topic))
-        by_partition: dict[int, list[ConsumedRecord]] = defaultdict(list)
-        for record in records:
-            by_partition[record.partition].append(record)
-        for partition, members in by_partition.items():
-            key = (topic, partition)
-            if key not in self.claims:  # revoked or fenced meanwhile: the new owner reads them
-                continue
-            stored = self.claims[key]
-            fresh = [r for r in members if stored is None or r.offset >= stored]
-            if fresh:
-                batch.plans[partition] = plan_batch(fresh, self._source_system, bronze_only=True)
-                batch.expected[partition] = stored
+        batch = plan_topic_batch(topic, records, self.claims, self._source_system)
         if not batch.plans:
             return
         letters = [letter for plan in batch.plans.values() for letter in plan.dead_letters]
@@ -230,7 +219,7 @@ class LakeSink:
         if self._commit(batch):
             self._account(batch, time.monotonic() - started)
 
-    def _commit(self, batch: _TopicBatch) -> bool:
+    def _commit(self, batch: TopicBatch) -> bool:
         """Write and commit ``batch``; False when every partition of it was fenced."""
         attempt = 0
         while True:
@@ -259,7 +248,7 @@ class LakeSink:
                 if self._stop.wait(self._backoff.delay(attempt)) and attempt >= 3:
                     return False  # shutting down: nothing was committed, read again later
 
-    def _fence_moved(self, batch: _TopicBatch) -> None:
+    def _fence_moved(self, batch: TopicBatch) -> None:
         """Drop partitions whose Delta version moved away from what this worker holds
         (another worker owns them now); the commit's conflict check covers the rest."""
         apps = {app_id(self.group_id, batch.topic, p): p for p in batch.plans}
@@ -277,7 +266,7 @@ class LakeSink:
                 self.claims.pop((batch.topic, partition), None)
                 del batch.plans[partition]
 
-    def _settled(self, batch: _TopicBatch) -> bool:
+    def _settled(self, batch: TopicBatch) -> bool:
         """After a failed commit: did it land anyway (all versions at the batch's end)?"""
         try:
             apps = {app_id(self.group_id, batch.topic, p): p for p in batch.plans}
@@ -291,12 +280,12 @@ class LakeSink:
             return True
         return False  # not committed (or fenced: the next attempt's check drops it)
 
-    def _advance(self, batch: _TopicBatch) -> None:
+    def _advance(self, batch: TopicBatch) -> None:
         for partition, plan in batch.plans.items():
             if (batch.topic, partition) in self.claims:
                 self.claims[(batch.topic, partition)] = plan.last_offset + 1
 
-    def _account(self, batch: _TopicBatch, seconds: float) -> None:
+    def _account(self, batch: TopicBatch, seconds: float) -> None:
         consumed = sum(plan.consumed for plan in batch.plans.values())
         rows = sum(plan.bronze_rows for plan in batch.plans.values())
         stats = self.stats
@@ -326,6 +315,32 @@ class LakeSink:
                 attempt += 1
                 log.warning("reading the lake's positions failed (%s), retry %d", exc, attempt)
                 time.sleep(self._backoff.delay(attempt))
+
+
+def plan_topic_batch(
+    topic: str,
+    records: list[ConsumedRecord],
+    claims: dict[tuple[str, int], int | None],
+    source_system: str,
+) -> TopicBatch:
+    """One topic's records made one Delta commit: per partition in ``claims`` (owned; the
+    value is the next offset Delta holds, None: nothing yet), its records from there on,
+    planned bronze only. A partition not owned (revoked or fenced meanwhile) is left to
+    its new owner; records below the stored offset were committed before (a replay)."""
+    batch = TopicBatch(topic, table_of(topic))
+    by_partition: dict[int, list[ConsumedRecord]] = defaultdict(list)
+    for record in records:
+        by_partition[record.partition].append(record)
+    for partition, members in by_partition.items():
+        key = (topic, partition)
+        if key not in claims:
+            continue
+        stored = claims[key]
+        fresh = [r for r in members if stored is None or r.offset >= stored]
+        if fresh:
+            batch.plans[partition] = plan_batch(fresh, source_system, bronze_only=True)
+            batch.expected[partition] = stored
+    return batch
 
 
 def by_topic(records: list[ConsumedRecord]) -> dict[str, list[ConsumedRecord]]:

@@ -11,25 +11,61 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from confluent_kafka import Message, Producer
 
+from agents.cache_consumer import cache_consumer
 from cache.product_updates import ProductUpdate, derive, to_avro
 from config.errors import TransientError
 from config.settings import Settings
 from observability.metrics import default_metrics
+from records.change_events import ChangeEvent
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff, decode_with_retry
-from serdes.dead_letters import DeadLetter, DeadLetterPublisher
-from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
+from serdes.dead_letters import DeadLetter
+from serdes.debezium import DebeziumAvroDecoder
 from serdes.own_schemas import load
 from serdes.registry import RegistryClient
-from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
+from sinks.kafka.dead_letters import DeadLetterPublisher
+from streams.runtime import origin_of
 
 log = logging.getLogger("bitvelocity.product_updates")
 PIPELINE = "product-updates"
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedBatch:
+    """One batch of products changes, made ``ProductUpdate``s (in consumed order)."""
+
+    updates: list[ProductUpdate]
+    dead_letters: list[DeadLetter]
+    #: The newest source commit time in the batch (None: no change decoded).
+    newest: datetime | None
+
+
+def derive_batch(
+    messages: Sequence[Message], decoder: DebeziumAvroDecoder, deadline: float
+) -> DerivedBatch:
+    """Decode one batch (transient registry faults retried until ``deadline``, undecodable
+    records made dead letters) and derive the updates; pure apart from the registry, so
+    the broker-free test driver runs exactly what the agent runs."""
+    updates: list[ProductUpdate] = []
+    letters: list[DeadLetter] = []
+    newest: datetime | None = None
+    for message in messages:
+        decoded = decode_with_retry(decoder.decode, origin_of(message), deadline=deadline)
+        if isinstance(decoded, DeadLetter):
+            letters.append(decoded)
+        elif isinstance(decoded, ChangeEvent):
+            newest = max(newest or decoded.committed_at, decoded.committed_at)
+            update = derive(decoded)
+            if update is not None:
+                updates.append(update)
+    return DerivedBatch(updates, letters, newest)
 
 
 class ProductUpdatesAgent:
@@ -64,17 +100,7 @@ class ProductUpdatesAgent:
         )
         dead_letters = DeadLetterPublisher(settings.kafka.bootstrap_servers)
         dead_letters.start()
-        batches = ConsumerRuntime(
-            settings.kafka.bootstrap_servers,
-            ConsumerSpec(
-                name="product-updates",
-                group_id=self.group_id,
-                topics=(self.source_topic,),
-                max_records=settings.cache.batch_max_records,
-                max_wait_ms=settings.cache.batch_max_ms,
-                fetch_wait_max_ms=20,
-            ),
-        )
+        batches = cache_consumer(settings, "product-updates", self.group_id, self.source_topic)
         await batches.start()
         backoff = Backoff(settings.sink.retry_initial_backoff_s, settings.sink.retry_max_backoff_s)
         try:
@@ -118,19 +144,11 @@ class ProductUpdatesAgent:
             if error is not None:
                 failures.append(str(error))
 
-        updates: list[ProductUpdate] = []
-        letters = 0
-        newest: datetime | None = None
-        for message in messages:
-            decoded = decode_with_retry(decoder.decode, origin_of(message), deadline=deadline)
-            if isinstance(decoded, DeadLetter):
-                dead_letters.publish(decoded)
-                letters += 1
-            elif isinstance(decoded, ChangeEvent):
-                newest = max(newest or decoded.committed_at, decoded.committed_at)
-                update = derive(decoded)
-                if update is not None:
-                    updates.append(update)
+        derived = derive_batch(messages, decoder, deadline)
+        updates = derived.updates
+        for letter in derived.dead_letters:
+            dead_letters.publish(letter)
+        letters = len(derived.dead_letters)
         for update in updates:
             producer.produce(
                 self.target_topic,
@@ -148,4 +166,4 @@ class ProductUpdatesAgent:
             )
         self.produced += len(updates)
         self.dead_letters += letters
-        return newest
+        return derived.newest

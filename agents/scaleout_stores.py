@@ -27,10 +27,11 @@ from config.errors import PermanentError, TransientError
 from config.settings import Settings
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff, decode_with_retry
-from serdes.dead_letters import DeadLetter, DeadLetterPublisher, RecordOrigin, dead_letter
+from serdes.dead_letters import DeadLetter, RecordOrigin, dead_letter
 from serdes.framing import Headers
 from serdes.registry import RegistryClient
 from sinks.cassandra.writer import CassandraWriter
+from sinks.kafka.dead_letters import DeadLetterPublisher
 from sinks.mongo.posts import PostsWriter, post_document
 from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
 
@@ -50,6 +51,29 @@ class StoreStats:
     batches: int = 0
     #: Seconds spent decoding, writing and committing batches (Kafka fetch waits excluded).
     busy_s: float = 0.0
+
+
+def decode_store_records(
+    messages: Sequence[Message], codec: AvroCodec, deadline_s: float = 60
+) -> tuple[list[tuple[RecordOrigin, dict[str, Any]]], list[DeadLetter]]:
+    """One batch of a scale-out topic: each record's Avro dict with its origin, in consumed
+    order, and dead letters for what cannot be decoded (registry faults retried for up to
+    ``deadline_s``)."""
+
+    def decode(_key: bytes | None, value: bytes | None, headers: Headers | None) -> Any:
+        return codec.decode(value or b"", headers)[1]
+
+    deadline = time.monotonic() + deadline_s
+    records: list[tuple[RecordOrigin, dict[str, Any]]] = []
+    letters: list[DeadLetter] = []
+    for message in messages:
+        origin = origin_of(message)
+        decoded = decode_with_retry(decode, origin, deadline=deadline)
+        if isinstance(decoded, DeadLetter):
+            letters.append(decoded)
+        else:  # ``Decode`` is typed for Debezium; ours returns the Avro record dict
+            records.append((origin, cast(dict[str, Any], decoded)))
+    return records, letters
 
 
 class StoreAgent:
@@ -92,8 +116,8 @@ class StoreAgent:
                 if not messages:
                     continue
                 started = time.perf_counter()
-                decoded, letters = await batches.in_thread(self._decode, messages, codec)
-                stored = await self._write_until_stored(decoded, letters, stop)
+                decoded, letters = await batches.in_thread(decode_store_records, messages, codec)
+                stored = await self.write_until_stored(decoded, letters, stop)
                 if not stored:
                     return self.stats  # stopped during an outage: nothing committed
                 if letters:
@@ -110,25 +134,7 @@ class StoreAgent:
             registry.close()
         return self.stats
 
-    def _decode(
-        self, messages: Sequence[Message], codec: AvroCodec
-    ) -> tuple[list[tuple[RecordOrigin, dict[str, Any]]], list[DeadLetter]]:
-        def decode(_key: bytes | None, value: bytes | None, headers: Headers | None) -> Any:
-            return codec.decode(value or b"", headers)[1]
-
-        deadline = time.monotonic() + 60
-        records: list[tuple[RecordOrigin, dict[str, Any]]] = []
-        letters: list[DeadLetter] = []
-        for message in messages:
-            origin = origin_of(message)
-            decoded = decode_with_retry(decode, origin, deadline=deadline)
-            if isinstance(decoded, DeadLetter):
-                letters.append(decoded)
-            else:  # ``Decode`` is typed for Debezium; ours returns the Avro record dict
-                records.append((origin, cast(dict[str, Any], decoded)))
-        return records, letters
-
-    async def _write_until_stored(
+    async def write_until_stored(
         self,
         records: list[tuple[RecordOrigin, dict[str, Any]]],
         letters: list[DeadLetter],

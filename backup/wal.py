@@ -8,6 +8,7 @@ base backup into a fresh data folder, replays archived WAL up to a timestamp and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backup.cluster import LocalCluster
+from backup.cluster import LocalCluster, wait_out_of_recovery
 from backup.errors import BackupError, BackupNotFoundError
 from backup.pgtools import binary, client_env, give_to_server_user, run_tool
 from backup.wal_retention import BaseBackupInfo
@@ -187,3 +188,12 @@ def restore_to_time(
     give_to_server_user(cluster.data_dir, recursive=True)
     cluster.write_conf(recovery_settings(wal_dir, target))
     cluster.start(timeout_s=120)
+
+
+def restore_point_in_time(
+    pg: PostgresSettings, base_root: Path, wal_dir: Path, cluster: LocalCluster, target: datetime
+) -> None:
+    """PITR into the new ``cluster``: the newest usable base backup, WAL replayed to ``target``,
+    and wait (up to 10 minutes) until it is out of recovery and takes writes."""
+    restore_to_time(base_for(base_root, target), wal_dir, cluster, target)
+    asyncio.run(wait_out_of_recovery(cluster.settings(pg), timeout_s=600))

@@ -120,6 +120,10 @@ def _keep_everything(archive: list[ArchivedFile], reason: str) -> RetentionPlan:
     return RetentionPlan(reason=f"nothing pruned: {reason}", kept=tuple(archive))
 
 
+class _KeepEverything(Exception):  # noqa: N818 - a decision, not an error
+    """Retention cannot prove what is safe to delete: keep it all, for this reason."""
+
+
 def plan_retention(
     backups: list[BaseBackupInfo],
     archive: list[ArchivedFile],
@@ -128,55 +132,13 @@ def plan_retention(
 ) -> RetentionPlan:
     """Decide which base backups expire and which archived WAL files may be deleted."""
     ordered = sorted(backups, key=lambda b: b.started_at)
-    usable = [b for b in ordered if b.usable]
-    if len(usable) < policy.keep_backups:
-        return _keep_everything(
-            archive,
-            f"{len(usable)} verified base backup(s), retention keeps {policy.keep_backups} "
-            "(BV_BACKUP__BASE_RETENTION); take one with `bitvelocity backup base`",
-        )
-    needed = [usable[-policy.keep_backups]]
-    why = f"the {policy.keep_backups} newest verified base backups"
     young_since = now - policy.min_age
-    for backup in ordered:
-        if backup.started_at >= young_since and backup.started_at < needed[0].started_at:
-            if not backup.usable:
-                return _keep_everything(
-                    archive,
-                    f"base backup {backup.name} is younger than the minimum age but unverified "
-                    "or without a known start segment",
-                )
-            needed.append(backup)
-            why += " and those within the minimum age"
-            break  # ordered by time: the first one found is the oldest
-    target = policy.pitr_target
-    if target is not None:
-        reaching = [b for b in usable if b.finished_at is not None and b.finished_at <= target]
-        if not reaching:
-            return _keep_everything(
-                archive,
-                f"the point-in-time target {target.isoformat()} (BV_BACKUP__PITR_TARGET) is "
-                "before the end of every verified base backup, so no kept backup can prove "
-                "which WAL it needs",
-            )
-        needed.append(reaching[-1])
-        why += f" and the one the target {target.isoformat()} restores from"
-    keep_from = min(needed, key=lambda b: b.started_at)
-    cutoff = wal_position(keep_from.start_segment or "")
-    if cutoff is None:  # usable backups have a parseable start segment
-        return _keep_everything(archive, f"base backup {keep_from.name} has no start segment")
-    kept_backups = [b for b in ordered if b.started_at >= keep_from.started_at]
-    for backup in kept_backups:
-        position = wal_position(backup.start_segment or "")
-        if position is None:
-            continue  # newer than keep_from, so it starts after the cutoff on this cluster
-        if position.place < cutoff.place or position.timeline < cutoff.timeline:
-            return _keep_everything(
-                archive,
-                f"base backup {backup.name} starts at {backup.start_segment}, before the older "
-                f"{keep_from.name} ({keep_from.start_segment}): WAL positions do not grow with "
-                "time (a new cluster or timeline?)",
-            )
+    try:
+        needed, why = _needed_backups(ordered, policy, young_since)
+        keep_from = min(needed, key=lambda b: b.started_at)
+        cutoff = _cutoff(ordered, keep_from)
+    except _KeepEverything as keep:
+        return _keep_everything(archive, str(keep))
     prunable, kept = [], []
     for item in sorted(archive, key=lambda f: f.name):
         position = wal_position(item.name)
@@ -199,3 +161,58 @@ def plan_retention(
         prunable=tuple(prunable),
         kept=tuple(kept),
     )
+
+
+def _needed_backups(
+    ordered: list[BaseBackupInfo], policy: RetentionPolicy, young_since: datetime
+) -> tuple[list[BaseBackupInfo], str]:
+    """The base backups retention must keep, and why (raises ``_KeepEverything``)."""
+    usable = [b for b in ordered if b.usable]
+    if len(usable) < policy.keep_backups:
+        raise _KeepEverything(
+            f"{len(usable)} verified base backup(s), retention keeps {policy.keep_backups} "
+            "(BV_BACKUP__BASE_RETENTION); take one with `bitvelocity backup base`"
+        )
+    needed = [usable[-policy.keep_backups]]
+    why = f"the {policy.keep_backups} newest verified base backups"
+    for backup in ordered:
+        if backup.started_at >= young_since and backup.started_at < needed[0].started_at:
+            if not backup.usable:
+                raise _KeepEverything(
+                    f"base backup {backup.name} is younger than the minimum age but unverified "
+                    "or without a known start segment"
+                )
+            needed.append(backup)
+            why += " and those within the minimum age"
+            break  # ordered by time: the first one found is the oldest
+    target = policy.pitr_target
+    if target is not None:
+        reaching = [b for b in usable if b.finished_at is not None and b.finished_at <= target]
+        if not reaching:
+            raise _KeepEverything(
+                f"the point-in-time target {target.isoformat()} (BV_BACKUP__PITR_TARGET) is "
+                "before the end of every verified base backup, so no kept backup can prove "
+                "which WAL it needs"
+            )
+        needed.append(reaching[-1])
+        why += f" and the one the target {target.isoformat()} restores from"
+    return needed, why
+
+
+def _cutoff(ordered: list[BaseBackupInfo], keep_from: BaseBackupInfo) -> WalPosition:
+    """The first WAL position the kept backups need; every kept backup must start at or
+    after it, or WAL positions do not grow with time (raises ``_KeepEverything``)."""
+    cutoff = wal_position(keep_from.start_segment or "")
+    if cutoff is None:  # usable backups have a parseable start segment
+        raise _KeepEverything(f"base backup {keep_from.name} has no start segment")
+    for backup in (b for b in ordered if b.started_at >= keep_from.started_at):
+        position = wal_position(backup.start_segment or "")
+        if position is None:
+            continue  # newer than keep_from, so it starts after the cutoff on this cluster
+        if position.place < cutoff.place or position.timeline < cutoff.timeline:
+            raise _KeepEverything(
+                f"base backup {backup.name} starts at {backup.start_segment}, before the older "
+                f"{keep_from.name} ({keep_from.start_segment}): WAL positions do not grow with "
+                "time (a new cluster or timeline?)"
+            )
+    return cutoff

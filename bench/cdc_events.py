@@ -71,7 +71,8 @@ def register_schemas(registry: RegistryClient, topics: dict[str, str]) -> dict[s
     }
 
 
-def _zoned(moment: datetime) -> str:
+def zoned_timestamp(moment: datetime) -> str:
+    """``moment`` as Debezium writes a ``timestamptz`` (``io.debezium.time.ZonedTimestamp``)."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -83,9 +84,9 @@ def _order_row(order_id: int, created: datetime, status: str, version: int) -> d
         "currency": CURRENCIES[order_id % len(CURRENCIES)],
         "total_amount": Decimal(order_id % 50_000 + 100) / 100,
         "created_date": (created - _EPOCH).days,
-        "created_at": _zoned(created),
+        "created_at": zoned_timestamp(created),
         "created_by": "bench",
-        "updated_at": _zoned(created + timedelta(seconds=version - 1)),
+        "updated_at": zoned_timestamp(created + timedelta(seconds=version - 1)),
         "updated_by": "bench",
         "version": version,
         "deleted_at": None,
@@ -101,9 +102,9 @@ def _item_row(item_id: int, order_id: int, created: datetime) -> dict[str, Any]:
         "product_id": item_id % PRODUCTS + 1,
         "quantity": item_id % 3 + 1,
         "unit_price": Decimal(item_id % 20_000 + 50) / 100,
-        "created_at": _zoned(created),
+        "created_at": zoned_timestamp(created),
         "created_by": "bench",
-        "updated_at": _zoned(created),
+        "updated_at": zoned_timestamp(created),
         "updated_by": "bench",
         "version": 1,
         "deleted_at": None,
@@ -111,7 +112,7 @@ def _item_row(item_id: int, order_id: int, created: datetime) -> dict[str, Any]:
     }
 
 
-def _envelope(
+def debezium_envelope(
     table: str,
     op: str,
     before: dict[str, Any] | None,
@@ -119,6 +120,8 @@ def _envelope(
     lsn: int,
     committed: datetime,
 ) -> dict[str, Any]:
+    """The Debezium 3.6 envelope of one change of ``public.<table>`` committed at ``committed``
+    (the shape of ``<table>-value.avsc``); the broker-free test driver builds its records too."""
     micros = int((committed - _EPOCH).total_seconds() * 1_000_000)
     return {
         "before": before,
@@ -166,7 +169,7 @@ def changes(records: int, now: datetime | None = None) -> Iterator[Change]:
         confirmed = _order_row(order_id, created, "CONFIRMED", 2)
         key = {"order_id": order_id, "created_date": pending["created_date"]}
         batch: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
-            ("orders", key, _envelope("orders", "c", None, pending, lsn, created))
+            ("orders", key, debezium_envelope("orders", "c", None, pending, lsn, created))
         ]
         for item in (2 * order_id - 1, 2 * order_id):
             row = _item_row(item, order_id, created)
@@ -174,12 +177,16 @@ def changes(records: int, now: datetime | None = None) -> Iterator[Change]:
                 (
                     "order_items",
                     {"order_item_id": item},
-                    _envelope("order_items", "c", None, row, lsn + 8, created),
+                    debezium_envelope("order_items", "c", None, row, lsn + 8, created),
                 )
             )
         confirmed_at = created + timedelta(seconds=1)
         batch.append(
-            ("orders", key, _envelope("orders", "u", pending, confirmed, lsn + 16, confirmed_at))
+            (
+                "orders",
+                key,
+                debezium_envelope("orders", "u", pending, confirmed, lsn + 16, confirmed_at),
+            )
         )
         lsn += 64
         for table, row_key, envelope in batch:

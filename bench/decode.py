@@ -21,8 +21,9 @@ from typing import Any
 
 import fastavro
 
+from records.change_events import ChangeEvent
 from serdes.avro import AvroCodec
-from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
+from serdes.debezium import DebeziumAvroDecoder
 from serdes.framing import frame
 
 RESULTS = Path(__file__).resolve().parent / "results" / "decode.json"

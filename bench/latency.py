@@ -12,6 +12,7 @@ import math
 import multiprocessing
 from collections import Counter
 
+from admin.capture import delete_topics_with_prefix
 from bench.harness import BenchContext, Row, scenario
 from bench.sink import (
     ReplayRecord,
@@ -23,7 +24,6 @@ from bench.sink import (
     run_sink,
     timestamps,
 )
-from streams.capture_admin import delete_topics_with_prefix
 
 
 def replay_repeated(bootstrap: str, one_pass: list[ReplayRecord], count: int, rate: float) -> None:

@@ -21,6 +21,12 @@ from datetime import timedelta
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from admin.capture import (
+    drop_slot_when_released,
+    partition_high_watermarks,
+    remove_capture_outputs,
+)
+from admin.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
 from config.errors import RegistryError
 from config.settings import Settings
 from oltp.loadgen import LoadgenResult
@@ -29,12 +35,6 @@ from serdes.registry import RegistryClient
 from sinks.postgres.connection import connect
 from sinks.postgres.warehouse import migrate_warehouse
 from sinks.redis.feature_store import RedisFeatureStore
-from streams.capture_admin import (
-    drop_slot_when_released,
-    partition_high_watermarks,
-    remove_capture_outputs,
-)
-from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
 
 log = logging.getLogger("bitvelocity.pipeline_env")
 

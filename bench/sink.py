@@ -55,6 +55,7 @@ from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.table import Table
 
+from admin.capture import delete_topics_with_prefix
 from agents.medallion import MedallionSink
 from bench.pipeline_env import (
     BENCH_NAMES,
@@ -68,7 +69,6 @@ from bench.pipeline_env import (
 from config.settings import Settings, load_settings
 from observability.metrics import Metrics, NullMetrics
 from oltp.loadgen import LoadgenConfig, LoadgenResult, run_loadgen
-from quality.gate import RulesQualityGate
 from serdes.avro import AvroCodec
 from serdes.debezium import DebeziumAvroDecoder
 from serdes.framing import detect
@@ -76,9 +76,9 @@ from serdes.registry import RegistryClient
 from sinks.postgres.batch import BRONZE_COLUMNS, ConsumedRecord, plan_batch
 from sinks.postgres.connection import connect
 from sinks.postgres.medallion import BatchOutcome
+from sinks.postgres.quality.gate import RulesQualityGate
 from sinks.postgres.tables import TABLES
 from sinks.postgres.warehouse import migrate_warehouse
-from streams.capture_admin import delete_topics_with_prefix
 from streams.runtime import PartitionId
 
 RawHeaders = list[tuple[str, bytes | str | None]]
@@ -165,26 +165,27 @@ class _TimedSink(MedallionSink):
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            settings, RulesQualityGate(settings), on_committed=self._committed, **kwargs
+            settings,
+            RulesQualityGate(settings),
+            on_committed=self._committed,
+            on_assigned=self._assigned,
+            **kwargs,
         )
         self.expected = expected
         self.assigned_at: tuple[float, float] | None = None  # perf_counter, process_time
         self.finished_at: tuple[float, float] | None = None
         self.commits: list[tuple[float, str, int, int]] = []  # wall time, topic, part, next
         self.done = asyncio.Event()
-        self.sweep_s = 0.0  # wall time in the periodic quality sweep (not in any batch)
         self._remaining = {key for key, high in expected.items() if high > 0}
 
-    async def _claim_all(self, partitions: list[PartitionId]) -> dict[PartitionId, int]:
-        starts = await super()._claim_all(partitions)
-        if partitions and self.assigned_at is None:
+    def _assigned(self, _partitions: list[PartitionId]) -> None:
+        if self.assigned_at is None:
             self.assigned_at = (time.perf_counter(), time.process_time())
-        return starts
 
-    async def _sweep_quality(self) -> None:
-        started = time.perf_counter()
-        await super()._sweep_quality()
-        self.sweep_s += time.perf_counter() - started
+    @property
+    def sweep_s(self) -> float:
+        """Wall time in the periodic quality sweep (not in any batch)."""
+        return self.quality_sweep.seconds
 
     def _committed(self, outcome: BatchOutcome) -> None:
         claim = outcome.claim

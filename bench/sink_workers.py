@@ -109,7 +109,7 @@ async def _work(sink: MedallionSink, worker_id: str, stop: Event) -> WorkerRepor
     # sink that failed. Polling it costs nothing measurable.
     while not stop.is_set() and not task.done():  # noqa: ASYNC110
         await asyncio.sleep(0.05)
-    assigned = sorted(sink.claims)  # before stopping: leaving the group revokes them
+    assigned = sorted(sink.committer.claims)  # before stopping: leaving the group revokes them
     stopping.set()
     await asyncio.wait_for(task, timeout=60)
     return WorkerReport(

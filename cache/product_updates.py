@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from cache.keys import CacheKey, CacheKind
-from serdes.debezium import ChangeEvent, Operation
+from records.change_events import ChangeEvent, Operation
 from serdes.logical_types import UNCHANGED
 
 #: Audit columns the trigger moves on every update: not a change of the product itself.

@@ -86,7 +86,7 @@ class ChaosEnv:
         }
 
 
-def _derive(env: SinkEnv) -> ChaosEnv:
+def derive_chaos_env(env: SinkEnv) -> ChaosEnv:
     """The run's own names for everything its workers write. The analytics outputs (topics,
     and above all the state changelog) come from ``with_analytics_outputs``: a worker on the
     stack's default changelog restored other pipelines' state (the same order and item ids,
@@ -126,7 +126,7 @@ def chaos_environment(base: Settings, *, batch_max_records: int = 500) -> Iterat
     them with the CDC topics.
     """
     with pipeline_environment(base, batch_max_records=batch_max_records, names=CHAOS_NAMES) as sink:
-        env = _derive(sink)
+        env = derive_chaos_env(sink)
         try:
             yield env
         finally:

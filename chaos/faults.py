@@ -19,16 +19,17 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+import asyncpg
 import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from admin.capture import drop_slot_when_released
+from admin.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
 from bench.pipeline_env import high_watermarks
 from chaos.env import ChaosEnv
 from chaos.workers import WorkerPool
 from sinks.postgres.connection import connect
 from stack.manager import Stack
-from streams.capture_admin import drop_slot_when_released
-from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
 
 log = logging.getLogger("bitvelocity.chaos")
 Progress = Callable[[str], None]
@@ -45,6 +46,7 @@ class FaultContext:
     progress: Progress
     load_allowed: asyncio.Event = field(default_factory=asyncio.Event)
     resnapshots: int = 0
+    schema_changes: int = 0
 
     @property
     def connector(self) -> str:
@@ -75,7 +77,7 @@ async def start_services(*names: str) -> None:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "streams.cli",
+            "cli.main",
             "stack",
             "up",
             *names,
@@ -306,6 +308,56 @@ async def resnapshot(ctx: FaultContext) -> str:
     return f"re-snapshot of {rows} rows by a second connector"
 
 
+#: Widenings the ``schema-change`` fault applies in turn (lossless: silver must follow, decision
+#: 0021); once they are used up it only adds columns.
+SCHEMA_WIDENINGS = (
+    "ALTER TABLE public.order_items ALTER COLUMN quantity TYPE bigint",
+    "ALTER TABLE public.payments ALTER COLUMN amount TYPE numeric(16, 2)",
+)
+#: Tables the ``schema-change`` fault adds a column to, in turn.
+SCHEMA_ADDITIONS = (("orders", "order_id"), ("customers", "customer_id"))
+
+
+def schema_change_plan(step: int) -> list[str]:
+    """The SQL of the ``step``-th ``schema-change`` fault (0, 1, ...), one transaction:
+    an additive change on even steps, a widening on odd ones while one is left. A new
+    column is filled on a few rows at once, so its values travel through the pipeline."""
+    widening = step // 2
+    if step % 2 and widening < len(SCHEMA_WIDENINGS):
+        return [SCHEMA_WIDENINGS[widening]]
+    table, key = SCHEMA_ADDITIONS[step % len(SCHEMA_ADDITIONS)]
+    column = f"chaos_note_{step}"
+    return [
+        f"ALTER TABLE public.{table} ADD COLUMN {column} text",
+        f"UPDATE public.{table} SET {column} = 'chaos {step} ' || {key} "
+        f"WHERE {key} IN (SELECT {key} FROM public.{table} ORDER BY {key} DESC LIMIT 5)",
+    ]
+
+
+async def schema_change(ctx: FaultContext) -> str:
+    """An application team's DDL on the OLTP source while the load runs: an added column or
+    a widened type. The sink evolves silver (policy ``evolve``), so the oracle still holds
+    with every column silver and the source share compared."""
+    plan = schema_change_plan(ctx.schema_changes)
+    ctx.schema_changes += 1
+    connection = await connect(ctx.env.settings.postgres)
+    try:
+        for attempt in range(5):  # ALTER waits for the load's locks; never for long
+            try:
+                async with connection.transaction():
+                    await connection.execute("SET LOCAL lock_timeout = '10s'")
+                    for statement in plan:
+                        await connection.execute(statement)
+                break
+            except asyncpg.LockNotAvailableError:
+                log.warning("schema change waited too long for its lock (attempt %d)", attempt)
+        else:
+            return f"schema change not applied (lock busy): {plan[0]}"
+    finally:
+        await connection.close()
+    return plan[0].removeprefix("ALTER TABLE ")
+
+
 def _total_records(ctx: FaultContext) -> int:
     return sum(high_watermarks(ctx.env.sink).values())
 
@@ -322,6 +374,7 @@ FAULTS: dict[str, Fault] = {
     "connect-restart": restart_connect,
     "registry-outage": registry_outage,
     "resnapshot": resnapshot,
+    "schema-change": schema_change,
 }
 
 

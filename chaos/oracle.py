@@ -25,6 +25,7 @@ import redis.asyncio as redis_async
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from admin.capture import partition_high_watermarks
 from chaos.expectations import (
     FEATURE_COLUMNS,
     expected_features,
@@ -32,7 +33,6 @@ from chaos.expectations import (
     expected_late_orders,
 )
 from config.settings import Settings
-from streams.capture_admin import partition_high_watermarks
 
 #: Source table -> (primary key columns, source column -> silver column renames).
 SILVER_CONTRACT: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
@@ -351,8 +351,8 @@ async def _check_silver(
     mismatches = 0
     for table in tables:
         key, renames = SILVER_CONTRACT[table]
-        source_columns = await _columns(connection, "public", table)
-        silver_columns = set(await _columns(connection, "silver", table))
+        source_columns = await column_names(connection, "public", table)
+        silver_columns = set(await column_names(connection, "silver", table))
         pairs = [
             (c, renames.get(c, c)) for c in source_columns if renames.get(c, c) in silver_columns
         ]
@@ -381,7 +381,7 @@ async def _check_silver(
     verdict.figures["silver mismatches"] = mismatches
 
 
-async def _columns(connection: asyncpg.Connection, schema: str, table: str) -> list[str]:
+async def column_names(connection: asyncpg.Connection, schema: str, table: str) -> list[str]:
     return [
         r[0]
         for r in await connection.fetch(

@@ -41,7 +41,7 @@ class WorkerPool:
                 [
                     sys.executable,
                     "-m",
-                    "streams.cli",
+                    "cli.main",
                     "worker",
                     "--no-metrics",
                     *[a for agent in self.agents[name] for a in ("--agents", agent)],

@@ -262,6 +262,12 @@ class TopicSettings(_Section):
         return f"{source_topic}{self.dlq_suffix}"
 
 
+#: ``<table>.<column>``, both plain lower-case identifiers.
+QualifiedColumn = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$")]
+#: The gold fact table each silver table's rows feed, row by row (``gold_columns``).
+GOLD_FACT_TABLES = {"orders": "order_facts"}
+
+
 class SinkSettings(_Section):
     """Batching of the exactly-once PostgreSQL sink (DESIGN.md section 5)."""
 
@@ -289,6 +295,26 @@ class SinkSettings(_Section):
     schema_policy: Literal["evolve", "pause", "ignore"] = "evolve"
     #: Per-table overrides, e.g. ``BV_SINK__SCHEMA_POLICIES='{"payments": "pause"}'``.
     schema_policies: dict[str, Literal["evolve", "pause", "ignore"]] = Field(default_factory=dict)
+    #: Silver columns that also go to the gold fact table their rows feed (0021), as
+    #: ``"<silver table>.<column>": "<gold table>.<column>"``, e.g.
+    #: ``BV_SINK__GOLD_COLUMNS='{"orders.gift_note": "order_facts.gift_note"}'``. Once silver
+    #: has the column (``evolve`` added it, or it was there), gold gets it with silver's type
+    #: and every fact opened from then on carries the value; a change of it opens a new fact.
+    gold_columns: dict[QualifiedColumn, QualifiedColumn] = Field(default_factory=dict)
+
+    @field_validator("gold_columns")
+    @classmethod
+    def _gold_columns_feed_their_fact_table(cls, value: dict[str, str]) -> dict[str, str]:
+        targets: dict[str, str] = {}
+        for source, target in value.items():
+            table, gold = source.split(".")[0], target.split(".")[0]
+            if GOLD_FACT_TABLES.get(table) != gold:
+                fed = ", ".join(f"{s} -> {g}" for s, g in GOLD_FACT_TABLES.items())
+                raise ValueError(f"{source} -> {target}: silver rows feed only {fed}")
+            if target in targets:
+                raise ValueError(f"{target} is mapped from both {targets[target]} and {source}")
+            targets[target] = source
+        return value
 
 
 class WindowSettings(_Section):

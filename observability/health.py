@@ -7,6 +7,7 @@ counters; lag, freshness and DLQ totals come from the second scrape. The summary
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -121,3 +122,49 @@ def merge(samples: list[Samples]) -> Samples:
             else:
                 merged[key] += value
     return merged
+
+
+def late_events_total(samples: Samples) -> float:
+    """``bv_late_events_total`` summed over the workers (published, republished included)."""
+    return sum(v for (name, _), v in samples.items() if name == "bv_late_events_total")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Two scrapes ``seconds`` apart of the workers that answered both times."""
+
+    workers: list[str]
+    report: HealthReport
+    late_events: float
+    skipped: list[str]
+
+
+def measure(urls: list[str], token: SecretStr | None, interval_s: float) -> Measurement:
+    """Scrape every worker twice, ``interval_s`` apart, and summarize (rates need two).
+
+    A worker that does not answer is skipped (named in ``skipped``); none answering is a
+    ``TransientError`` naming the addresses.
+    """
+    skipped: list[str] = []
+    first = _scrape_all(urls, token, skipped)
+    if not first:
+        raise TransientError(
+            f"no worker answered at {', '.join(urls)}; is a worker running "
+            "(`bitvelocity worker`)? Use --target host:port for others"
+        )
+    started = time.monotonic()
+    time.sleep(interval_s)
+    second = _scrape_all(list(first), token, skipped)
+    latest = merge(list(second.values()))
+    report = summarize(merge(list(first.values())), latest, time.monotonic() - started)
+    return Measurement(list(second), report, late_events_total(latest), skipped)
+
+
+def _scrape_all(urls: list[str], token: SecretStr | None, skipped: list[str]) -> dict[str, Samples]:
+    found = {}
+    for url in urls:
+        try:
+            found[url] = scrape(url, token=token)
+        except WorkerUnreachableError as exc:
+            skipped.append(str(exc))
+    return found

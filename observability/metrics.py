@@ -46,6 +46,7 @@ METRIC_FAMILIES = (
     "bv_cache_warm_duration_seconds",
     "bv_quality_failures",
     "bv_schema_changes",
+    "bv_schema_paused_tables",
     "bv_messages_published",
     "bv_message_publish_failures",
 )
@@ -64,6 +65,13 @@ class Metrics:
         self._newest_event_s: dict[str, float] = {}
         self._lock = threading.Lock()
         r = self.registry
+        self._define_pipeline_metrics(r)
+        self._define_sink_metrics(r)
+        self._define_cache_metrics(r)
+        self._define_quality_and_messaging_metrics(r)
+
+    def _define_pipeline_metrics(self, r: CollectorRegistry) -> None:
+        """Batches, records, errors, lag and freshness of every pipeline."""
         self.processing_duration = Histogram(
             "bv_data_processing_duration_seconds",
             "Wall time to process one batch, by pipeline and outcome.",
@@ -101,6 +109,9 @@ class Metrics:
             ["pipeline"],
             registry=r,
         )
+
+    def _define_sink_metrics(self, r: CollectorRegistry) -> None:
+        """Dead letters, late events and the sink's transactions."""
         self.dlq_records = Counter(
             "bv_dlq_records",
             "Records written to a dead-letter topic, by source topic and reason.",
@@ -124,6 +135,9 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+
+    def _define_cache_metrics(self, r: CollectorRegistry) -> None:
+        """Cache lookups, evictions and warming."""
         self.cache_requests = Counter(
             "bv_cache_requests",
             "Cache lookups by cache, layer (l1, l2) and result (hit, miss).",
@@ -142,6 +156,9 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+
+    def _define_quality_and_messaging_metrics(self, r: CollectorRegistry) -> None:
+        """Quality failures, schema changes, broker publishes."""
         self.quality_failures = Counter(
             "bv_quality_failures",
             "Records failing a data quality rule, by rule and severity.",
@@ -152,6 +169,13 @@ class Metrics:
             "bv_schema_changes",
             "Source schema changes found on a CDC table, by change and decision (decision 0021).",
             ["table", "change", "decision"],
+            registry=r,
+        )
+        self.schema_paused = Gauge(
+            "bv_schema_paused_tables",
+            "1 while this worker holds a table paused by a source schema change (decision "
+            "0021), 0 once accepted; the alert BitVelocitySchemaChangePaused reads it.",
+            ["table"],
             registry=r,
         )
         self.messages_published = Counter(
@@ -218,6 +242,9 @@ class Metrics:
 
     def record_schema_change(self, table: str, change: str, decision: str) -> None:
         self.schema_changes.labels(table, change, decision).inc()
+
+    def set_schema_paused(self, table: str, paused: bool) -> None:
+        self.schema_paused.labels(table).set(1 if paused else 0)
 
     def record_published(self, broker: str, destination: str, count: int = 1) -> None:
         if count:

@@ -17,19 +17,26 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import asyncpg
 
 from config.errors import ConfigurationError
 from config.settings import Settings
+from oltp.catalogue import (
+    CENT,
+    COUNTRIES,
+    OrderState,
+    WorkloadState,
+    load_state,
+    money,
+    seed_catalogue,
+)
 from sinks.postgres.connection import connect
 
-CENT = Decimal("0.01")
 NEXT_STATUS = {"PENDING": "CONFIRMED", "CONFIRMED": "SHIPPED", "SHIPPED": "DELIVERED"}
 OPEN_STATUSES = frozenset(NEXT_STATUS)
-COUNTRIES = ("US", "GB", "DE", "FR", "ES", "NL", "SE", "PL")
 METHODS = ("CARD", "PAYPAL", "BANK_TRANSFER", "GIFT_CARD")
 ACTIONS: tuple[tuple[str, int], ...] = (
     ("new_order", 40),
@@ -101,22 +108,6 @@ class LoadgenResult:
         setattr(changes, op, getattr(changes, op) + rows)
 
 
-@dataclass
-class _Order:
-    order_id: int
-    created_date: date
-    status: str
-    deleted: bool = False
-
-
-@dataclass
-class _State:
-    categories: list[int] = field(default_factory=list)
-    products: dict[int, Decimal] = field(default_factory=dict)
-    customers: list[int] = field(default_factory=list)
-    orders: dict[int, _Order] = field(default_factory=dict)
-
-
 class Workload:
     """Runs a ``LoadgenConfig`` against one connection."""
 
@@ -124,15 +115,15 @@ class Workload:
         self.config = config
         self.rng = random.Random(config.seed)  # noqa: S311 - a workload, not cryptography
         self.now = now or datetime.now(UTC)
-        self.state = _State()
+        self.state = WorkloadState()
         self.result = LoadgenResult()
 
     async def run(
         self, connection: asyncpg.Connection, progress: Progress | None = None
     ) -> LoadgenResult:
         started = time.monotonic()
-        await self._load_existing(connection)
-        await self._seed_catalogue(connection)
+        self.state = await load_state(connection)
+        await seed_catalogue(connection, self.state, self.config, self.rng, self.result)
         interval = 1.0 / self.config.rate if self.config.rate else 0.0
         total = self.config.transactions
         for number in range(total):
@@ -156,70 +147,6 @@ class Workload:
         self.result.elapsed_s = time.monotonic() - started
         return self.result
 
-    # -- set-up ------------------------------------------------------------------------------
-    async def _load_existing(self, connection: asyncpg.Connection) -> None:
-        state = self.state
-        state.categories = [
-            r[0]
-            for r in await connection.fetch(
-                "SELECT category_id FROM categories ORDER BY category_id"
-            )
-        ]
-        state.products = {
-            r[0]: r[1]
-            for r in await connection.fetch(
-                "SELECT product_id, price FROM products ORDER BY product_id"
-            )
-        }
-        state.customers = [
-            r[0]
-            for r in await connection.fetch(
-                "SELECT customer_id FROM customers WHERE deleted_at IS NULL ORDER BY customer_id"
-            )
-        ]
-        for row in await connection.fetch(
-            "SELECT order_id, created_date, status, deleted_at IS NOT NULL AS deleted FROM orders "
-            "ORDER BY order_id DESC LIMIT 5000"
-        ):
-            state.orders[row[0]] = _Order(row[0], row[1], row[2], row[3])
-
-    async def _seed_catalogue(self, connection: asyncpg.Connection) -> None:
-        state, config = self.state, self.config
-        async with connection.transaction():
-            start = len(state.categories)
-            for index in range(start, config.categories):
-                category_id = await connection.fetchval(
-                    "INSERT INTO categories (name) VALUES ($1) RETURNING category_id",
-                    f"Category {index + 1}",
-                )
-                state.categories.append(category_id)
-                self.result.count("categories", "inserts")
-            start = len(state.products)
-            for index in range(start, config.products):
-                price = self._money(2, 400)
-                product_id = await connection.fetchval(
-                    "INSERT INTO products (sku, name, category_id, price) VALUES ($1, $2, $3, $4) "
-                    "RETURNING product_id",
-                    f"SKU-{index + 1:06d}",
-                    f"Product {index + 1}",
-                    self.rng.choice(state.categories),
-                    price,
-                )
-                state.products[product_id] = price
-                self.result.count("products", "inserts")
-            start = len(state.customers)
-            for index in range(start, config.customers):
-                customer_id = await connection.fetchval(
-                    "INSERT INTO customers (email, first_name, last_name, country) "
-                    "VALUES ($1, $2, $3, $4) RETURNING customer_id",
-                    f"customer{index + 1}@example.com",
-                    f"First{index + 1}",
-                    f"Last{index + 1}",
-                    self.rng.choice(COUNTRIES),
-                )
-                state.customers.append(customer_id)
-                self.result.count("customers", "inserts")
-
     # -- choosing ----------------------------------------------------------------------------
     def _pick_action(self) -> str:
         names = [name for name, _ in ACTIONS]
@@ -232,7 +159,7 @@ class Workload:
 
     def _pick_order(
         self, *, statuses: frozenset[str] | None = None, live: bool = True
-    ) -> _Order | None:
+    ) -> OrderState | None:
         candidates = [
             order
             for order in self.state.orders.values()
@@ -244,8 +171,7 @@ class Workload:
         return self.rng.choice(candidates)
 
     def _money(self, low: int, high: int) -> Decimal:
-        cents = self.rng.randint(low * 100, high * 100)
-        return (Decimal(cents) / 100).quantize(CENT)
+        return money(self.rng, low, high)
 
     # -- actions -----------------------------------------------------------------------------
     async def _new_order(self, connection: asyncpg.Connection) -> None:
@@ -286,7 +212,7 @@ class Workload:
             self.rng.choice(METHODS),
             created_at,
         )
-        self.state.orders[order_id] = _Order(order_id, created_date, "PENDING")
+        self.state.orders[order_id] = OrderState(order_id, created_date, "PENDING")
         self.result.count("orders", "inserts")
         self.result.count("order_items", "inserts", len(lines))
         self.result.count("payments", "inserts")
@@ -315,7 +241,7 @@ class Workload:
         await self._set_status(connection, order)
         return None
 
-    async def _set_status(self, connection: asyncpg.Connection, order: _Order) -> None:
+    async def _set_status(self, connection: asyncpg.Connection, order: OrderState) -> None:
         updated = await connection.execute(
             "UPDATE orders SET status = $3 WHERE order_id = $1 AND created_date = $2",
             order.order_id,

@@ -256,43 +256,71 @@ def evaluate_batch(
     for row, event_time in zip(rows, event_times, strict=True):
         _require_aware(event_time, f"event time of a {table} row")
         key = row_key_of(table, row, key_columns) if applicable else {}
-        passed: list[str] = []
-        issues: list[str] = []
-        pending: list[PendingReference] = []
-        for rule in applicable:
-            value = row.get(rule.column_name)
-            outcome, reason = _check(rule, value, canonical_found, event_time + grace, now)
-            tally = tallies[rule.rule_id]
-            if outcome is _Outcome.PASSED:
-                passed.append(rule.check)
-                tally.records += 1
-            elif outcome is _Outcome.FAILED:
-                issues.append(rule.issue)
-                tally.fail(failure_sample(key, rule.column_name, value, reason), max_samples)
-            elif outcome is _Outcome.PENDING:
-                pending.append(
-                    PendingReference(
-                        table_name=table,
-                        row_key=MappingProxyType(key),
-                        rule_id=rule.rule_id,
-                        referenced_value=canonical_value(value),
-                        first_seen=now,
-                        deadline=event_time + grace,
-                        rule=rule,
-                    )
-                )
-        quality = RowQuality(score_of(len(passed), len(issues)), tuple(passed), tuple(issues))
+        deadline = event_time + grace
         verdicts.append(
-            RowVerdict(
-                score=quality.score,
-                passed=quality.passed,
-                issues=quality.issues,
-                has_error=quality.has_error,
-                pending=tuple(pending),
+            _row_verdict(
+                _RowContext(table, row, key, deadline, now),
+                applicable,
+                canonical_found,
+                tallies,
+                max_samples,
             )
         )
     results = [tallies[rule.rule_id].result(rule.rule_id) for rule in applicable] if rows else []
     return BatchVerdict(rows=verdicts, results=results)
+
+
+@dataclass(frozen=True, slots=True)
+class _RowContext:
+    table: str
+    row: Mapping[str, Any]
+    key: dict[str, Any]
+    deadline: datetime  # the end of the row's reference grace period
+    now: datetime
+
+
+def _row_verdict(
+    context: _RowContext,
+    applicable: Sequence[Rule],
+    found: Found,
+    tallies: dict[int, _Tally],
+    max_samples: int,
+) -> RowVerdict:
+    """One row's verdict under every applicable rule; each rule's tally counts it."""
+    row, key = context.row, context.key
+    passed: list[str] = []
+    issues: list[str] = []
+    pending: list[PendingReference] = []
+    for rule in applicable:
+        value = row.get(rule.column_name)
+        outcome, reason = _check(rule, value, found, context.deadline, context.now)
+        tally = tallies[rule.rule_id]
+        if outcome is _Outcome.PASSED:
+            passed.append(rule.check)
+            tally.records += 1
+        elif outcome is _Outcome.FAILED:
+            issues.append(rule.issue)
+            tally.fail(failure_sample(key, rule.column_name, value, reason), max_samples)
+        elif outcome is _Outcome.PENDING:
+            pending.append(
+                PendingReference(
+                    table_name=context.table,
+                    row_key=MappingProxyType(key),
+                    rule_id=rule.rule_id,
+                    referenced_value=canonical_value(value),
+                    first_seen=context.now,
+                    deadline=context.deadline,
+                    rule=rule,
+                )
+            )
+    quality = RowQuality(score_of(len(passed), len(issues)), tuple(passed), tuple(issues))
+    return RowVerdict(
+        score=quality.score,
+        passed=quality.passed,
+        issues=quality.issues,
+        has_error=quality.has_error,
+        pending=tuple(pending),
+    )
 
 
 def resolve_pending(

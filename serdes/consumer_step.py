@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from config.errors import FramingError, PermanentError, TransientError
+from records.change_events import Decoded
 from serdes.dead_letters import DeadLetter, RecordOrigin, dead_letter
-from serdes.debezium import Decoded
 from serdes.framing import Headers, detect
 
 Decode = Callable[[bytes | None, bytes | None, Headers | None], Decoded]

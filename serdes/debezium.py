@@ -7,7 +7,7 @@ other key from Debezium's ``__debezium.newkey``/``__debezium.oldkey`` headers; u
 TOAST columns are ``UNCHANGED``. Anything undecodable raises a ``PermanentError`` (dead
 letter); a registry that cannot be reached raises ``RegistryUnavailableError`` (retry).
 How complete ``before``/``after`` are and which columns an update changed are properties
-computed on access (``serdes/images.py``), so they cost nothing in the decode loop. The
+computed on access (``records/images.py``), so they cost nothing in the decode loop. The
 transaction topic's BEGIN/END records decode to ``TransactionEvent`` (``serdes/transactions.py``).
 See docs/decoder.md for what a downstream consumer does with each field.
 """
@@ -19,13 +19,20 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import orjson
 
 from config.errors import EnvelopeError as EnvelopeError  # re-exported: callers import it here
-from serdes import images
+from records.change_events import (
+    ChangeEvent,
+    Decoded,
+    LogicalMessage,
+    Operation,
+    SourcePosition,
+    Tombstone,
+    TransactionBlock,
+)
 from serdes.avro import AvroCodec, read_body
 from serdes.field_plan import (
     RowDefaults,
@@ -35,8 +42,7 @@ from serdes.field_plan import (
     compile_avro_row,
 )
 from serdes.framing import Headers, IdKind, detect
-from serdes.images import Image
-from serdes.logical_types import UNCHANGED, timestamp_from_micros, timestamp_from_millis
+from serdes.logical_types import timestamp_from_micros, timestamp_from_millis
 from serdes.transactions import (
     TransactionEvent,
     build_transaction_event,
@@ -45,151 +51,12 @@ from serdes.transactions import (
 
 NEW_KEY_HEADER = "__debezium.newkey"
 OLD_KEY_HEADER = "__debezium.oldkey"
+_OPERATIONS = {op.value: op for op in Operation}
 #: Appended to the error of a transaction record fed to ``decode`` (a dead letter there).
 TRANSACTION_HINT = (
     ": it is a transaction metadata record (BEGIN/END); decode it with decode_transaction"
     " or decode_any"
 )
-
-
-class Operation(StrEnum):
-    CREATE = "c"
-    UPDATE = "u"
-    DELETE = "d"
-    READ = "r"  # snapshot
-    TRUNCATE = "t"
-    MESSAGE = "m"  # pg_logical_emit_message
-
-
-_OPERATIONS = {op.value: op for op in Operation}
-
-
-@dataclass(frozen=True, slots=True)
-class SourcePosition:
-    """Where in PostgreSQL's WAL a change comes from: the dedup and ordering key."""
-
-    lsn: int | None
-    tx_id: int | None
-    #: ``source.sequence``: (LSN of the last commit, LSN of this event), either may be None.
-    last_commit_lsn: int | None
-    sequence_lsn: int | None
-    #: ``source.snapshot``: "false" for streaming, else true/first/last/incremental/...
-    snapshot: str = "false"
-
-    @property
-    def is_snapshot(self) -> bool:
-        return self.snapshot != "false"
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionBlock:
-    """``transaction`` (with ``provide.transaction.metadata=true``)."""
-
-    id: str
-    total_order: int
-    data_collection_order: int
-
-
-@dataclass(frozen=True, slots=True)
-class LogicalMessage:
-    """The payload of an ``op = m`` event (``pg_logical_emit_message``)."""
-
-    prefix: str
-    content: bytes
-    #: Emitted with ``transactional = true``: delivered at its transaction's commit, with the
-    #: transaction's id (``source.txId``) and counted in its END record. A non-transactional
-    #: message is delivered at once, even when its transaction later rolls back.
-    transactional: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeEvent:
-    """One decoded Debezium change. Rows are dicts of exact Python values; a column whose
-    value is ``UNCHANGED`` was left out by PostgreSQL (keep the previous value)."""
-
-    op: Operation
-    schema: str
-    table: str
-    key: Mapping[str, Any] | None
-    before: Mapping[str, Any] | None
-    after: Mapping[str, Any] | None
-    position: SourcePosition
-    #: When the change committed in PostgreSQL (``source.ts_us``/``ts_ms``, UTC).
-    committed_at: datetime
-    #: When Debezium processed it (envelope ``ts_us``/``ts_ms``); not for ordering.
-    processed_at: datetime | None = None
-    transaction: TransactionBlock | None = None
-    message: LogicalMessage | None = None
-    #: Primary-key change: on the delete, the row's new key; on the create, its old key.
-    new_key: Mapping[str, Any] | None = None
-    old_key: Mapping[str, Any] | None = None
-    schema_id: int | None = None
-    #: The writer schema's defaults of NOT NULL columns (shared by all its events): what
-    #: Debezium writes in a key-only before-image for a column PostgreSQL did not send.
-    column_defaults: Mapping[str, Any] | None = None
-
-    @property
-    def has_unchanged(self) -> bool:
-        return self.after is not None and images.has_unchanged(self.after)
-
-    # Image completeness is computed on access, never while decoding: most consumers never
-    # ask, and the decode loop is the hot path (DESIGN.md section 12).
-    @property
-    def before_image(self) -> Image:
-        """What ``before`` holds: FULL, KEY_ONLY, UNCHANGED_COLUMNS, MISSING or NONE."""
-        return images.before_image(self.op.value, self.before, self.key, self.column_defaults)
-
-    @property
-    def after_image(self) -> Image:
-        """What ``after`` holds: FULL, UNCHANGED_COLUMNS, MISSING or NONE."""
-        return images.after_image(self.op.value, self.after)
-
-    @property
-    def before_is_partial(self) -> bool:
-        """True when the change had an old row (update, delete) and ``before`` does not hold
-        all of it: key-only (REPLICA IDENTITY DEFAULT), absent, or with ``UNCHANGED`` columns.
-        Then only the key columns (and non-``UNCHANGED`` ones) of ``before`` are facts."""
-        return self.before_image in images.PARTIAL
-
-    @property
-    def after_is_partial(self) -> bool:
-        """True when ``after`` has ``UNCHANGED`` columns (TOAST values left out)."""
-        return self.after_image in images.PARTIAL
-
-    @property
-    def changed_columns(self) -> frozenset[str] | None:
-        """An update's changed columns, when ``before`` is the full old row; else None
-        (unknown: never guess from a partial image)."""
-        if self.op is not Operation.UPDATE or self.before is None or self.after is None:
-            return None
-        if self.before_image is not Image.FULL:
-            return None
-        return images.changed_columns(self.before, self.after)
-
-    def merged_after(self, previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        """``after`` with every ``UNCHANGED`` column taken from ``previous`` (the stored row).
-
-        A column stays ``UNCHANGED`` when ``previous`` does not know it either: the caller
-        must then leave that column alone (partial update), never write the marker.
-        """
-        if self.after is None:
-            return None
-        previous = previous or {}
-        return {
-            column: previous.get(column, UNCHANGED) if value is UNCHANGED else value
-            for column, value in self.after.items()
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Tombstone:
-    """A null value after a delete (log compaction marker): no change of its own."""
-
-    key: Mapping[str, Any] | None
-    new_key: Mapping[str, Any] | None = None
-
-
-Decoded = ChangeEvent | Tombstone
 
 
 # -- pure envelope -> ChangeEvent ----------------------------------------------------------
@@ -260,23 +127,8 @@ def build_change_event(
         committed_at = _instant(source.get("ts_us"), source.get("ts_ms"))
         if committed_at is None:
             raise EnvelopeError("source has neither ts_us nor ts_ms")
-        block = envelope.get("transaction")
-        transaction = (
-            TransactionBlock(
-                str(block["id"]), int(block["total_order"]), int(block["data_collection_order"])
-            )
-            if block
-            else None
-        )
-        message = envelope.get("message")
-        logical_message = None
-        if message:
-            content = message.get("content") or b""
-            if isinstance(content, str):  # JSON: base64 (binary.handling.mode=bytes)
-                content = base64.b64decode(content, validate=True)
-            logical_message = LogicalMessage(
-                str(message.get("prefix")), bytes(content), position.tx_id is not None
-            )
+        transaction = _transaction_block(envelope.get("transaction"))
+        logical_message = _logical_message(envelope.get("message"), position)
         return ChangeEvent(
             op,
             str(source.get("schema", "")),
@@ -301,6 +153,26 @@ def build_change_event(
             f"not a Debezium change envelope ({type(exc).__name__}: {exc}); "
             f"fields: {sorted(envelope)[:12] if isinstance(envelope, Mapping) else '?'}"
         ) from exc
+
+
+def _transaction_block(block: Mapping[str, Any] | None) -> TransactionBlock | None:
+    if not block:
+        return None
+    return TransactionBlock(
+        str(block["id"]), int(block["total_order"]), int(block["data_collection_order"])
+    )
+
+
+def _logical_message(
+    message: Mapping[str, Any] | None, position: SourcePosition
+) -> LogicalMessage | None:
+    """An ``op = m`` payload; transactional when it carries its transaction's id."""
+    if not message:
+        return None
+    content = message.get("content") or b""
+    if isinstance(content, str):  # JSON: base64 (binary.handling.mode=bytes)
+        content = base64.b64decode(content, validate=True)
+    return LogicalMessage(str(message.get("prefix")), bytes(content), position.tx_id is not None)
 
 
 # -- Avro -----------------------------------------------------------------------------------

@@ -19,12 +19,11 @@ from typing import Any
 
 import orjson
 
+from records.change_events import Decoded, Tombstone
 from serdes.debezium import (
     NEW_KEY_HEADER,
     TRANSACTION_HINT,
-    Decoded,
     EnvelopeError,
-    Tombstone,
     build_change_event,
     header_key,
 )

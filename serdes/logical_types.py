@@ -20,6 +20,8 @@ from uuid import UUID
 import orjson
 
 from config.errors import PermanentError
+from records.unchanged import UNCHANGED as UNCHANGED  # re-exported
+from records.unchanged import Unchanged as Unchanged  # re-exported
 
 Converter = Callable[[Any], Any]
 
@@ -40,30 +42,6 @@ NEGATIVE_INFINITY: Final = datetime.min.replace(tzinfo=UTC)
 
 class LogicalTypeError(PermanentError):
     """A value does not fit its semantic type (corrupt bytes or out of Python's range)."""
-
-
-class Unchanged:
-    """The value of a column PostgreSQL left out of the change (an unchanged TOAST value).
-
-    Downstream must keep the previous value of the column: never write this marker.
-    """
-
-    __slots__ = ()
-    _instance: Unchanged | None = None
-
-    def __new__(cls) -> Unchanged:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "UNCHANGED"
-
-    def __reduce__(self) -> str:
-        return "UNCHANGED"
-
-
-UNCHANGED: Final = Unchanged()
 
 
 # -- numbers -------------------------------------------------------------------------------

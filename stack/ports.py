@@ -109,7 +109,7 @@ def _holders_in(table: Path, host: str, port: int) -> list[PortHolder]:
         if len(fields) < 10:
             continue
         local_hex, remote_hex, state, inode = fields[1], fields[2], fields[3], fields[9]
-        local_address, local_port = _address(local_hex)
+        local_address, local_port = kernel_socket_address(local_hex)
         if local_port != port or state not in _STATE_NAMES:
             continue
         if state != _LISTEN and inode == "0":
@@ -119,7 +119,7 @@ def _holders_in(table: Path, host: str, port: int) -> list[PortHolder]:
             continue
         if not _overlaps(local_address, host):
             continue
-        remote_address, remote_port = _address(remote_hex)
+        remote_address, remote_port = kernel_socket_address(remote_hex)
         pid, command = _owner(inode)
         found.append(
             PortHolder(
@@ -133,8 +133,9 @@ def _holders_in(table: Path, host: str, port: int) -> list[PortHolder]:
     return found
 
 
-def _address(hex_pair: str) -> tuple[str, int]:
-    """Decode ``0100007F:1F90`` (little-endian IPv4, or IPv6 in four LE words) to text."""
+def kernel_socket_address(hex_pair: str) -> tuple[str, int]:
+    """Decode ``0100007F:1F90`` of ``/proc/net/tcp*`` (little-endian IPv4, or IPv6 in four
+    LE words) to (address text, port)."""
     address_hex, port_hex = hex_pair.split(":")
     raw = bytes.fromhex(address_hex)
     if len(raw) == 4:

@@ -19,19 +19,17 @@ import asyncio
 import hashlib
 import os
 import pwd
-import shutil
 import stat
 from pathlib import Path
 
-from backup.wal import archive_settings
+from backup.pgtools import SERVER_OS_USER, as_server_user, give_to_server_user, running_as_root
 from config.errors import ServiceStartError
 from observability.slow_queries import ensure_extension
 from sinks.postgres.connection import connect, ensure_database
 from stack.base import Endpoint, Progress, Service
+from stack.postgres_conf import server_conf, write_included_conf
 from stack.tools import postgres_bindir, run_checked
 
-_OS_USER = "postgres"
-_CONF_INCLUDE = "bitvelocity.conf"
 BOOTSTRAP_SQL = Path(__file__).resolve().parent / "postgres_bootstrap.sql"
 #: The settings the bootstrap script reads from its environment (never from a command line).
 BOOTSTRAP_ENV = (
@@ -54,7 +52,7 @@ class PostgresService(Service):
     @property
     def home(self) -> Path:
         preferred = self.paths.service(self.name)
-        if not self._running_as_root() or _traversable_by(preferred, _OS_USER):
+        if not running_as_root() or _traversable_by(preferred, SERVER_OS_USER):
             return preferred
         digest = hashlib.sha256(str(self.paths.state).encode()).hexdigest()[:12]
         # A fixed, per-checkout folder (not a random temp file): the cluster must be found again.
@@ -89,7 +87,7 @@ class PostgresService(Service):
     def prepare(self, progress: Progress) -> None:
         bindir = postgres_bindir()
         self.home.mkdir(parents=True, exist_ok=True)
-        self._chown(self.home)
+        give_to_server_user(self.home)
         if not (self.data_dir / "PG_VERSION").exists():
             progress("postgres: initialising a new cluster (initdb)")
             self._initdb(bindir)
@@ -98,7 +96,7 @@ class PostgresService(Service):
     def start(self) -> None:
         bindir = postgres_bindir()
         run_checked(
-            self._as_owner(
+            as_server_user(
                 [
                     str(bindir / "pg_ctl"),
                     "-D",
@@ -115,7 +113,9 @@ class PostgresService(Service):
 
     def probe(self) -> str | None:
         # Over the socket as the bootstrap superuser: the admin role may not exist yet.
-        version = self._psql("SHOW server_version", database="postgres", timeout_s=10).strip()
+        version = self.psql_as_superuser(
+            "SHOW server_version", database="postgres", timeout_s=10
+        ).strip()
         return f"PostgreSQL {version}, wal_level=logical"
 
     def after_ready(self, progress: Progress) -> None:
@@ -128,7 +128,7 @@ class PostgresService(Service):
         if self.pid() is None:
             return False
         run_checked(
-            self._as_owner(
+            as_server_user(
                 [
                     str(postgres_bindir() / "pg_ctl"),
                     "-D",
@@ -149,7 +149,7 @@ class PostgresService(Service):
     # -- helpers -------------------------------------------------------------------------
     def _initdb(self, bindir: Path) -> None:
         run_checked(
-            self._as_owner(
+            as_server_user(
                 [
                     str(bindir / "initdb"),
                     "-D",
@@ -170,15 +170,15 @@ class PostgresService(Service):
     @property
     def superuser(self) -> str:
         """The cluster's superuser: named after the OS user running the server (peer auth)."""
-        if self._running_as_root():
-            return _OS_USER
+        if running_as_root():
+            return SERVER_OS_USER
         return pwd.getpwuid(os.geteuid()).pw_name
 
     @property
     def socket_dir(self) -> Path:
         return self.home / "socket"
 
-    def _psql(
+    def psql_as_superuser(
         self,
         sql: str,
         *,
@@ -194,7 +194,7 @@ class PostgresService(Service):
         child_env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "BV_"))}
         child_env.update(env or {})
         return run_checked(
-            self._as_owner(command),
+            as_server_user(command),
             what=f"psql as the bootstrap superuser on {database}",
             env=child_env,
             timeout_s=timeout_s,
@@ -223,12 +223,14 @@ class PostgresService(Service):
             BV_BACKUP__REPLICATION_USER=backup.replication_user,
             BV_BACKUP__REPLICATION_PASSWORD=backup.replication_password.get_secret_value(),
         )
-        self._psql(BOOTSTRAP_SQL.read_text(encoding="utf-8"), database="postgres", env=env)
+        self.psql_as_superuser(
+            BOOTSTRAP_SQL.read_text(encoding="utf-8"), database="postgres", env=env
+        )
         progress(f"postgres: roles and extensions bootstrapped (app admin: {pg.admin_user})")
 
     def _refuse_superuser_owned_database(self) -> None:
         """A cluster from before 0016 has the app's database owned by the superuser: say so."""
-        owned = self._psql(
+        owned = self.psql_as_superuser(
             "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
             "WHERE r.rolsuper AND NOT d.datistemplate AND d.datname <> 'postgres'",
             database="postgres",
@@ -245,48 +247,17 @@ class PostgresService(Service):
 
     def server_conf(self, socket_dir: Path) -> str:
         """The settings file included by postgresql.conf, from our settings."""
-        pg = self.settings.postgres
-        # WAL archiving applies at the server's next start (archive_mode needs a restart).
-        archiving = (
-            archive_settings(self.wal_archive_dir) if self.settings.backup.wal_archiving else []
-        )
-        return "\n".join(
-            [
-                "# Written by `bitvelocity stack up` on every start; edit the settings instead.",
-                f"listen_addresses = '{pg.host}'",
-                f"port = {pg.port}",
-                f"unix_socket_directories = '{socket_dir}'",
-                "wal_level = logical",
-                "max_wal_senders = 10",
-                "max_replication_slots = 10",
-                "max_connections = 200",
-                "shared_buffers = 256MB",
-                "password_encryption = 'scram-sha-256'",
-                "log_min_messages = warning",
-                # Slow-query report (`bitvelocity db slow-queries`); loaded at server start only.
-                "shared_preload_libraries = 'pg_stat_statements'",
-                "pg_stat_statements.track = top",
-                *archiving,
-                "",
-            ]
-        )
+        archive = self.wal_archive_dir if self.settings.backup.wal_archiving else None
+        return server_conf(self.settings.postgres, socket_dir, archive)
 
     def _write_conf(self) -> None:
         socket_dir = self.socket_dir
         socket_dir.mkdir(exist_ok=True)
-        self._chown(socket_dir)
+        give_to_server_user(socket_dir)
         if self.settings.backup.wal_archiving:
             self.wal_archive_dir.mkdir(parents=True, exist_ok=True)
-            self._chown(self.wal_archive_dir)
-        conf = self.server_conf(socket_dir)
-        include = self.data_dir / _CONF_INCLUDE
-        include.write_text(conf, encoding="utf-8")
-        self._chown(include)
-        main_conf = self.data_dir / "postgresql.conf"
-        text = main_conf.read_text(encoding="utf-8")
-        directive = f"include_if_exists = '{_CONF_INCLUDE}'"
-        if directive not in text:
-            main_conf.write_text(text + f"\n{directive}\n", encoding="utf-8")
+            give_to_server_user(self.wal_archive_dir)
+        write_included_conf(self.data_dir, self.server_conf(socket_dir))
 
     async def _ensure_database(self, progress: Progress) -> None:
         if await ensure_database(self.settings.postgres, self.settings.postgres.database):
@@ -303,21 +274,6 @@ class PostgresService(Service):
                 )
         finally:
             await connection.close()
-
-    @staticmethod
-    def _running_as_root() -> bool:
-        return os.geteuid() == 0
-
-    def _as_owner(self, command: list[str]) -> list[str]:
-        if self._running_as_root():
-            runuser = shutil.which("runuser") or "/usr/sbin/runuser"
-            return [runuser, "-u", _OS_USER, "--", *command]
-        return command
-
-    def _chown(self, path: Path) -> None:
-        if self._running_as_root():
-            entry = pwd.getpwnam(_OS_USER)
-            os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
 def _traversable_by(path: Path, user: str) -> bool:

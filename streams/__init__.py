@@ -1,1 +1,1 @@
-"""Stream wiring: the Faust app, topics, the CLI and web views."""
+"""The stream runtime: the consumer runtime, the Faust app, the worker and its web views."""

@@ -177,6 +177,8 @@ class ConsumerRuntime:
         self._consumer: Consumer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._held: list[Message] = []
+        #: Partitions the pipeline parked (``park``): no ``hold`` resumes them, only ``unpark``.
+        self._parked: set[PartitionId] = set()
         self._window_opened = time.monotonic()
         self._subscribed_at = 0.0
         self.assigned_once = False
@@ -289,9 +291,40 @@ class ConsumerRuntime:
             self._held.append(message)  # fetched before the pause: kept for the next take
 
     def _resume_all(self) -> None:
-        assignment = self.consumer.assignment()
+        parked = self._parked
+        assignment = [p for p in self.consumer.assignment() if (p.topic, p.partition) not in parked]
         if assignment:
             self.consumer.resume(assignment)
+
+    # -- parked partitions: paused until the pipeline says so --------------------------------
+    async def park(self, partitions: Sequence[PartitionId]) -> None:
+        """Stop fetching ``partitions`` (the group keeps them; the others run on) until
+        ``unpark``; records of them held or taken meanwhile are the pipeline's to drop."""
+        await self.in_thread(self._park, list(partitions))
+
+    def _park(self, partitions: list[PartitionId]) -> None:
+        owned = set(self.assignment())
+        wanted = [key for key in partitions if key in owned and key not in self._parked]
+        if wanted:
+            self.consumer.pause([TopicPartition(t, p) for t, p in wanted])
+            self._parked.update(wanted)
+            log.info("%s: parked %s", self.spec.name, ", ".join(f"{t}[{p}]" for t, p in wanted))
+
+    async def unpark(self, positions: dict[PartitionId, int]) -> None:
+        """Fetch parked partitions again, each from its position in ``positions``."""
+        await self.in_thread(self._unpark, positions)
+
+    def _unpark(self, positions: dict[PartitionId, int]) -> None:
+        self._seek(positions)
+        owned = set(self.assignment())
+        resumed = [key for key in positions if key in self._parked and key in owned]
+        self._parked.difference_update(positions)
+        if resumed:
+            self.consumer.resume([TopicPartition(t, p) for t, p in resumed])
+
+    @property
+    def parked(self) -> frozenset[PartitionId]:
+        return frozenset(self._parked)
 
     # -- positions ----------------------------------------------------------------------------
     async def seek(self, positions: dict[PartitionId, int]) -> None:
@@ -349,6 +382,7 @@ class ConsumerRuntime:
     def _recreate(self) -> None:
         old = self._consumer
         self._held = []
+        self._parked.clear()
         if old is not None:
             try:
                 old.close()
@@ -390,6 +424,7 @@ class ConsumerRuntime:
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(p.topic, p.partition) for p in partitions]
         self._held = [m for m in self._held if (m.topic(), m.partition()) not in keys]
+        self._parked.difference_update(keys)  # a new assignment starts unpaused
         if self._on_revoked is not None:
             self._on_revoked(keys)
         consumer.unassign()

@@ -22,12 +22,13 @@ from agents.analytics import AnalyticsRunner, analytics_topics, heartbeat_topic
 from agents.analytics_state import state_store
 from agents.cache_invalidation import PIPELINE as CACHE_INVALIDATION
 from agents.cache_invalidation import CacheInvalidationAgent
+from agents.cache_service import run_cache_service
 from agents.lakehouse import LakeSink
 from agents.medallion import MedallionSink, SinkStats
 from agents.product_updates import PIPELINE as PRODUCT_UPDATES
 from agents.product_updates import ProductUpdatesAgent
 from agents.scaleout_stores import ScaleoutStores
-from cache.service import run_cache_service
+from alerts.quality_alerting import quality_gate
 from config.errors import ConfigurationError
 from config.settings import Settings
 from observability.dashboard import dashboard_page
@@ -36,11 +37,10 @@ from observability.logging import configure_logging
 from observability.metrics import default_metrics
 from observability.pipeline_probes import probe_analytics, probe_group_lag
 from observability.server import MetricsServer
-from quality.alerting import quality_gate
 from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
+from stack.disk import disk_usage_collector
 from streams.analytics_views import AnalyticsWebServer, analytics_web_app
-from streams.stack_disk import disk_usage_collector
 
 log = logging.getLogger("bitvelocity.worker")
 #: What ``bitvelocity worker`` runs without ``--agents``.
@@ -120,17 +120,7 @@ async def run_worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     identity = worker_id or default_worker_id()
-    metrics_server = (
-        MetricsServer.from_settings(
-            default_metrics().registry, settings.web, dashboard=dashboard_page(settings)
-        )
-        if serve_metrics
-        else None
-    )
-    if metrics_server is not None:
-        # State and disk sizes (bv_state_bytes, bv_filesystem_*) for the disk alerts.
-        register_disk_usage(default_metrics().registry, disk_usage_collector(settings))
-        metrics_server.start()
+    metrics_server = _start_metrics_server(settings) if serve_metrics else None
     try:
         with RegistryClient(settings.registry) as registry:  # our own output schemas
             await asyncio.to_thread(register_all, settings, registry)
@@ -139,32 +129,8 @@ async def run_worker(
         # One task per agent; if one fails the others are cancelled and the process exits
         # non-zero (nothing uncommitted is lost: every agent resumes from its offsets).
         async with asyncio.TaskGroup() as group:
-            if "medallion" in agents:
-                sink = MedallionSink(settings, quality_gate(settings), worker_id=identity)
-                medallion = group.create_task(sink.run(stop))
-                if settings.rabbitmq.alerts_enabled:  # quality alerts and DLQ -> RabbitMQ
-                    group.create_task(AlertRelay(settings).run(stop))
-            if "analytics" in agents:
-                runner, views = analytics_service(settings)
-                if on_analytics is not None:
-                    on_analytics(runner)
-                await views.start()
-                log.info("analytics views on http://%s:%d", views.host, views.port)
-                group.create_task(_serving(runner.run(stop), views))
-                topics = [*analytics_topics(settings), heartbeat_topic(settings)]
-                group.create_task(
-                    probe_analytics(settings, runner, topics, default_metrics(), stop)
-                )
-            if "lake" in agents:
-                group.create_task(_lake(settings, identity, stop))
-            if "stores" in agents:
-                group.create_task(ScaleoutStores(settings).run(stop))
-            if "cache" in agents:
-                group.create_task(run_cache_service(settings, stop))
-                group.create_task(
-                    probe_group_lag(settings, cache_groups(settings), default_metrics(), stop)
-                )
-        if "medallion" in agents:
+            medallion = await _start_agents(group, settings, agents, identity, stop, on_analytics)
+        if medallion is not None:
             results["medallion"] = medallion.result()
             log.info("worker %s stopped after %d batches", identity, results["medallion"].batches)
         return results
@@ -173,6 +139,52 @@ async def run_worker(
             loop.remove_signal_handler(sig)
         if metrics_server is not None:
             metrics_server.stop()
+
+
+def _start_metrics_server(settings: Settings) -> MetricsServer:
+    """``/metrics`` and the dashboard, plus the state and disk sizes (``bv_state_bytes``,
+    ``bv_filesystem_*``) the disk alerts read."""
+    registry = default_metrics().registry
+    server = MetricsServer.from_settings(registry, settings.web, dashboard=dashboard_page(settings))
+    register_disk_usage(registry, disk_usage_collector(settings))
+    server.start()
+    return server
+
+
+async def _start_agents(
+    group: asyncio.TaskGroup,
+    settings: Settings,
+    agents: Sequence[str],
+    identity: str,
+    stop: asyncio.Event,
+    on_analytics: Callable[[AnalyticsRunner], None] | None,
+) -> asyncio.Task[SinkStats] | None:
+    """One task per chosen agent in ``group``; the medallion sink's task, if chosen."""
+    medallion = None
+    if "medallion" in agents:
+        sink = MedallionSink(settings, quality_gate(settings), worker_id=identity)
+        medallion = group.create_task(sink.run(stop))
+        if settings.rabbitmq.alerts_enabled:  # quality alerts and DLQ -> RabbitMQ
+            group.create_task(AlertRelay(settings).run(stop))
+    if "analytics" in agents:
+        runner, views = analytics_service(settings)
+        if on_analytics is not None:
+            on_analytics(runner)
+        await views.start()
+        log.info("analytics views on http://%s:%d", views.host, views.port)
+        group.create_task(_serving(runner.run(stop), views))
+        topics = [*analytics_topics(settings), heartbeat_topic(settings)]
+        group.create_task(probe_analytics(settings, runner, topics, default_metrics(), stop))
+    if "lake" in agents:
+        group.create_task(_lake(settings, identity, stop))
+    if "stores" in agents:
+        group.create_task(ScaleoutStores(settings).run(stop))
+    if "cache" in agents:
+        group.create_task(run_cache_service(settings, stop))
+        group.create_task(
+            probe_group_lag(settings, cache_groups(settings), default_metrics(), stop)
+        )
+    return medallion
 
 
 async def _lake(settings: Settings, worker_id: str, stop: asyncio.Event) -> None:

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from config.settings import Settings
-from serdes.debezium import ChangeEvent, Operation
-from tables.features import CurrencyRates, CustomerFeatures, CustomerFeatureState
+from records.change_events import ChangeEvent, Operation
+from tables.features import CurrencyRates, CustomerFeatures, CustomerFeatureState, below
 from tables.orders import (
     ItemRow,
     OrderRow,
@@ -51,6 +51,10 @@ class AnalyticsState:
     products: MutableMapping[int, ProductRow] = field(default_factory=dict)
     categories: MutableMapping[int, str] = field(default_factory=dict)
     features: MutableMapping[int, CustomerFeatures] = field(default_factory=dict)
+    category_lsns: MutableMapping[int, int] = field(default_factory=dict)
+    #: Source table -> LSN of its newest TRUNCATE: a change read later from below it is
+    #: dropped (it was withdrawn; docs/decisions/0021).
+    truncations: MutableMapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -119,6 +123,7 @@ class AnalyticsCore:
             items=self.state.items,
             products=self.state.products,
             categories=self.state.categories,
+            category_lsns=self.state.category_lsns,
             features=self.state.features,
         )
         self.outputs = AnalyticsOutputs()
@@ -195,8 +200,14 @@ class AnalyticsCore:
 
     # -- changes --------------------------------------------------------------------------------
     def apply(self, partition: int, event: ChangeEvent) -> None:
-        if event.table == "orders":
+        if event.table not in TABLES:
+            return
+        if event.op is Operation.TRUNCATE:
+            self._truncate(partition, event)
+        elif event.table == "orders":
             self._apply_order(partition, event)
+        elif self._withdrawn(event):
+            return
         elif event.table == "order_items":
             item_id = _key_int(event, "order_item_id")
             row = _row(event)
@@ -216,23 +227,59 @@ class AnalyticsCore:
             row = _row(event)
             if category_id is not None:
                 name = None if row is None or row.get("deleted_at") else str(row["name"])
-                self.features.apply_category(category_id, name)
+                self.features.apply_category(category_id, name, event.position.lsn)
+
+    def _withdrawn(self, event: ChangeEvent) -> bool:
+        """True for a change from before its table's newest TRUNCATE, read after it (the
+        truncate has no key, so it travels on one partition while rows hash over all)."""
+        barrier = self.state.truncations.get(event.table)
+        lsn = event.position.lsn
+        return barrier is not None and lsn is not None and lsn < barrier
 
     def _apply_order(self, partition: int, event: ChangeEvent) -> None:
         order_id = _key_int(event, "order_id")
         if order_id is None:
             return
         row = _row(event)
-        order = None if row is None else order_from_row(row)
+        lsn = event.position.lsn
+        order = None if row is None else order_from_row(row, lsn)
         self._last_event[partition] = event.committed_at
         if order is not None:
             self.watermarks.observe(partition, order.created_at)
-        if self.revenue.replayed(order_id, event.position.lsn):
+        if self._withdrawn(event) or self.revenue.replayed(order_id, lsn):
             return  # an older change replayed: revenue and features already hold a newer one
-        change = self.revenue.apply(order_id, order, event.position.lsn, _changed_at(row, event))
+        change = self.revenue.apply(order_id, order, lsn, _changed_at(row, event))
         self.outputs.hourly.extend(change.rows)
         self.outputs.late.extend(change.late)
         self.features.apply_order(order_id, order)
+
+    def _truncate(self, partition: int, event: ChangeEvent) -> None:
+        """Withdraw every row of the table last changed below the truncate's LSN, as silver
+        marks them deleted (docs/decisions/0021). Orders go as hard deletes at the truncate
+        (revenue retracted, or a late event for a window beyond retention, by the commit
+        time); items, products and categories leave the features' inputs. Idempotent: a
+        replay finds nothing below the LSN left, and the barrier only grows."""
+        lsn = event.position.lsn
+        if lsn is None or self.state.truncations.get(event.table, -1) >= lsn:
+            return
+        self.state.truncations[event.table] = lsn
+        if event.table == "orders":
+            self._last_event[partition] = event.committed_at
+            contributions = self.state.contributions
+            withdrawn = Contribution(None, None, None, lsn)
+            for order_id in sorted(o for o, c in contributions.items() if below(c.lsn, lsn)):
+                change = self.revenue.apply(order_id, None, lsn, event.committed_at)
+                self.outputs.hourly.extend(change.rows)
+                self.outputs.late.extend(change.late)
+                if contributions.get(order_id) == withdrawn:
+                    del contributions[order_id]  # the barrier guards it from now on
+            self.features.truncate_orders(lsn)
+        elif event.table == "order_items":
+            self.features.truncate_items(lsn)
+        elif event.table == "products":
+            self.features.truncate_products(lsn)
+        elif event.table == "categories":
+            self.features.truncate_categories(lsn)
 
     def heartbeat(self, moment: datetime) -> None:
         """Debezium is alive at ``moment``: advance partitions idle for ``idle_after``."""

@@ -132,6 +132,12 @@ def compute_features(
     )
 
 
+def below(stored_lsn: int | None, truncate_lsn: int) -> bool:
+    """True when a stored row predates a truncate at ``truncate_lsn`` (a row stored without
+    its LSN, by a worker before 0021, counts as older)."""
+    return stored_lsn is None or stored_lsn < truncate_lsn
+
+
 def replayed(stored_lsn: int | None, lsn: int | None) -> bool:
     """True when a change at ``lsn`` is older than the one the stored row came from."""
     return stored_lsn is not None and lsn is not None and lsn < stored_lsn
@@ -152,6 +158,7 @@ class CustomerFeatureState:
         items: MutableMapping[int, dict[int, ItemRow]] | None = None,
         products: MutableMapping[int, ProductRow] | None = None,
         categories: MutableMapping[int, str] | None = None,
+        category_lsns: MutableMapping[int, int] | None = None,
         features: MutableMapping[int, CustomerFeatures] | None = None,
     ) -> None:
         self.rates = rates
@@ -165,6 +172,10 @@ class CustomerFeatureState:
         self.items: MutableMapping[int, dict[int, ItemRow]] = {} if items is None else items
         self.products: MutableMapping[int, ProductRow] = {} if products is None else products
         self.categories: MutableMapping[int, str] = {} if categories is None else categories
+        #: Source LSN of each category's last change: what a TRUNCATE compares (0021).
+        self.category_lsns: MutableMapping[int, int] = (
+            {} if category_lsns is None else category_lsns
+        )
         self.features: MutableMapping[int, CustomerFeatures] = {} if features is None else features
         self.dirty: set[int] = set()
         self._ageing: list[tuple[datetime, int]] = []  # (leaves the look-back at, customer)
@@ -248,7 +259,9 @@ class CustomerFeatureState:
             # A category moves every customer's spend that bought it; rare, so recompute all.
             self.dirty.update(self.customer_orders.keys())
 
-    def apply_category(self, category_id: int, name: str | None) -> None:
+    def apply_category(self, category_id: int, name: str | None, lsn: int | None = None) -> None:
+        if lsn is not None:
+            self.category_lsns[category_id] = lsn
         if name is None:
             self.categories.pop(category_id, None)
         elif self.categories.get(category_id) == name:
@@ -256,6 +269,44 @@ class CustomerFeatureState:
         else:
             self.categories[category_id] = name
         self.dirty.update(self.customer_orders.keys())
+
+    # -- TRUNCATE (docs/decisions/0021) ---------------------------------------------------------
+    # A truncate at ``lsn`` withdraws every row of its table last changed below it; a row
+    # changed at or above it (a change after the truncate, read first from another
+    # partition) stays. The caller drops later-read changes below ``lsn`` (its barrier).
+    def truncate_orders(self, lsn: int) -> None:
+        """Withdraw every order below ``lsn`` (and its items), as hard deletes."""
+        for order_id in [o for o, row in self.orders.items() if below(row.lsn, lsn)]:
+            self.apply_order(order_id, None)
+
+    def truncate_items(self, lsn: int) -> None:
+        for owner, items in list(self.items.items()):
+            kept = {i: item for i, item in items.items() if not below(item.lsn, lsn)}
+            if len(kept) == len(items):
+                continue
+            if kept:
+                self.items[owner] = kept
+            else:
+                del self.items[owner]
+            order = self.orders.get(owner)
+            if order is not None:
+                self.dirty.add(order.customer_id)
+
+    def truncate_products(self, lsn: int) -> None:
+        gone = [p for p, row in self.products.items() if below(row.lsn, lsn)]
+        for product_id in gone:
+            del self.products[product_id]
+        if gone:
+            self.dirty.update(self.customer_orders.keys())
+
+    def truncate_categories(self, lsn: int) -> None:
+        gone = [c for c in self.categories if below(self.category_lsns.get(c), lsn)]
+        for category_id in gone:
+            del self.categories[category_id]
+        for category_id in [c for c, at in self.category_lsns.items() if at < lsn]:
+            del self.category_lsns[category_id]
+        if gone:
+            self.dirty.update(self.customer_orders.keys())
 
     # -- time ------------------------------------------------------------------------------
     def sweep(self, now: datetime) -> None:

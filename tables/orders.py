@@ -37,6 +37,9 @@ class OrderRow:
     total_amount: Decimal
     created_at: datetime
     deleted: bool = False
+    #: Source LSN of the change this row came from: a TRUNCATE withdraws the rows below its
+    #: own (docs/decisions/0021). None in rows stored before it was recorded: withdrawn.
+    lsn: int | None = None
 
     @property
     def revenue_bearing(self) -> bool:
@@ -78,7 +81,7 @@ def _instant(value: Any, what: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def order_from_row(row: Mapping[str, Any]) -> OrderRow:
+def order_from_row(row: Mapping[str, Any], lsn: int | None = None) -> OrderRow:
     return OrderRow(
         order_id=int(_get(row, "order_id", "orders")),
         customer_id=int(_get(row, "customer_id", "orders")),
@@ -87,6 +90,7 @@ def order_from_row(row: Mapping[str, Any]) -> OrderRow:
         total_amount=Decimal(_get(row, "total_amount", "orders")),
         created_at=_instant(_get(row, "created_at", "orders"), "orders"),
         deleted=row.get("deleted_at") is not None,
+        lsn=lsn,
     )
 
 

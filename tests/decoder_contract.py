@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 
-from serdes.debezium import ChangeEvent, Operation, Tombstone
-from serdes.images import Image
+from records.change_events import ChangeEvent, Operation, Tombstone
+from records.images import Image
 from serdes.logical_types import UNCHANGED
 from serdes.transactions import MESSAGES_COLLECTION, TransactionEvent, TransactionStatus
 from tests.integration import decoder_sql

@@ -11,9 +11,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from config.errors import TransientError
+from records.change_events import Decoded
 from serdes.consumer_step import Backoff, Decode, decode_with_retry
-from serdes.dead_letters import DeadLetter, DeadLetterPublisher, RecordOrigin
-from serdes.debezium import Decoded
+from serdes.dead_letters import DeadLetter, RecordOrigin
+from sinks.kafka.dead_letters import DeadLetterPublisher
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:

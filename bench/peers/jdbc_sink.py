@@ -21,6 +21,7 @@ import asyncpg
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
+from admin.connectors import ConnectClient, converter_config
 from bench.harness import BenchContext, Row, scenario
 from bench.peers.proc import cpu_seconds, peak_rss_mb, rss_mb
 from config.errors import ArtifactResolutionError
@@ -30,7 +31,6 @@ from stack.artifacts import jdbc_sink_artifact, resolve
 from stack.connect_service import postgres_secrets_file
 from stack.manager import Stack
 from stack.versions import DEBEZIUM_VERSION
-from streams.connectors import ConnectClient, converter_config
 
 JDBC_SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
 ARTIFACT = "io.debezium:debezium-connector-jdbc"

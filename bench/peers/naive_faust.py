@@ -35,8 +35,9 @@ def _agent_main(args: argparse.Namespace) -> None:  # pragma: no cover - runs in
     import faust
 
     from config.settings import load_settings
+    from records.change_events import ChangeEvent
     from serdes.avro import AvroCodec
-    from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
+    from serdes.debezium import DebeziumAvroDecoder
     from serdes.registry import RegistryClient
     from sinks.postgres.connection import connect
 

@@ -72,9 +72,11 @@ def telemetry_row(record: dict[str, Any]) -> tuple[Any, ...]:
 _REJECTIONS = (TypeError, ValueError, InvalidRequest)
 
 
-def _rows(
+def bind_rows(
     convert: Callable[[dict[str, Any]], tuple[Any, ...]], records: Sequence[dict[str, Any]]
 ) -> list[tuple[Any, ...]]:
+    """Bind values of each record; a record that does not fit the table is refused as a
+    whole batch (``CassandraRowRejectedError``, permanent: the agent then finds it)."""
     try:
         return [convert(r) for r in records]
     except (KeyError, TypeError, ValueError) as exc:
@@ -158,12 +160,12 @@ class CassandraWriter:
     def write_chat(self, records: Sequence[dict[str, Any]]) -> int:
         """Insert (or rewrite) one row per chat message; returns the rows written."""
         assert self._chat is not None
-        return self._execute(self._chat, _rows(chat_row, records), CHAT_TABLE, key_columns=1)
+        return self._execute(self._chat, bind_rows(chat_row, records), CHAT_TABLE, key_columns=1)
 
     def write_telemetry(self, records: Sequence[dict[str, Any]]) -> int:
         """Insert (or rewrite) one row per reading; returns the rows written."""
         assert self._telemetry is not None
-        rows = _rows(telemetry_row, records)
+        rows = bind_rows(telemetry_row, records)
         return self._execute(self._telemetry, rows, TELEMETRY_TABLE, key_columns=2)
 
     def _execute(

@@ -113,6 +113,26 @@ async def archivable(
     return found
 
 
+async def archive_older_than(
+    connection: asyncpg.Connection,
+    store: DeltaBronzeStore,
+    *,
+    older_than: timedelta,
+    now: datetime,
+    dry_run: bool = False,
+) -> tuple[list[ArchiveOutcome], list[str]]:
+    """Archive every archivable partition; a partition that fails verification stays (its
+    message is returned) and the others go on."""
+    done: list[ArchiveOutcome] = []
+    failed: list[str] = []
+    for partition in await archivable(connection, older_than=older_than, now=now):
+        try:
+            done.append(await archive_partition(connection, store, partition, dry_run=dry_run))
+        except ArchiveVerificationError as exc:
+            failed.append(str(exc))
+    return done, failed
+
+
 async def archive_partition(
     connection: asyncpg.Connection,
     store: DeltaBronzeStore,

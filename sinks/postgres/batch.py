@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 
 from config.errors import PermanentError
+from records.change_events import ChangeEvent, Decoded, Operation, Tombstone
 from serdes.dead_letters import DeadLetter, RecordOrigin, dead_letter
-from serdes.debezium import ChangeEvent, Decoded, Operation, Tombstone
 from serdes.logical_types import UNCHANGED, Unchanged
 from serdes.plain_events import PlainEvent
 from sinks.postgres.tables import TABLES, TableSpec

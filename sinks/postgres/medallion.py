@@ -10,6 +10,7 @@ Everything commits together or nothing does: invariants I1, I2 and I6.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -148,7 +149,7 @@ _GOLD_INCOMING = """
                SELECT r.rate_to_usd FROM ref.currency_rates AS r
                 WHERE r.currency = o.currency AND r.valid_from <= o.order_date
                 ORDER BY r.valid_from DESC LIMIT 1), 1), 2) AS total_amount_usd,
-           o.source_committed_at, o.source_lsn, o.source_bronze_id
+           o.source_committed_at, o.source_lsn, o.source_bronze_id /*mapped*/
       FROM bv_stage_orders AS s
       JOIN silver.orders AS o ON o.order_id = s.order_id AND o.order_date = s.order_date
      WHERE o.source_lsn = s.source_lsn AND o.source_offset = s.source_offset
@@ -156,29 +157,34 @@ _GOLD_INCOMING = """
 """
 
 
-def _gold_close(incoming: str) -> str:
-    """Close the current fact of each incoming order whose tracked columns changed."""
+def _gold_close(incoming: str, mapped: Sequence[str] = ()) -> str:
+    """Close the current fact of each incoming order whose tracked columns changed (a
+    mapped column is tracked too: its new value opens a new fact)."""
+    f = "".join(f", f.{c}" for c in mapped)
+    i = "".join(f", i.{c}" for c in mapped)
     return f"""
     WITH incoming AS ({incoming})
     UPDATE gold.order_facts AS f
        SET valid_to = i.source_committed_at, is_current = false
       FROM incoming AS i
      WHERE f.order_id = i.order_id AND f.order_date = i.order_date AND f.is_current
-       AND (f.customer_id, f.status, f.currency, f.total_amount, f.is_deleted)
-           IS DISTINCT FROM (i.customer_id, i.status, i.currency, i.total_amount, i.is_deleted)
+       AND (f.customer_id, f.status, f.currency, f.total_amount, f.is_deleted{f})
+           IS DISTINCT FROM (i.customer_id, i.status, i.currency, i.total_amount, i.is_deleted{i})
 """  # noqa: S608
 
 
-def _gold_open(incoming: str) -> str:
+def _gold_open(incoming: str, mapped: Sequence[str] = ()) -> str:
     """Open a current fact for each incoming order that has none (after the close)."""
+    columns = "".join(f", {c}" for c in mapped)
+    values = "".join(f", i.{c}" for c in mapped)
     return f"""
     WITH incoming AS ({incoming})
     INSERT INTO gold.order_facts (order_id, order_date, customer_id, status, currency,
         total_amount, total_amount_usd, is_revenue_bearing, is_deleted, valid_from, valid_to,
-        is_current, source_lsn, source_bronze_id, lineage_id)
+        is_current, source_lsn, source_bronze_id, lineage_id{columns})
     SELECT i.order_id, i.order_date, i.customer_id, i.status, i.currency, i.total_amount,
            i.total_amount_usd, i.is_revenue_bearing, i.is_deleted, i.source_committed_at, NULL,
-           true, i.source_lsn, i.source_bronze_id, $1
+           true, i.source_lsn, i.source_bronze_id, $1{values}
       FROM incoming AS i
      WHERE NOT EXISTS (SELECT 1 FROM gold.order_facts AS f
                         WHERE f.order_id = i.order_id AND f.order_date = i.order_date
@@ -186,26 +192,44 @@ def _gold_open(incoming: str) -> str:
 """  # noqa: S608
 
 
-# Composed from constants, never from input.
-_GOLD_CLOSE = _gold_close(_GOLD_INCOMING)
-_GOLD_OPEN = _gold_open(_GOLD_INCOMING)
-
-
 # The orders a truncate deleted (their silver position is the truncate's): gold moves them
 # exactly as it moves a delete, so their facts close and a deleted fact opens.
-def _truncated_incoming(first: int) -> str:
+def _truncated_incoming(incoming: str, first: int) -> str:
     """The orders a truncate just deleted (parameters ``$first`` on: its position)."""
     a, b, c, d = (f"${n}" for n in range(first, first + 4))
     # Composed from constants and parameter numbers, never from input.
-    return _GOLD_INCOMING.split("FROM bv_stage_orders", 1)[0] + (  # noqa: S608
+    return incoming.split("FROM bv_stage_orders", 1)[0] + (  # noqa: S608
         f"FROM silver.orders AS o WHERE o.source_partition = {a} AND o.source_offset = {b} "  # noqa: S608
         f"AND o.source_lsn = {c} AND o.source_bronze_id = {d} "
         "AND NOT EXISTS (SELECT 1 FROM unnest(o.quality_issues) AS i WHERE i LIKE 'ERROR:%')"
     )
 
 
-_GOLD_CLOSE_TRUNCATED = _gold_close(_truncated_incoming(1))
-_GOLD_OPEN_TRUNCATED = _gold_open(_truncated_incoming(2))
+@dataclass(frozen=True, slots=True)
+class GoldStatements:
+    """The type-2 statements of ``gold.order_facts``, with the mapped columns gold holds
+    (``BV_SINK__GOLD_COLUMNS``, 0021): ``(silver column, gold column)`` pairs. Identifiers
+    come from the settings' validated mapping and the table's own columns, never from input."""
+
+    close: str
+    open: str
+    close_truncated: str
+    open_truncated: str
+
+    @classmethod
+    def build(cls, mapped: Sequence[tuple[str, str]] = ()) -> GoldStatements:
+        incoming = _GOLD_INCOMING.replace(
+            "/*mapped*/", "".join(f", o.{s} AS {g}" for s, g in mapped)
+        )
+        gold = [g for _, g in mapped]
+        return cls(
+            _gold_close(incoming, gold),
+            _gold_open(incoming, gold),
+            _gold_close(_truncated_incoming(incoming, 1), gold),
+            _gold_open(_truncated_incoming(incoming, 2), gold),
+        )
+
+
 _RECORD_TRUNCATE = """
     INSERT INTO ops.source_truncations (table_name, source_lsn, source_topic, source_partition,
         source_offset, source_tx_id, committed_at, source_bronze_id)
@@ -273,33 +297,45 @@ class MedallionWriter:
         *,
         after_bronze: Callable[[], None] = lambda: None,
         tables: Mapping[str, TableSpec] = TABLES,
+        gold_columns: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     ) -> None:
         self.offsets = offsets
         self.quality = quality
         #: Called inside the transaction once bronze is copied (the fault tests' crash point).
         self._after_bronze = after_bronze
+        #: Per silver table, the mapped gold columns gold holds (the schema guard fills it).
+        self.gold_columns: Mapping[str, Sequence[tuple[str, str]]] = (
+            {} if gold_columns is None else gold_columns  # the guard's own, filled later
+        )
+        self._gold = GoldStatements.build(self.gold_columns.get("orders", ()))
         #: The specs to write by; a schema evolution grows one (then ``respec``).
         self.tables = tables
         self._upserts = {name: _upsert_sql(spec) for name, spec in tables.items()}
         self._truncates = {name: _truncate_sql(spec) for name, spec in tables.items()}
         self._barriers = {name: _truncate_barrier_sql(spec) for name, spec in tables.items()}
-        #: Staging tables made before silver evolved: made again before their next use.
-        self._stale_stages: set[str] = set()
+        #: Each table's spec version (``respec`` bumps it) and, per connection, the version
+        #: its staging table was made at: one made before silver evolved is made again.
+        self._versions: dict[str, int] = dict.fromkeys(tables, 0)
+        self._staged: weakref.WeakKeyDictionary[asyncpg.Connection, dict[str, int]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lineage_id: int | None = None
 
     def respec(self, table: str) -> None:
         """Silver ``table`` evolved and its spec grew: rebuild its statements and staging."""
         spec = self.tables[table]
+        if table == "orders":  # and gold's mapped columns with it
+            self._gold = GoldStatements.build(self.gold_columns.get("orders", ()))
         self._upserts[table] = _upsert_sql(spec)
         self._truncates[table] = _truncate_sql(spec)
         self._barriers[table] = _truncate_barrier_sql(spec)
-        self._stale_stages.add(table)
+        self._versions[table] += 1
 
     async def prepare(self, connection: asyncpg.Connection) -> None:
         """Per-connection set-up: temporary staging tables, the lineage id of gold facts."""
-        self._stale_stages.clear()
         for spec in self.tables.values():
             await connection.execute(_create_stage_sql(spec))
+        self._staged[connection] = dict(self._versions)
         self._lineage_id = await connection.fetchval(
             "SELECT lineage_id FROM ops.data_lineage "
             "WHERE source_dataset = 'silver.orders' AND target_dataset = 'gold.order_facts'"
@@ -350,10 +386,14 @@ class MedallionWriter:
         changes: dict[tuple[Any, ...], SilverChange],
         batch_id: int,
     ) -> None:
-        if spec.name in self._stale_stages:
+        staged = self._staged.setdefault(connection, {})
+        if staged.get(spec.name) != self._versions[spec.name]:
             await connection.execute(f"DROP TABLE IF EXISTS pg_temp.{_stage_name(spec)}")
             await connection.execute(_create_stage_sql(spec))
-            self._stale_stages.discard(spec.name)
+            # asyncpg keeps the column types of a COPY's target with its cached statement:
+            # without this, an int -> bigint widening would still be sent as int4.
+            await connection.reload_schema_state()
+            staged[spec.name] = self._versions[spec.name]
         ordered = list(changes.values())
         # A hard delete carries at most the key: nothing to judge, and its stored verdict
         # stays (see the upsert). Only live rows go through the quality gate.
@@ -394,8 +434,8 @@ class MedallionWriter:
         await connection.execute(self._upserts[spec.name])
         await connection.execute(self._barriers[spec.name])
         if spec.name == "orders":
-            await connection.execute(_GOLD_CLOSE)
-            await connection.execute(_GOLD_OPEN, self._lineage_id)
+            await connection.execute(self._gold.close)
+            await connection.execute(self._gold.open, self._lineage_id)
 
     async def _apply_truncate(
         self, connection: asyncpg.Connection, topic: str, mark: TruncateMark
@@ -422,8 +462,8 @@ class MedallionWriter:
         )
         if mark.table == "orders":
             where = (mark.partition, mark.offset, mark.lsn, mark.bronze_id)
-            await connection.execute(_GOLD_CLOSE_TRUNCATED, *where)
-            await connection.execute(_GOLD_OPEN_TRUNCATED, self._lineage_id, *where)
+            await connection.execute(self._gold.close_truncated, *where)
+            await connection.execute(self._gold.open_truncated, self._lineage_id, *where)
 
 
 async def register_lineage(

@@ -24,8 +24,9 @@ import asyncpg
 import orjson
 
 from observability.metrics import Metrics
-from serdes.debezium import ChangeEvent
+from records.change_events import ChangeEvent
 from sinks.postgres.batch import ConsumedRecord
+from sinks.postgres.gold_columns import ColumnPairs, mapped_columns, sync_gold_columns
 from sinks.postgres.medallion import SILVER_META_COLUMNS
 from sinks.postgres.schema_drift import (
     ColumnChange,
@@ -117,6 +118,7 @@ class SchemaGuard:
         *,
         default_policy: str = "evolve",
         policies: Mapping[str, str] | None = None,
+        gold_columns: Mapping[str, str] | None = None,
     ) -> None:
         self._schema_text = schema_text
         self._metrics = metrics
@@ -126,6 +128,9 @@ class SchemaGuard:
         self.paused: dict[str, PausedTable] = {}
         #: This worker's table specs (grown by evolutions); the writer and planner use them.
         self.tables: dict[str, TableSpec] = dict(TABLES)
+        self._gold_mapping = mapped_columns(gold_columns or {})
+        #: Per silver table, the mapped gold columns gold holds (the writer fills them).
+        self.gold_columns: dict[str, ColumnPairs] = {}
         #: Called with a table whose spec changed (the writer rebuilds its statements).
         self.on_spec_changed: Callable[[str], None] = lambda _table: None
 
@@ -145,6 +150,7 @@ class SchemaGuard:
             paused = await self._check(connection, record, event)
             if paused is not None:
                 self.paused[event.table] = paused
+                self._metrics.set_schema_paused(event.table, True)
                 return records[:index]
             self._checked.add((event.table, event.schema_id))
         return records
@@ -155,7 +161,10 @@ class SchemaGuard:
         for table, paused in list(self.paused.items()):
             if await connection.fetchval(_PAUSED, table) is None:
                 self.paused.pop(table)
-                self._checked.add((table, paused.schema_id))
+                # Not marked checked: the next record of the schema is checked again, so
+                # the spec adopts what the operator's migration made of silver (a column
+                # backfilled, a type changed) and the staging table is made anew.
+                self._metrics.set_schema_paused(table, False)
                 resumed.append(paused)
                 log.info(
                     "schema change of %s accepted: resuming at %s[%d] %d",
@@ -232,6 +241,11 @@ class SchemaGuard:
         if any(d is Decision.EVOLVE for _, d in decisions):
             silver = silver_data_columns(await connection.fetch(_SILVER_COLUMNS, table))
         self.tables[table] = adopt_columns(spec, silver, source)
+        if table in self._gold_mapping:  # gold follows where BV_SINK__GOLD_COLUMNS says so
+            gold_table, pairs = self._gold_mapping[table]
+            self.gold_columns[table] = await sync_gold_columns(
+                connection, gold_table, pairs, silver
+            )
         # Always, once per new schema: silver may have evolved by this worker, by another
         # (its decision recorded first) or by an operator, and a staging table made before
         # holds the old types (a widened numeric would be rounded on its way through).
@@ -297,6 +311,18 @@ _ACCEPT = """
 """
 
 
+_WAITING = """
+    SELECT table_name, schema_id, min(detected_at) AS since,
+           string_agg(reason, '; ' ORDER BY change_id) AS reason,
+           min(source_topic) AS source_topic, min(source_partition) AS source_partition,
+           min(source_offset) AS source_offset
+      FROM ops.schema_changes
+     WHERE decision = 'pause' AND accepted_at IS NULL
+     GROUP BY table_name, schema_id
+     ORDER BY since, table_name
+"""
+
+
 class UnknownTableError(ValueError):
     """``bitvelocity schema accept`` named a table the medallion sink does not write."""
 
@@ -306,6 +332,12 @@ async def list_schema_changes(
 ) -> list[dict[str, Any]]:
     """Every recorded schema change (of ``table``), oldest first."""
     return [dict(row) for row in await connection.fetch(_LIST, table)]
+
+
+async def paused_tables(connection: asyncpg.Connection) -> list[dict[str, Any]]:
+    """The tables paused by a schema change not yet accepted: which schema, since when, why
+    and the first record not written (``bitvelocity status``, ``schema changes``)."""
+    return [dict(row) for row in await connection.fetch(_WAITING)]
 
 
 async def accept_schema_changes(connection: asyncpg.Connection, table: str) -> int:

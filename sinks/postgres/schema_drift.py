@@ -8,7 +8,9 @@ value exactly. A source type silver cannot hold is *widened* (silver must follow
 upsert would round or fail); a numeric whose scale shrank at the source is *narrowed* (the
 source rewrote its rows rounded, and a rewrite by ALTER TABLE emits no change events, so
 silver would keep values the source no longer has); a change of kind is *incompatible*.
-A rename is a dropped column plus a new one: Avro has no way to say otherwise.
+A rename is a dropped column plus a new one: Avro has no way to say otherwise, and the
+source's existing rows hold the new column's values without a change event, so a new column
+arriving with a dropped one pauses the table (an operator backfills silver, then accepts).
 """
 
 from __future__ import annotations
@@ -91,8 +93,15 @@ class ColumnChange:
     silver: ColumnType | None
     #: The silver type after an evolution (None: nothing to alter).
     target: ColumnType | None = None
+    #: For a new column: the columns dropped by the same schema (maybe it is one renamed).
+    dropped_with: tuple[str, ...] = ()
 
     def describe(self) -> str:
+        if self.kind is ChangeKind.NEW_COLUMN and self.dropped_with:
+            return (
+                f"new column {self.column} {self.source} as {', '.join(self.dropped_with)} "
+                "dropped (a rename? the source's existing rows hold values silver is not sent)"
+            )
         if self.kind is ChangeKind.NEW_COLUMN:
             return f"new column {self.column} {self.source}"
         if self.kind is ChangeKind.DROPPED_COLUMN:
@@ -216,10 +225,13 @@ def detect_drift(
         change = compare_types(column, incoming, stored)
         if change is not None:
             changes.append(change)
+    dropped = tuple(c.column for c in changes if c.kind is ChangeKind.DROPPED_COLUMN)
     for column, incoming in by_silver_name.items():
         if column not in silver and column not in UNSUNK_SOURCE_COLUMNS:
             changes.append(
-                ColumnChange(column, ChangeKind.NEW_COLUMN, incoming, None, target=incoming)
+                ColumnChange(
+                    column, ChangeKind.NEW_COLUMN, incoming, None, incoming, dropped_with=dropped
+                )
             )
     return changes
 
@@ -284,6 +296,11 @@ def decide(policy: Policy, change: ColumnChange) -> Decision:
         return Decision.PAUSE
     if kind is ChangeKind.DROPPED_COLUMN:
         return Decision.KEEP
+    if kind is ChangeKind.NEW_COLUMN and change.dropped_with:
+        # A rename is a drop plus an add to Avro: the source's rows already hold the new
+        # column's values (ALTER emits no events), so silver's would stay NULL. Backfilling
+        # silver (from the kept column) is an operator's call.
+        return Decision.PAUSE
     if not _IDENTIFIER.match(change.column):
         return Decision.PAUSE  # a name we would have to quote: an operator's call
     if kind is ChangeKind.NEW_COLUMN:

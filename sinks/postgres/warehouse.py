@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
+
 from config.settings import Settings
 from sinks.postgres.migrate import Migration, migrate_namespace
 
@@ -35,3 +37,8 @@ async def migrate_warehouse(
     return await migrate_namespace(
         settings, database, NAMESPACE, MIGRATIONS, progress, around=_AROUND
     )
+
+
+async def refresh_daily_sales(connection: asyncpg.Connection) -> None:
+    """Refresh ``gold.daily_sales`` without blocking its readers (CONCURRENTLY)."""
+    await connection.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY gold.daily_sales")

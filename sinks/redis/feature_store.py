@@ -146,10 +146,15 @@ class RedisFeatureStore:
         raw = await client.hgetall(self.key(customer_id))
         return {_str(k): _str(v) for k, v in raw.items()}
 
+    async def keys(self) -> list[str]:
+        """Every key under this store's prefix (tests and checks compare it with gold)."""
+        client, _ = self._require()
+        return [_str(k) async for k in client.scan_iter(match=f"{self.prefix}*", count=1000)]
+
     async def delete_all(self) -> int:
         """Remove every hash under this store's prefix (tests, benchmarks); returns how many."""
         client, _ = self._require()
-        keys = [k async for k in client.scan_iter(match=f"{self.prefix}*", count=1000)]
+        keys = await self.keys()
         if keys:
             await client.delete(*keys)
         return len(keys)

@@ -17,7 +17,7 @@ def start_cli(args: Sequence[str], env: Mapping[str, str], log: Path) -> subproc
     """Run ``bitvelocity <args>``, ``env`` over this environment, output appended to ``log``."""
     with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
         worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", *args],
+            [sys.executable, "-m", "cli", *args],
             env={**os.environ, **env},
             stdout=handle,
             stderr=subprocess.STDOUT,

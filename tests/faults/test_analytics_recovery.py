@@ -88,7 +88,7 @@ class Worker:
                 [
                     sys.executable,
                     "-m",
-                    "streams.cli",
+                    "cli.main",
                     "worker",
                     "--no-metrics",
                     "--agents",

@@ -46,7 +46,7 @@ def _say(message: str) -> None:
 
 def run_oracle_cli(env: ChaosEnv) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "chaos", "oracle", "--allowed-stall", "600"],
+        [sys.executable, "-m", "cli", "chaos", "oracle", "--allowed-stall", "600"],
         env={**os.environ, **env.worker_env()},
         capture_output=True,
         text=True,

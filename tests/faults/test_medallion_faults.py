@@ -18,13 +18,13 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from admin.capture import drop_slot_when_released
+from admin.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
 from chaos.faults import start_services
 from config.settings import Settings
 from oltp.loadgen import LoadgenConfig, run_loadgen
 from sinks.postgres.connection import connect
 from stack.manager import Stack
-from streams.capture_admin import drop_slot_when_released
-from streams.connectors import ConnectClient, debezium_postgres_config, oltp_connector_spec
 from tests.faults.cli_workers import start_cli
 from tests.faults.pg_proxy import CommitCuttingProxy
 from tests.faults.tcp_proxy import FlakyProxy
@@ -266,7 +266,7 @@ async def test_a_kafka_outage_during_a_load_rejoins_by_itself_and_loses_nothing(
         await _heal_connector_task(env)
         written = await load
         await wait_until_caught_up(env, expected_records(written), timeout_s=180)
-        owned = set(sink.claims)
+        owned = set(sink.committer.claims)
     assert down_s >= OUTAGE_S
     # In the group again by itself: it owns every partition that holds records.
     assert owned == {k for k, high in high_watermarks(env).items() if high}

@@ -23,7 +23,8 @@ from alerts.messages import DLQ_RECORD
 from config.errors import PermanentError
 from config.settings import Settings
 from observability.metrics import Metrics
-from serdes.dead_letters import DeadLetterPublisher, RecordOrigin, dead_letter
+from serdes.dead_letters import RecordOrigin, dead_letter
+from sinks.kafka.dead_letters import DeadLetterPublisher
 from stack.base import Service
 from stack.manager import Stack
 from tests.integration.rabbitmq_queue import drain_queue

@@ -17,10 +17,11 @@ from prometheus_client import REGISTRY
 from config.errors import SchemaNotFoundError
 from config.settings import RegistrySettings, Settings
 from serdes.avro import AvroCodec
-from serdes.dead_letters import DeadLetterPublisher, header
+from serdes.dead_letters import header
 from serdes.framing import Headers
 from serdes.own_schemas import load
 from serdes.registry import RegistryClient
+from sinks.kafka.dead_letters import DeadLetterPublisher
 from tests.faults.tcp_proxy import FlakyProxy
 from tests.integration.capture import delete_topics
 from tests.kafka_io import create_topic, produce, read_all, run_pipeline

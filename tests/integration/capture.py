@@ -1,7 +1,7 @@
 """Capture real Debezium records from throw-away tables, then remove every trace of the run.
 
 Each run has its own PostgreSQL schema, connector, replication slot, publication and topic
-prefix (like ``streams/smoke.py``), so parallel runs and other engineers never interfere.
+prefix (like ``demo/smoke.py``), so parallel runs and other engineers never interfere.
 Records are returned raw (key, value, headers as bytes) so tests decode them themselves.
 """
 
@@ -17,10 +17,10 @@ from typing import Any, Literal
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from admin.capture import remove_capture_outputs
+from admin.connectors import ConnectClient, ConnectorSpec, debezium_postgres_config
 from config.settings import Settings
 from sinks.postgres.connection import connect
-from streams.capture_admin import remove_capture_outputs
-from streams.connectors import ConnectClient, ConnectorSpec, debezium_postgres_config
 
 
 @dataclass(frozen=True)

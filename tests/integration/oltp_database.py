@@ -8,16 +8,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from config.settings import Settings
-from oltp.schema import migrate_oltp
-from sinks.postgres.connection import connect
-from streams.capture_admin import drop_slot_when_released, remove_capture_outputs
-from streams.connectors import (
+from admin.capture import drop_slot_when_released, remove_capture_outputs
+from admin.connectors import (
     ConnectClient,
     ConnectorSpec,
     debezium_postgres_config,
     oltp_connector_spec,
 )
+from config.settings import Settings
+from oltp.schema import migrate_oltp
+from sinks.postgres.connection import connect
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any
 
 import fastavro
 
+from admin.capture import delete_topics_with_prefix, read_topics
 from agents.medallion import MedallionSink
 from bench.pipeline_env import (
     SinkEnv,
@@ -34,10 +35,9 @@ from bench.pipeline_env import (
 from config.settings import Settings
 from oltp.scaleout_events import ScaleoutLoad
 from oltp.scaleout_load import scaleout_events
-from quality.gate import RulesQualityGate
 from serdes.own_schemas import load as load_schema
 from sinks.postgres.connection import connect
-from streams.capture_admin import delete_topics_with_prefix, read_topics
+from sinks.postgres.quality.gate import RulesQualityGate
 from tests.integration.sink_env import stored_offsets
 from tests.integration.throwaway import throwaway_database
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from admin.capture import read_topics
 from agents.medallion import MedallionSink
 from bench.pipeline_env import (
     SinkEnv,
@@ -23,12 +24,12 @@ from bench.pipeline_env import (
     high_watermarks,
     pipeline_environment,
 )
+from chaos.oracle import column_names
 from config.settings import PostgresSettings, Settings
 from observability.metrics import Metrics
-from quality.gate import RulesQualityGate
 from sinks.postgres.connection import connect
+from sinks.postgres.quality.gate import RulesQualityGate
 from sinks.postgres.tables import TABLES
-from streams.capture_admin import read_topics
 
 __all__ = [
     "SinkEnv",
@@ -181,17 +182,22 @@ async def _assert_silver_matches_source(
     connection: asyncpg.Connection, table: str, oltp: asyncpg.Connection | None = None
 ) -> None:
     spec = TABLES[table]
-    source_columns = [spec.source_name(c) for c in spec.columns]
+    oltp = oltp or connection
+    # Every column silver has that the source has too (issue 26: a source DDL may have
+    # added one to both, or dropped one silver keeps): the spec's and any evolved.
+    present = set(await column_names(oltp, "public", table))
+    columns = [
+        c for c in await column_names(connection, "silver", table) if spec.source_name(c) in present
+    ]
+    source_columns = [spec.source_name(c) for c in columns]
     source = {
         tuple(r[spec.source_name(k)] for k in spec.key): dict(r)
-        for r in await (oltp or connection).fetch(
-            f"SELECT {', '.join(source_columns)} FROM public.{table}"
-        )
+        for r in await oltp.fetch(f"SELECT {', '.join(source_columns)} FROM public.{table}")
     }
     silver = {
         tuple(r[k] for k in spec.key): dict(r)
         for r in await connection.fetch(
-            f"SELECT {', '.join(spec.columns)}, hard_deleted FROM silver.{table}"
+            f"SELECT {', '.join(columns)}, hard_deleted FROM silver.{table}"
         )
     }
     missing = set(source) - set(silver)
@@ -201,6 +207,6 @@ async def _assert_silver_matches_source(
             assert row["hard_deleted"], f"{table} {key}: in silver, gone from source"
             continue
         expected = source[key]
-        for column in spec.columns:
+        for column in columns:
             assert row[column] == expected[spec.source_name(column)], (table, key, column)
         assert not row["hard_deleted"], (table, key)

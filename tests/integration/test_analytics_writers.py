@@ -35,10 +35,7 @@ async def store(settings: Settings) -> AsyncIterator[RedisFeatureStore]:
     prefix = f"bv:test:{secrets.token_hex(4)}:features:customer:"
     async with RedisFeatureStore(settings.redis, prefix=prefix) as feature_store:
         yield feature_store
-        client, _ = feature_store._require()
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
+        await feature_store.delete_all()
 
 
 def hourly(version: int, revenue: str) -> HourlyRevenueRow:

@@ -55,7 +55,7 @@ def monitored_worker(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]
     assert up.returncode == 0, up.stderr
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker"],
+        [sys.executable, "-m", "cli", "worker"],
         env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -11,12 +11,13 @@ from uuid import UUID
 import orjson
 import pytest
 
+from admin.capture import remove_capture_outputs
 from config.settings import Settings
+from records.change_events import ChangeEvent, Operation, Tombstone
 from serdes.avro import AvroCodec
-from serdes.debezium import ChangeEvent, DebeziumAvroDecoder, Operation, Tombstone
+from serdes.debezium import DebeziumAvroDecoder
 from serdes.logical_types import UNCHANGED
 from serdes.registry import RegistryClient
-from streams.capture_admin import remove_capture_outputs
 from tests.integration import all_types_sql
 from tests.integration.capture import CaptureRun, RawRecord, capture
 

@@ -13,13 +13,13 @@ from typing import TypeVar
 import orjson
 import pytest
 
+from admin.capture import remove_capture_outputs
 from config.settings import Settings
+from demo.decode_example import describe, read_decoded
 from serdes.avro import AvroCodec
 from serdes.debezium import DebeziumAvroDecoder
 from serdes.json_envelope import DebeziumJsonDecoder
 from serdes.registry import RegistryClient
-from streams.capture_admin import remove_capture_outputs
-from streams.decode_example import describe, read_decoded
 from tests import decoder_contract
 from tests.integration import decoder_sql
 from tests.integration.capture import CaptureRun, RawRecord, capture
@@ -67,7 +67,7 @@ def _capture(
 
 @pytest.fixture(scope="module")
 def example_lines() -> list[str]:
-    """What the docs' example (streams/decode_example.py) printed over the Avro capture."""
+    """What the docs' example (demo/decode_example.py) printed over the Avro capture."""
     return []
 
 

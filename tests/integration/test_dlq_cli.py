@@ -6,10 +6,11 @@ import secrets
 
 from typer.testing import CliRunner
 
+from cli.main import app
 from config.errors import SchemaNotFoundError
 from config.settings import Settings
-from serdes.dead_letters import DeadLetterPublisher, RecordOrigin, dead_letter, header
-from streams.cli import app
+from serdes.dead_letters import RecordOrigin, dead_letter, header
+from sinks.kafka.dead_letters import DeadLetterPublisher
 from tests.integration.capture import delete_topics
 from tests.kafka_io import create_topic, read_all
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from admin.capture import read_topics
 from config.settings import Settings
 from oltp.loadgen import LoadgenConfig, run_loadgen
 from serdes.avro import parse_schema, read_body, write_body
@@ -24,7 +25,6 @@ from serdes.dead_letters import ERROR_CLASS, header
 from serdes.framing import frame, unframe
 from serdes.registry import RegistryClient
 from sinks.postgres.connection import connect
-from streams.capture_admin import read_topics
 from tests.integration.sink_env import (
     SinkEnv,
     assert_exactly_once,

@@ -13,19 +13,19 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from admin.capture import read_topics
 from config.errors import FramingError
 from config.settings import Settings
 from observability.logging import configure_logging
 from observability.metrics import Metrics
 from observability.server import MetricsServer
 from oltp.loadgen import LoadgenConfig, run_loadgen
-from quality.gate import RulesQualityGate
 from serdes.dead_letters import RecordOrigin, dead_letter
 from sinks.postgres.batch import ConsumedRecord, plan_batch
 from sinks.postgres.connection import connect
 from sinks.postgres.medallion import MedallionWriter
 from sinks.postgres.offsets import OffsetStore, PartitionFencedError
-from streams.capture_admin import read_topics
+from sinks.postgres.quality.gate import RulesQualityGate
 from tests.integration.sink_env import (
     SinkEnv,
     assert_exactly_once,

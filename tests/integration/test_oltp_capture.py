@@ -12,12 +12,12 @@ import pytest
 from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
 
+from admin.capture import read_topics
 from config.settings import Settings
 from oltp.loadgen import LoadgenConfig, LoadgenResult, run_loadgen
 from oltp.schema import CAPTURED_TABLES
 from serdes.avro import AvroCodec
 from serdes.registry import RegistryClient
-from streams.capture_admin import read_topics
 from tests.integration.oltp_database import CapturedDatabase, captured_oltp_database
 
 #: Everything the module creates is removed again, also when a test fails.

@@ -19,10 +19,10 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
+from admin.connectors import oltp_connector_spec
 from cache.loaders import PostgresSource
 from config.settings import Settings
 from sinks.postgres.connection import connect
-from streams.connectors import oltp_connector_spec
 from tests.integration.throwaway import throwaway_database
 
 DENIED = (asyncpg.InsufficientPrivilegeError,)
@@ -283,3 +283,24 @@ async def test_anything_lossy_or_foreign_is_refused(
     with pytest.raises(asyncpg.RaiseError):
         await worker.execute(EVOLVE, table, column, kind)
     assert tuple(await worker.fetchrow(TYPE, "payments", "amount")) == ("numeric", 12, 2)
+
+
+# -- gold follows a mapped column only through ops.evolve_gold_column (decision 0021) --------
+async def test_gold_takes_a_new_column_only_through_its_function(
+    worker: asyncpg.Connection,
+) -> None:
+    gold = "SELECT ops.evolve_gold_column($1, $2, $3)"
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):  # the shared checks: not directly
+        await worker.execute("SELECT ops.evolve_column('gold', 'order_facts', 'x', 'text')")
+    for table, column in (("order_facts", "status"), ("daily_sales", "x")):
+        with pytest.raises(asyncpg.RaiseError):
+            await worker.execute(gold, table, column, "text")
+    await worker.execute(gold, "order_facts", "gift_note", "varchar(20)")
+    await worker.execute(gold, "order_facts", "gift_note", "text")  # a lossless widening
+    with pytest.raises(asyncpg.RaiseError):
+        await worker.execute(gold, "order_facts", "gift_note", "integer")
+    kind = await worker.fetchval(
+        "SELECT data_type FROM information_schema.columns WHERE table_schema = 'gold' "
+        "AND table_name = 'order_facts' AND column_name = 'gift_note'"
+    )
+    assert kind == "text"

@@ -18,10 +18,11 @@ import asyncpg
 import pytest
 
 from config.settings import Settings
-from quality.catalog import UnknownColumnError, load_silver_catalog
 from quality.engine import evaluate_batch, references_needed
 from quality.rules import InvalidRuleError, RuleType
-from quality.store import (
+from sinks.postgres.connection import connect
+from sinks.postgres.quality.catalog import UnknownColumnError, load_silver_catalog
+from sinks.postgres.quality.store import (
     RuleCache,
     delete_pending,
     load_due_pending,
@@ -29,7 +30,6 @@ from quality.store import (
     record_verdict,
     sweep_pending,
 )
-from sinks.postgres.connection import connect
 from tests.integration.throwaway import throwaway_database
 
 GRACE = timedelta(minutes=10)

@@ -19,11 +19,11 @@ from confluent_kafka import Producer
 from agents.alert_relay import AlertRelay
 from agents.medallion import MedallionSink
 from alerts.messages import DLQ_RECORD, QUALITY_ERROR
+from alerts.quality_alerting import AlertingQualityGate
 from config.settings import Settings
-from quality.alerting import AlertingQualityGate
-from quality.gate import RulesQualityGate
 from serdes.dead_letters import dlq_topic
 from sinks.postgres.connection import connect
+from sinks.postgres.quality.gate import RulesQualityGate
 from tests.integration.rabbitmq_queue import drain_queue
 from tests.integration.scaleout_env import require_scaleout
 from tests.integration.sink_env import SinkEnv, eventually, sink_environment

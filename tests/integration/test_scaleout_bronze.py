@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
+from admin.capture import read_topics
 from bench.pipeline_env import SinkEnv
 from config.settings import Settings
 from oltp.scaleout_events import ScaleoutLoad, telemetry_events
@@ -29,7 +30,6 @@ from serdes.dead_letters import (
 )
 from serdes.own_schemas import load as load_schema
 from serdes.registry import RegistryClient
-from streams.capture_admin import read_topics
 from tests.integration.scaleout_bronze_env import (
     assert_bronze_exactly_once,
     expected_events,

@@ -14,12 +14,12 @@ import pytest
 
 from bench.pipeline_env import eventually
 from bench.scaleout_env import ScaleoutEnv
+from demo.scaleout import demo_load, run_scaleout_demo
 from oltp.scaleout_events import ScaleoutLoad, chat_events, post_events
 from oltp.scaleout_events import telemetry_events as make_telemetry
 from oltp.scaleout_load import produce_scaleout
 from sinks.cassandra.writer import CassandraWriter
 from sinks.mongo.posts import PostsWriter, post_document
-from streams.scaleout_demo import demo_load, run_scaleout_demo
 from tests.integration.scaleout_oracle import (
     chat_keys,
     consumed,

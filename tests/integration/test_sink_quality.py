@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
+from admin.capture import read_topics
 from config.settings import Settings
 from oltp.loadgen import LoadgenConfig, run_loadgen
 from sinks.postgres.connection import connect
-from streams.capture_admin import read_topics
 from tests.integration.sink_env import (
     SinkEnv,
     eventually,

@@ -169,7 +169,7 @@ def test_cli_prints_the_report_as_json(cluster: ThrowAwayCluster, tmp_path: Path
         "BV_POSTGRES__ADMIN_USER": "postgres",
         "BV_POSTGRES__ADMIN_PASSWORD": "",
     }
-    command = [sys.executable, "-m", "streams.cli", "db", "slow-queries"]
+    command = [sys.executable, "-m", "cli", "db", "slow-queries"]
     result = subprocess.run(
         [*command, "--min-mean-ms", "150", "--limit", "5", "--json"],
         capture_output=True, text=True, timeout=60, check=False, env=env,

@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 
 from config.settings import Settings
+from demo.smoke import EXPECTED_OPS, SMOKE_SCHEMA, SmokeChange, run_smoke
 from serdes.registry import RegistryClient
 from sinks.postgres.connection import connect
-from streams.smoke import EXPECTED_OPS, SMOKE_SCHEMA, SmokeChange, run_smoke
 
 #: Everything the module creates is removed again, also when a test fails.
 pytestmark = pytest.mark.usefixtures("no_leftovers")

@@ -136,7 +136,7 @@ def test_a_cluster_from_before_0016_is_refused_with_what_to_do(settings: Setting
     assert isinstance(service, PostgresService)
     name = f"bv_stale_{secrets.token_hex(3)}"
     # As the bootstrap superuser, over the socket: how an earlier `stack up` made the database.
-    service._psql(f'CREATE DATABASE "{name}"', database="postgres")
+    service.psql_as_superuser(f'CREATE DATABASE "{name}"', database="postgres")
     stale = settings.model_copy(
         update={"postgres": settings.postgres.model_copy(update={"database": name})}
     )
@@ -144,7 +144,7 @@ def test_a_cluster_from_before_0016_is_refused_with_what_to_do(settings: Setting
         with pytest.raises(ServiceStartError, match=r"owned by a superuser.*delete"):
             Stack(stale).service("postgres").after_ready(lambda _: None)
     finally:
-        service._psql(f'DROP DATABASE IF EXISTS "{name}"', database="postgres")
+        service.psql_as_superuser(f'DROP DATABASE IF EXISTS "{name}"', database="postgres")
 
 
 def _files_bytes(folder: Path) -> int:

@@ -32,6 +32,8 @@ EXPECTED_ALERTS = {
     "BitVelocitySinkCommitSlow",
     "BitVelocityDiskAlmostFull",
     "BitVelocityDiskFillingUp",
+    "BitVelocitySchemaChangePaused",
+    "BitVelocitySchemaChangeDetected",
 }
 
 
@@ -52,7 +54,7 @@ def test_promtool_accepts_the_alert_rules() -> None:
     assert f"SUCCESS: {len(EXPECTED_ALERTS)} rules found" in result.stdout
 
 
-def test_rule_file_defines_the_pipeline_and_disk_alerts() -> None:
+def test_rule_file_defines_the_pipeline_disk_and_schema_alerts() -> None:
     document = yaml.safe_load((OBSERVABILITY / "alerts.yml").read_text(encoding="utf-8"))
     alerts = {rule["alert"] for group in document["groups"] for rule in group["rules"]}
     assert alerts == EXPECTED_ALERTS

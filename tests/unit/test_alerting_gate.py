@@ -11,13 +11,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from alerts.quality_alerting import AlertingQualityGate, quality_gate
 from cache.nats_invalidation import NatsInvalidationPublisher
 from config.errors import TransientError
 from config.settings import NatsSettings, RabbitMQSettings, Settings
 from observability.metrics import Metrics
-from quality.alerting import AlertingQualityGate, quality_gate
-from quality.gate import RulesQualityGate
 from sinks.postgres.medallion import RowQuality
+from sinks.postgres.quality.gate import RulesQualityGate
 
 AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

@@ -13,14 +13,13 @@ import time
 
 import pytest
 
-from agents.analytics import AnalyticsRunner
+from agents.analytics_decode import RegistryWait
 from config.errors import RegistryUnavailableError
-from config.settings import Settings, SinkSettings
+from serdes.consumer_step import Backoff
 
 
-def runner() -> AnalyticsRunner:
-    sink = SinkSettings(retry_initial_backoff_s=0.001, retry_max_backoff_s=0.002)
-    return AnalyticsRunner(Settings(sink=sink), group_id="test")
+def waiting(*, stopping: bool = False) -> RegistryWait:
+    return RegistryWait(Backoff(0.001, 0.002), lambda: stopping)
 
 
 class FlakyRegistry:
@@ -37,19 +36,19 @@ class FlakyRegistry:
 
 def test_a_record_waits_for_the_registry_instead_of_exiting() -> None:
     registry = FlakyRegistry(failures=8)
-    assert runner()._until_decoded(registry.decode, time.monotonic() + 60) == "event"
+    assert waiting().until_decoded(registry.decode, time.monotonic() + 60) == "event"
     assert registry.calls == 9
 
 
 def test_past_the_deadline_the_take_gives_up_instead_of_blocking_the_consumer() -> None:
     registry = FlakyRegistry(failures=1_000_000)
     with pytest.raises(RegistryUnavailableError):
-        runner()._until_decoded(registry.decode, time.monotonic() + 0.05)
+        waiting().until_decoded(registry.decode, time.monotonic() + 0.05)
     assert registry.calls >= 2
 
 
 def test_a_stopping_runner_gives_up_waiting() -> None:
-    stopping = runner()
-    stopping._stop.set()
     with pytest.raises(RegistryUnavailableError):
-        stopping._until_decoded(FlakyRegistry(failures=1).decode, time.monotonic() + 60)
+        waiting(stopping=True).until_decoded(
+            FlakyRegistry(failures=1).decode, time.monotonic() + 60
+        )

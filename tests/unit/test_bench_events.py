@@ -12,8 +12,9 @@ from decimal import Decimal
 
 from bench.cdc_events import RECORDS_PER_ORDER, changes, load_schema
 from bench.harness import Row, targets_met
+from records.change_events import ChangeEvent, Operation
 from serdes.avro import AvroCodec, parse_schema, write_body
-from serdes.debezium import ChangeEvent, DebeziumAvroDecoder, Operation
+from serdes.debezium import DebeziumAvroDecoder
 from serdes.framing import frame
 from tests.unit.fake_registry import StaticRegistry
 

@@ -15,8 +15,8 @@ from cache.codec import (
 )
 from cache.keys import CacheKey, CacheKind, KeySpace
 from cache.product_updates import ProductUpdate, derive, eviction_keys, from_avro, to_avro
+from records.change_events import ChangeEvent, Operation, SourcePosition
 from serdes.avro import read_body, write_body
-from serdes.debezium import ChangeEvent, Operation, SourcePosition
 from serdes.logical_types import UNCHANGED
 from serdes.own_schemas import load
 

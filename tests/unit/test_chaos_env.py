@@ -9,13 +9,13 @@ database) and their order items counted in this run's category spend.
 from __future__ import annotations
 
 from bench.pipeline_env import SinkEnv, derive
-from chaos.env import CHAOS_NAMES, _derive
+from chaos.env import CHAOS_NAMES, derive_chaos_env
 from config.settings import Settings
 
 
 def _worker_env(run_id: str) -> dict[str, str]:
     sink = SinkEnv(derive(Settings(), run_id, 500, CHAOS_NAMES), run_id)
-    return _derive(sink).worker_env()
+    return derive_chaos_env(sink).worker_env()
 
 
 def test_every_topic_a_worker_writes_is_the_runs_own() -> None:

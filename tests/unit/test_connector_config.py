@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from admin.connectors import ConnectorSpec, debezium_postgres_config
 from config.settings import Settings
-from streams.connectors import ConnectorSpec, debezium_postgres_config
 
 
 def spec(converter: str = "avro") -> ConnectorSpec:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from config.errors import RegistryUnavailableError, SchemaNotFoundError
+from records.change_events import ChangeEvent
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff, decode_with_retry
 from serdes.dead_letters import DeadLetter, RecordOrigin, dead_letter, header
-from serdes.debezium import ChangeEvent, DebeziumAvroDecoder
+from serdes.debezium import DebeziumAvroDecoder
 from tests.unit.fake_registry import StaticRegistry
 from tests.unit.test_debezium_envelope import DATA
 

@@ -15,8 +15,9 @@ from uuid import UUID
 import pytest
 
 from config.errors import PermanentError, SchemaNotFoundError
+from records.change_events import ChangeEvent, Operation, Tombstone
 from serdes.avro import AvroCodec
-from serdes.debezium import ChangeEvent, DebeziumAvroDecoder, Operation, Tombstone, parse_sequence
+from serdes.debezium import DebeziumAvroDecoder, parse_sequence
 from serdes.logical_types import UNCHANGED
 from tests.unit.fake_registry import StaticRegistry
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from observability.pipeline_probes import pipeline_lag
-from streams.demo_checks import (
+from demo.checks import (
     busiest_windows,
     compare_features,
     compare_hourly,
     currency_totals,
 )
+from observability.pipeline_probes import pipeline_lag
 
 T0 = datetime(2026, 12, 1, 10, tzinfo=UTC)
 T1 = datetime(2026, 12, 1, 11, tzinfo=UTC)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from admin.dead_letters import one_per_origin, replay_plan
 from config.errors import BitVelocityError
 from serdes.dead_letters import (
     ORIGIN_OFFSET,
@@ -12,7 +13,6 @@ from serdes.dead_letters import (
     REPLAY_OF,
     RecordOrigin,
 )
-from streams.dlq_cli import one_per_origin, replay_plan
 
 
 def letter(dlq_offset: int, origin_offset: int, origin_topic: str = "chat") -> RecordOrigin:

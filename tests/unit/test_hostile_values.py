@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from records.change_events import ChangeEvent, Operation, SourcePosition
 from serdes.dead_letters import ERROR_CLASS, RecordOrigin, header
-from serdes.debezium import ChangeEvent, Operation, SourcePosition
 from sinks.postgres.batch import ConsumedRecord, UnstorableValueError, plan_batch
 
 TOPIC = "bitvelocity.public.customers"

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import orjson
 
-from serdes.debezium import ChangeEvent, Operation, Tombstone
+from records.change_events import ChangeEvent, Operation, Tombstone
 from serdes.field_plan import compile_column_types
 from serdes.json_envelope import DebeziumJsonDecoder
 from serdes.logical_types import UNCHANGED

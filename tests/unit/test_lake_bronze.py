@@ -14,6 +14,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import CommitFailedError
 
 from agents.crash_points import CrashPoints
+from cli.partitions import parse_age
 from config.errors import ConfigurationError
 from config.settings import LakeSettings
 from sinks.delta.bronze import (
@@ -27,7 +28,6 @@ from sinks.delta.bronze import (
 )
 from sinks.delta.store import DeltaBronzeStore
 from sinks.postgres.batch import BRONZE_COLUMNS
-from streams.partitions_cli import parse_age
 
 DAY = date(2026, 3, 1)
 

@@ -41,6 +41,7 @@ def test_every_design_metric_is_registered_with_its_labels(metrics: Metrics) -> 
         "bv_cache_warm_duration_seconds": set(),
         "bv_quality_failures": {"rule", "severity"},
         "bv_schema_changes": {"table", "change", "decision"},
+        "bv_schema_paused_tables": {"table"},
         "bv_messages_published": {"broker", "destination"},
         "bv_message_publish_failures": {"broker", "destination", "outcome"},
     }

@@ -56,7 +56,7 @@ def test_ephemeral_range_is_read_from_the_kernel() -> None:
     ],
 )
 def test_kernel_socket_addresses_decode(encoded: str, decoded: tuple[str, int]) -> None:
-    assert ports._address(encoded) == decoded
+    assert ports.kernel_socket_address(encoded) == decoded
 
 
 def test_a_listening_socket_and_a_connections_source_port_are_both_found() -> None:

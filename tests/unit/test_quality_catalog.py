@@ -7,9 +7,9 @@ from types import MappingProxyType
 
 import pytest
 
-from quality.catalog import SilverCatalog, UnknownColumnError, castable
+from cli.quality import InvalidDurationError, parse_duration
 from quality.rules import Rule
-from streams.quality_cli import InvalidDurationError, parse_duration
+from sinks.postgres.quality.catalog import SilverCatalog, UnknownColumnError, castable
 from tests.unit.quality_rules_factory import rule
 
 CATALOG = SilverCatalog(

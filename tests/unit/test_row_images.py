@@ -12,13 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config.errors import EnvelopeError
+from records.images import Image, after_image, before_image, changed_columns, is_key_only
 from serdes.field_plan import (
     compile_avro_defaults,
     compile_avro_row,
     compile_connect_defaults,
     compile_connect_row,
 )
-from serdes.images import Image, after_image, before_image, changed_columns, is_key_only
 from serdes.logical_types import UNCHANGED
 from serdes.transactions import (
     MESSAGES_COLLECTION,

@@ -22,6 +22,18 @@ class RefusingConsumer:
         self.commits += 1
         raise KafkaException(self.error)
 
+    def close(self) -> None:
+        pass
+
+
+async def commit_over(consumer: RefusingConsumer) -> None:
+    """``commit`` of a runtime over ``consumer``, then its thread ended."""
+    runtime = batches_over(consumer)
+    try:
+        await runtime.commit()
+    finally:
+        await runtime.stop()
+
 
 def batches_over(consumer: RefusingConsumer) -> ConsumerRuntime:
     spec = ConsumerSpec("test", "group", ("topic",), max_records=10, max_wait_ms=100)
@@ -42,19 +54,19 @@ def batches_over(consumer: RefusingConsumer) -> ConsumerRuntime:
         KafkaError.NOT_COORDINATOR,
     ],
 )
-def test_a_commit_refused_by_group_churn_is_deferred(code: int) -> None:
+async def test_a_commit_refused_by_group_churn_is_deferred(code: int) -> None:
     consumer = RefusingConsumer(code)
-    batches_over(consumer)._commit()
+    await commit_over(consumer)
     assert consumer.commits == 1
 
 
-def test_a_retriable_commit_error_is_deferred() -> None:
+async def test_a_retriable_commit_error_is_deferred() -> None:
     consumer = RefusingConsumer(KafkaError.COORDINATOR_LOAD_IN_PROGRESS, retriable=True)
-    batches_over(consumer)._commit()
+    await commit_over(consumer)
     assert consumer.commits == 1
 
 
-def test_a_commit_refused_for_another_reason_raises() -> None:
+async def test_a_commit_refused_for_another_reason_raises() -> None:
     consumer = RefusingConsumer(KafkaError.TOPIC_AUTHORIZATION_FAILED)
     with pytest.raises(KafkaException):
-        batches_over(consumer)._commit()
+        await commit_over(consumer)

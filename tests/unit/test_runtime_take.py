@@ -6,6 +6,7 @@ never dropped; only records handed out have their offsets stored for a Kafka com
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
@@ -37,13 +38,17 @@ class FakeConsumer:
         self.polled = polled
         self.stored: list[tuple[str, int, int]] = []
         self.paused: list[TopicPartition] = []
+        self.drained = threading.Event()
         self.resumed: list[TopicPartition] = []
 
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
         return self.batches.pop(0) if self.batches else []
 
     def poll(self, timeout: float) -> FakeMessage | None:
-        return self.polled.pop(0) if self.polled else None
+        message = self.polled.pop(0) if self.polled else None
+        if not self.polled:
+            self.drained.set()  # ends ``hold``: every record to poll was polled
+        return message
 
     def assignment(self) -> list[TopicPartition]:
         return [TopicPartition("t", 0)]
@@ -57,6 +62,13 @@ class FakeConsumer:
     def store_offsets(self, offsets: list[TopicPartition]) -> None:
         self.stored.extend((tp.topic, tp.partition, tp.offset) for tp in offsets)
 
+    def close(self) -> None:
+        self.closed = True
+
+
+#: At most this long: ``hold`` ends once the stand-in consumer has nothing left to poll.
+HOLD_S = 10.0
+
 
 def runtime_over(consumer: FakeConsumer, *, own_positions: bool = False) -> ConsumerRuntime:
     spec = ConsumerSpec("test", "group", ("t",), max_records=100, max_wait_ms=1)
@@ -68,41 +80,45 @@ def runtime_over(consumer: FakeConsumer, *, own_positions: bool = False) -> Cons
     return runtime
 
 
-def test_a_record_polled_while_holding_comes_first_in_the_next_take() -> None:
+async def test_a_record_polled_while_holding_comes_first_in_the_next_take() -> None:
     held = FakeMessage("t", 0, 7)
     consumer = FakeConsumer([[FakeMessage("t", 0, 8), FakeMessage("t", 0, 9)]], [held])
     runtime = runtime_over(consumer)
-    runtime._poll_paused(0.0)
-    assert [tp.partition for tp in consumer.paused] == [0]
-    taken = runtime._take(lambda m: m.offset())
+    await runtime.hold(HOLD_S, consumer.drained)
+    assert [tp.partition for tp in consumer.paused][:1] == [0]
+    assert [tp.partition for tp in consumer.resumed] == [0]
+    taken = await runtime.take(lambda m: m.offset())
     assert taken == [7, 8, 9]
+    await runtime.stop()
 
 
-def test_errors_are_dropped_and_only_handed_out_offsets_are_stored() -> None:
+async def test_errors_are_dropped_and_only_handed_out_offsets_are_stored() -> None:
     eof = FakeMessage("t", 1, 0, KafkaError(KafkaError._PARTITION_EOF))
     consumer = FakeConsumer([[FakeMessage("t", 0, 3), eof, FakeMessage("t", 1, 5)]], [])
     runtime = runtime_over(consumer)
-    assert runtime._take(lambda m: (m.partition(), m.offset())) == [(0, 3), (1, 5)]
+    assert await runtime.take(lambda m: (m.partition(), m.offset())) == [(0, 3), (1, 5)]
     assert sorted(consumer.stored) == [("t", 0, 4), ("t", 1, 6)]
+    await runtime.stop()
 
 
-def test_a_pipeline_with_its_own_offset_store_stores_nothing_in_kafka() -> None:
+async def test_a_pipeline_with_its_own_offset_store_stores_nothing_in_kafka() -> None:
     consumer = FakeConsumer([[FakeMessage("t", 0, 3)]], [])
     runtime = runtime_over(consumer, own_positions=True)
-    assert runtime._take(lambda m: m.offset()) == [3]
+    assert await runtime.take(lambda m: m.offset()) == [3]
     assert consumer.stored == []
+    await runtime.stop()
 
 
-def test_a_rewind_drops_held_records_of_the_rewound_partitions() -> None:
+async def test_a_rewind_drops_held_records_of_the_rewound_partitions() -> None:
     consumer = FakeConsumer([], [FakeMessage("t", 0, 7), FakeMessage("t", 1, 2)])
     runtime = runtime_over(consumer)
-    runtime._poll_paused(0.0)
-    runtime._poll_paused(0.0)
+    await runtime.hold(HOLD_S, consumer.drained)
     seeks: list[TopicPartition] = []
     consumer.seek = seeks.append  # type: ignore[attr-defined]
-    runtime._seek({("t", 0): 5})
+    await runtime.seek({("t", 0): 5})
     assert [(tp.partition, tp.offset) for tp in seeks] == [(0, 5)]
-    assert runtime._take(lambda m: (m.partition(), m.offset())) == [(1, 2)]
+    assert await runtime.take(lambda m: (m.partition(), m.offset())) == [(1, 2)]
+    await runtime.stop()
 
 
 def test_every_pipeline_shares_one_consumer_configuration() -> None:
@@ -135,3 +151,22 @@ def test_a_conversion_stalls_at_most_a_quarter_of_the_poll_interval() -> None:
     assert spec(20_000).convert_stall_s == 5.0
     assert spec(15_000).convert_stall_s == 3.75
     assert spec(600_000).convert_stall_s == 30.0
+
+
+async def test_a_parked_partition_stays_paused_through_a_hold_until_unparked_at_its_position() -> (
+    None
+):
+    consumer = FakeConsumer([], [])
+    runtime = runtime_over(consumer)
+    seeks: list[TopicPartition] = []
+    consumer.seek = seeks.append  # type: ignore[attr-defined]
+    await runtime.park([("t", 0), ("t", 9)])  # ("t", 9) is not owned: nothing to pause
+    assert [(tp.topic, tp.partition) for tp in consumer.paused] == [("t", 0)]
+    assert runtime.parked == {("t", 0)}
+    consumer.paused.clear()
+    await runtime.hold(0.0)  # an outage waited out: the hold ends by resuming what it paused
+    assert ("t", 0) not in {(tp.topic, tp.partition) for tp in consumer.resumed}
+    await runtime.unpark({("t", 0): 42})
+    assert [(tp.partition, tp.offset) for tp in seeks] == [(0, 42)]
+    assert [(tp.topic, tp.partition) for tp in consumer.resumed] == [("t", 0)]
+    assert runtime.parked == frozenset()

@@ -23,7 +23,7 @@ from serdes.own_schemas import load
 from sinks.cassandra.schema import checked_keyspace, schema_statements
 from sinks.cassandra.writer import (
     CassandraRowRejectedError,
-    _rows,
+    bind_rows,
     chat_row,
     group_by_partition,
     telemetry_row,
@@ -127,7 +127,7 @@ def test_rows_bind_the_primary_key_first() -> None:
 
 def test_a_record_missing_a_column_is_rejected_not_retried() -> None:
     with pytest.raises(CassandraRowRejectedError):
-        _rows(telemetry_row, [{"deviceId": "d"}])
+        bind_rows(telemetry_row, [{"deviceId": "d"}])
 
 
 def test_post_document_is_keyed_by_post_id_and_keeps_the_version() -> None:

@@ -212,3 +212,17 @@ def test_evolution_ddl_adds_and_widens() -> None:
     assert evolve_ddl(ITEMS, widened) == (
         "ALTER TABLE silver.order_items ALTER COLUMN unit_price TYPE numeric(14, 3)"
     )
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+def test_a_new_column_with_a_dropped_one_may_be_a_rename_and_pauses(policy: Policy) -> None:
+    """The renamed column's values sit in the source's rows, never sent: silver would hold
+    NULL there for every row not changed since, so an operator must backfill it."""
+    changes = detect_drift(
+        ITEMS, source_columns(item_row(quantity=None, amount="int")), SILVER_ITEMS
+    )
+    dropped, added = changes
+    assert (dropped.kind, added.kind) == (ChangeKind.DROPPED_COLUMN, ChangeKind.NEW_COLUMN)
+    assert added.dropped_with == ("quantity",)
+    assert decide(policy, added) is Decision.PAUSE
+    assert "rename" in added.describe()

@@ -92,7 +92,7 @@ def test_cli_reports_a_bad_setting_in_one_line_naming_it(clean_env: Path) -> Non
 
     env = {**os.environ, "BV_REDIS__PORT": "not-a-port"}
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "stack", "status"],
+        [sys.executable, "-m", "cli", "stack", "status"],
         capture_output=True,
         text=True,
         env=env,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from serdes.debezium import ChangeEvent, Operation, SourcePosition
+from records.change_events import ChangeEvent, Operation, SourcePosition
 from sinks.postgres.batch import ConsumedRecord, plan_batch
 
 TOPIC = "bitvelocity.public.order_items"

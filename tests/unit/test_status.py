@@ -94,7 +94,7 @@ def busy_worker() -> Iterator[MetricsServer]:
 def cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BV_STACK__STATE_DIR": str(tmp_path)}
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "status", *args],
+        [sys.executable, "-m", "cli", "status", *args],
         capture_output=True, text=True, timeout=60, check=False, env=env,
     )  # fmt: skip
 

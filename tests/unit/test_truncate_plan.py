@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from admin.connectors import ConnectorSpec, debezium_postgres_config
 from config.settings import Settings
-from serdes.debezium import ChangeEvent, Operation, SourcePosition
+from records.change_events import ChangeEvent, Operation, SourcePosition
 from sinks.postgres.batch import ConsumedRecord, plan_batch
-from streams.connectors import ConnectorSpec, debezium_postgres_config
 
 TOPIC = "bitvelocity.public.payments"
 AT = datetime(2026, 12, 6, 3, 30, tzinfo=UTC)

@@ -1,0 +1,88 @@
+"""``bitvelocity bench``: the benchmark harness (``bench/harness.py``) against the local stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.console import out
+
+
+def bench(
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Scenario to run (repeatable; default: all). The baselines always run. "
+            "'sink-detail' is the older medallion-sink benchmark (batch sweep, metrics on/off); "
+            "'analytics-detail' runs the analytics through the load generator and measures "
+            "recovery from the state changelog; 'scaleout' measures telemetry into Cassandra and "
+            "posts into MongoDB (needs `stack up --with-scaleout`)."
+        ),
+    ] = None,
+    events: Annotated[
+        int | None,
+        typer.Option(help="CDC records to preload (default 200000; sink-detail 20000)."),
+    ] = None,
+    partitions: Annotated[int, typer.Option(help="Partitions per input topic.")] = 3,
+    skip_heavy: Annotated[
+        bool,
+        typer.Option(help="Leave out the peers that install or restart something (Quix, JDBC)."),
+    ] = False,
+    latency_seconds: Annotated[
+        float, typer.Option(help="How long the latency-under-load scenario produces.")
+    ] = 60.0,
+    summary_json: Annotated[
+        Path | None, typer.Option("--json", help="Where to write the figures (JSON).")
+    ] = None,
+) -> None:
+    """Measure our pipeline against raw baselines and peers in one run; table + JSON.
+
+    Needs the stack (`bitvelocity stack up`). Builds and removes its own topics, databases,
+    consumer groups and connectors. The JDBC scenario restarts Kafka Connect once to load
+    the plugin: do not run it on a stack others use.
+    """
+    # Imported here: the harness pulls in the whole pipeline, which other commands do not need.
+    if scenario == ["scaleout"]:
+        from bench import scaleout
+
+        changes = events or 20_000
+        path = summary_json or scaleout.RESULTS
+        scaleout.run_and_report(changes, max(changes // 4, 1), path, out.print)
+        return
+    if scenario == ["analytics-detail"]:
+        from bench.analytics import RESULTS as ANALYTICS_RESULTS
+        from bench.analytics import render as render_analytics
+        from bench.analytics import run_analytics_bench
+
+        path = summary_json or ANALYTICS_RESULTS
+        out.print(render_analytics(run_analytics_bench(events or 20_000, json_path=path)))
+        out.print(f"written {path}")
+        return
+    if scenario == ["sink-detail"]:
+        from bench.sink import RESULTS, BenchOptions, render, run
+
+        options = BenchOptions(
+            changes=events or BenchOptions.changes, json_path=summary_json or RESULTS
+        )
+        out.print(render(run(options)))
+        out.print(f"written {options.json_path}")
+        return
+    from bench.harness import RESULTS as HARNESS_RESULTS
+    from bench.harness import HarnessOptions, render_targets
+    from bench.harness import render as render_harness
+    from bench.harness import run as run_harness
+
+    harness_options = HarnessOptions(
+        events=events or HarnessOptions.events,
+        partitions=partitions,
+        scenarios=tuple(scenario or ()),
+        skip_heavy=skip_heavy,
+        latency_seconds=latency_seconds,
+        json_path=summary_json or HARNESS_RESULTS,
+    )
+    result = run_harness(harness_options)
+    out.print(render_harness(result))
+    out.print(render_targets(result))
+    out.print(f"{result['total_s']:.0f} s in all; written {harness_options.json_path}")

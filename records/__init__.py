@@ -1,0 +1,1 @@
+"""The data model: decoded change records and their parts. A leaf: it imports nothing of ours."""

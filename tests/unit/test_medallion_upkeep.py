@@ -1,0 +1,97 @@
+"""The medallion sink's upkeep jobs and their schedule (pure: fake clock, no database)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry
+
+from agents.medallion_upkeep import BatchLineage, lag_report
+from config.errors import TransientError
+from lineage.openlineage import Dataset
+from observability.lag import PartitionKey, Watermarks
+from observability.metrics import Metrics
+from streams.periodic import Periodic
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_periodic_job_runs_at_most_once_per_interval() -> None:
+    clock, runs = FakeClock(), []
+
+    async def job() -> None:
+        runs.append(clock.now)
+
+    periodic = Periodic(5.0, job, clock=clock)
+    assert await periodic.tick()  # due at once
+    clock.now += 4.9
+    assert not await periodic.tick()
+    clock.now += 0.1
+    assert await periodic.tick()
+    assert runs == [1000.0, 1005.0]
+    assert periodic.runs == 2
+
+
+async def test_a_job_not_due_at_first_tick_waits_one_interval() -> None:
+    clock, runs = FakeClock(), []
+
+    async def job() -> None:
+        runs.append(clock.now)
+
+    periodic = Periodic(60.0, job, clock=clock, run_at_first_tick=False)
+    assert not await periodic.tick()
+    clock.now += 60
+    assert await periodic.tick()
+    assert runs == [1060.0]
+
+
+def _lag(metrics: Metrics, pipeline: str) -> float | None:
+    return metrics.registry.get_sample_value("bv_pipeline_lag_records", {"pipeline": pipeline})
+
+
+async def test_the_lag_report_publishes_high_watermark_minus_committed() -> None:
+    metrics = Metrics(CollectorRegistry())
+    committed = {PartitionKey("t", 0): 90, PartitionKey("t", 1): 10}
+
+    async def watermarks(partitions: list[PartitionKey]) -> Mapping[PartitionKey, Watermarks]:
+        return {PartitionKey("t", 0): Watermarks(0, 100), PartitionKey("t", 1): Watermarks(0, 10)}
+
+    assert await lag_report(lambda: committed, watermarks, metrics, "medallion").tick()
+    assert _lag(metrics, "medallion") == 10
+
+
+async def test_the_lag_report_skips_a_reading_the_broker_cannot_give() -> None:
+    metrics = Metrics(CollectorRegistry())
+
+    async def unavailable(partitions: list[PartitionKey]) -> Mapping[PartitionKey, Watermarks]:
+        raise TransientError("broker away")
+
+    job = lag_report(lambda: {PartitionKey("t", 0): 1}, unavailable, metrics, "medallion")
+    assert await job.tick()  # ran, logged, no exception
+    assert _lag(metrics, "medallion") is None
+
+
+def test_batch_lineage_names_the_tables_a_topic_feeds() -> None:
+    lineage = BatchLineage(None, "k:9092", {"bitvelocity.events.telemetry": "telemetry"})  # type: ignore[arg-type]
+    assert lineage.outputs("bitvelocity.public.orders") == (
+        "orders",
+        [
+            Dataset("postgres", "bronze.orders"),
+            Dataset("postgres", "silver.orders"),
+            Dataset("postgres", "gold.order_facts"),
+        ],
+    )
+    assert lineage.outputs("bitvelocity.public.payments")[1] == [
+        Dataset("postgres", "bronze.payments"),
+        Dataset("postgres", "silver.payments"),
+    ]
+    assert lineage.outputs("bitvelocity.events.telemetry") == (
+        "telemetry",
+        [Dataset("postgres", "bronze.telemetry")],
+    )
