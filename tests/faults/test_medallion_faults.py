@@ -222,6 +222,7 @@ async def test_a_database_outage_longer_than_max_poll_interval_keeps_the_group_m
     try:
         proxied = shrunk(env, postgres=pg.model_copy(update={"port": proxy.port}))
         first = await run_loadgen(env.settings, LoadgenConfig(seed=27, transactions=100))
+        await every_topic_exists(env)  # a topic created during the outage would rebalance
         async with running_sink(proxied) as sink:
             await wait_for_progress(env, 0)
             proxy.outage(OUTAGE_S)
