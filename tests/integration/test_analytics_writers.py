@@ -70,14 +70,16 @@ async def test_redis_refuses_an_older_as_of_and_pipelines_a_batch(
     store: RedisFeatureStore,
 ) -> None:
     before = store.round_trips
-    assert await store.write([features(2, T0 + timedelta(minutes=1), count=2)]) == [True]
-    assert await store.write([features(1, T0)]) == [False]  # older _ts refused
-    assert await store.write([features(2, T0 + timedelta(minutes=1))]) == [False]  # replay
+    assert await store.compare_and_set([features(2, T0 + timedelta(minutes=1), count=2)]) == [True]
+    assert await store.compare_and_set([features(1, T0)]) == [False]  # older _ts refused
+    assert await store.compare_and_set([features(2, T0 + timedelta(minutes=1))]) == [
+        False
+    ]  # replay
     stored = await store.read(42)
     assert stored["lifetime_order_count"] == "2"
     assert stored["_version"] == "2"
     assert stored["_ts"] == str(int((T0 + timedelta(minutes=1)).timestamp() * 1000))
     assert stored["avg_order_value"] == ""
     many = [CustomerFeatures(n, features(1, T0).values, T0, 1, T0) for n in range(100, 150)]
-    assert all(await store.write(many))
+    assert all(await store.compare_and_set(many))
     assert store.round_trips - before == 4  # one per write call, 50 customers in one
