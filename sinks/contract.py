@@ -15,19 +15,21 @@ construction.
 - **Raised ``TransientError``** (the store is down, timed out, restarting): nothing is
   promised about any record of the batch. Retry the *same* batch with backoff; do not
   advance positions. A raise may leave part of the batch written: every conforming sink's
-  writes are idempotent versioned upserts (keyed by the record's identity, applied only
-  when newer), so writing the batch again ends in the same state. That is what makes the
-  batch all-or-nothing for the caller.
+  writes are idempotent (keyed by the record's identity and, where records carry a version,
+  applied only when newer), so writing the batch again ends in the same state; on the
+  analytics topics a record may appear twice, with the same key and version, which readers
+  treat as one. That is what makes the batch all-or-nothing for the caller.
 - **Raised ``PermanentError``**: the batch (or the record an error names) cannot be written,
   however often it is tried. The caller writes the records one by one to find the bad ones
   and dead-letters them (``agents/scaleout_stores.py`` does this).
 
-Any other exception is a bug in the sink (an unmapped driver error) and stops the agent.
+Any other exception is a driver error the sink failed to map: a bug to fix in the sink.
 
 Conforming sinks: ``sinks/cassandra/writer.py`` ``CassandraTableSink`` (chat, telemetry),
 ``sinks/mongo/posts.py`` ``PostsWriter``, ``sinks/redis/feature_store.py``
 ``RedisFeatureStore``, ``sinks/analytics_topics.py`` ``AnalyticsPublisher`` and
-``sinks/postgres/analytics.py`` ``HourlyRevenueSink`` / ``CustomerFeaturesSink``.
+``sinks/postgres/analytics.py`` ``GoldUpsertSink`` (``gold.hourly_revenue``,
+``gold.customer_features``).
 
 **Exactly-once writers store their positions with their rows**, so the position is part
 of the write and the answer is what was committed, not a count. They keep their own
