@@ -49,6 +49,7 @@ from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
 from sinks.analytics_topics import AnalyticsPublisher
 from sinks.postgres.analytics import (
+    GoldUpsertSink,
     load_currency_rates,
     read_gold_features,
     read_gold_windows,
@@ -89,6 +90,12 @@ class AnalyticsSinks:
             settings.redis, prefix=settings.features.redis_prefix, db=redis_db
         )
         self.connection: asyncpg.Connection | None = None
+        self.gold_hourly = GoldUpsertSink(
+            "gold.hourly_revenue", self._current_connection, write_hourly_revenue
+        )
+        self.gold_features = GoldUpsertSink(
+            "gold.customer_features", self._current_connection, write_customer_features
+        )
         self.publisher: AnalyticsPublisher | None = None
         self._registry: RegistryClient | None = None
 
@@ -107,7 +114,12 @@ class AnalyticsSinks:
             features_schema_id=ids[f"{topics.customer_features}-value"],
             late_topic=topics.late_events,
         )
-        self.publisher.start()
+        await self.publisher.start()
+
+    def _current_connection(self) -> asyncpg.Connection:
+        if self.connection is None:
+            raise PermanentError("AnalyticsSinks used before start(); call start()")
+        return self.connection
 
     async def reconnect(self) -> None:
         """A new PostgreSQL connection (after the old one was lost, e.g. a restart). When
@@ -122,7 +134,7 @@ class AnalyticsSinks:
 
     async def stop(self) -> None:
         if self.publisher is not None:
-            self.publisher.stop()
+            await self.publisher.stop()
         await self.redis.stop()
         if self.connection is not None:
             await self.connection.close()
@@ -142,15 +154,11 @@ class AnalyticsSinks:
             return
         if self.connection is None or self.publisher is None:
             raise PermanentError("AnalyticsSinks.flush before start(); call start()")
-        async with self.connection.transaction():
-            await write_hourly_revenue(self.connection, outputs.hourly)
-            await write_customer_features(self.connection, outputs.features)
+        async with self.connection.transaction():  # both gold tables in one transaction
+            await self.gold_hourly.write(outputs.hourly)
+            await self.gold_features.write(outputs.features)
         await self.redis.write(outputs.features)
-        publisher = self.publisher
-        publisher.publish_hourly(outputs.hourly)
-        publisher.publish_features(outputs.features)
-        publisher.publish_late(outputs.late)
-        await asyncio.to_thread(publisher.flush)
+        await self.publisher.write([*outputs.hourly, *outputs.features, *outputs.late])
         default_metrics().record_late_events(len(outputs.late))
 
     async def retrying(
@@ -186,8 +194,7 @@ class AnalyticsSinks:
             return
         if self.publisher is None:
             raise PermanentError("AnalyticsSinks.publish_late before start(); call start()")
-        self.publisher.publish_late(events)
-        await asyncio.to_thread(self.publisher.flush)
+        await self.publisher.write(events)
         default_metrics().record_late_events(len(events))
 
 

@@ -30,13 +30,15 @@ from serdes.consumer_step import Backoff, decode_with_retry
 from serdes.dead_letters import DeadLetter, RecordOrigin, dead_letter
 from serdes.framing import Headers
 from serdes.registry import RegistryClient
-from sinks.cassandra.writer import CassandraWriter
+from sinks.cassandra.writer import CassandraTableSink, CassandraWriter
+from sinks.contract import BatchSink
 from sinks.kafka.dead_letters import DeadLetterPublisher
-from sinks.mongo.posts import PostsWriter, post_document
+from sinks.mongo.posts import PostsWriter
 from streams.runtime import ConsumerRuntime, ConsumerSpec, origin_of
 
 log = logging.getLogger("bitvelocity.scaleout")
 
+#: A ``BatchSink``'s ``write`` (``sinks/contract.py``): returns the records applied.
 Write = Callable[[list[dict[str, Any]]], Awaitable[int]]
 
 
@@ -192,49 +194,45 @@ class ScaleoutStores:
         self.posts = PostsWriter(settings.mongo, database)
         prefix = group_prefix or f"{settings.kafka.consumer_group}-scaleout"
         topics = settings.topics
-        writes: dict[str, tuple[str, Write]] = {
-            "chat": (topics.chat_messages, self._write_chat),
-            "telemetry": (topics.device_telemetry, self._write_telemetry),
-            "posts": (topics.social_posts, self._write_posts),
+        by_kind: dict[str, tuple[str, BatchSink[dict[str, Any]]]] = {
+            "chat": (topics.chat_messages, CassandraTableSink(self.cassandra, "chat")),
+            "telemetry": (topics.device_telemetry, CassandraTableSink(self.cassandra, "telemetry")),
+            "posts": (topics.social_posts, self.posts),
         }
+        #: The sinks the chosen agents write to (chat and telemetry share one session).
+        self.sinks = {kind: by_kind[kind][1] for kind in kinds}
         self.agents = {
             kind: StoreAgent(
-                settings, writes[kind][0], writes[kind][1], group_id=f"{prefix}-{kind}", name=kind
+                settings,
+                by_kind[kind][0],
+                self.sinks[kind].write,
+                group_id=f"{prefix}-{kind}",
+                name=kind,
             )
             for kind in kinds
         }
 
-    async def _write_chat(self, records: list[dict[str, Any]]) -> int:
-        return await asyncio.to_thread(self.cassandra.write_chat, records)
-
-    async def _write_telemetry(self, records: list[dict[str, Any]]) -> int:
-        return await asyncio.to_thread(self.cassandra.write_telemetry, records)
-
-    async def _write_posts(self, records: list[dict[str, Any]]) -> int:
-        outcome = await self.posts.upsert([post_document(r) for r in records])
-        return outcome.applied
-
     async def _start_stores(self, stop: asyncio.Event) -> bool:
-        """Connect both stores, waiting out an outage with backoff; False when stopped."""
+        """Connect the stores, waiting out an outage with backoff; False when stopped."""
         backoff = Backoff(self.settings.sink.retry_initial_backoff_s, 5.0)
         attempt = 0
-        needs_cassandra = {"chat", "telemetry"} & set(self.agents)
         while not stop.is_set():
             try:
-                if needs_cassandra:
-                    await asyncio.to_thread(self.cassandra.start)
-                if "posts" in self.agents:
-                    await self.posts.start()
+                for sink in self.sinks.values():
+                    await sink.start()
                 return True
             except TransientError as exc:
                 log.warning("scale-out stores not reachable yet: %s", exc)
-                await asyncio.to_thread(self.cassandra.stop)
-                await self.posts.stop()
+                await self._stop_stores()
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=backoff.delay(attempt))
                 except TimeoutError:
                     attempt += 1
         return False
+
+    async def _stop_stores(self) -> None:
+        for sink in self.sinks.values():
+            await sink.stop()
 
     async def run(self, stop: asyncio.Event) -> dict[str, StoreStats]:
         if not await self._start_stores(stop):
@@ -242,6 +240,5 @@ class ScaleoutStores:
         try:
             results = await asyncio.gather(*(agent.run(stop) for agent in self.agents.values()))
         finally:
-            await asyncio.to_thread(self.cassandra.stop)
-            await self.posts.stop()
+            await self._stop_stores()
         return dict(zip(self.agents, results, strict=True))

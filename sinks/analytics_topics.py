@@ -5,21 +5,27 @@ keys are UTF-8 text: ``<window start ISO>|<currency>`` and the customer id (DESI
 section 4). They are versioned upserts, so a record published twice is harmless. Late
 events are JSON: the order, the window it missed, the change's commit time and LSN; their
 key is the change's identity (``LateEvent.identity``), the same whenever it is published.
+``AnalyticsPublisher`` is one ``BatchSink`` (``sinks/contract.py``) over all three kinds:
+a batch mixes them, and one flush waits for every acknowledgement of the batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterable
-from types import TracebackType
-from typing import Any, Self
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from config.errors import PermanentError, TransientError
 from serdes.avro import AvroCodec
+from sinks.contract import SinkLifecycle
 from tables.features import CustomerFeatures
 from tables.revenue import HourlyRevenueRow, LateEvent, window_key
+
+#: What the analytics publish: each kind goes to its own topic.
+AnalyticsRecord = HourlyRevenueRow | CustomerFeatures | LateEvent
 
 
 class PublishError(TransientError):
@@ -74,8 +80,9 @@ def late_record(event: LateEvent) -> bytes:
     ).encode()
 
 
-class AnalyticsPublisher:
-    """One idempotent producer; ``publish_*`` buffers, ``flush()`` waits for every ack."""
+class AnalyticsPublisher(SinkLifecycle):
+    """One idempotent producer; ``write`` publishes a batch and waits for every ack
+    (``publish_*`` buffer, ``flush()`` waits)."""
 
     def __init__(
         self,
@@ -100,7 +107,7 @@ class AnalyticsPublisher:
         self._producer: Producer | None = None
         self._errors: list[KafkaError] = []
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._producer = Producer(
             {
                 "bootstrap.servers": self.bootstrap_servers,
@@ -109,22 +116,19 @@ class AnalyticsPublisher:
             }
         )
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self._producer is not None:
-            self._producer.flush(self.flush_timeout_s)
+            await asyncio.to_thread(self._producer.flush, self.flush_timeout_s)
             self._producer = None
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    async def write(self, batch: Sequence[AnalyticsRecord]) -> int:
+        """Publish every record to its kind's topic and wait for all acknowledgements
+        (``PublishError``, transient, when any is missing); returns how many."""
+        self.publish_hourly(r for r in batch if isinstance(r, HourlyRevenueRow))
+        self.publish_features(r for r in batch if isinstance(r, CustomerFeatures))
+        self.publish_late(r for r in batch if isinstance(r, LateEvent))
+        await asyncio.to_thread(self.flush)
+        return len(batch)
 
     def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:

@@ -8,15 +8,17 @@ partition on the server: the raw driver's best rate in ``bench/scaleout.py``, ~2
 one statement per row here), executed with bounded concurrency. A multi-partition batch
 is never built (it only adds coordinator work). Any failed statement fails the whole
 call with ``CassandraUnavailableError`` (transient): the caller retries the batch, which
-is harmless because every statement is idempotent.
+is harmless because every statement is idempotent. ``CassandraTableSink`` puts one table
+of the (blocking) writer behind the ``BatchSink`` contract (``sinks/contract.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from cassandra import DriverException, InvalidRequest
 from cassandra.cluster import Cluster, NoHostAvailable, Session
@@ -27,6 +29,7 @@ from config.errors import PermanentError, TransientError
 from config.settings import CassandraSettings
 from sinks.cassandra.schema import CHAT_TABLE, TELEMETRY_TABLE, checked_keyspace, ensure_schema
 from sinks.cassandra.session import open_cluster
+from sinks.contract import SinkLifecycle
 
 log = logging.getLogger("bitvelocity.cassandra")
 
@@ -152,6 +155,10 @@ class CassandraWriter:
         self._cluster = self._session = None
 
     @property
+    def started(self) -> bool:
+        return self._session is not None
+
+    @property
     def session(self) -> Session:
         if self._session is None:
             raise CassandraWriterNotStartedError("CassandraWriter used before start()")
@@ -205,3 +212,28 @@ class CassandraWriter:
                 f"(first: {type(failures[0]).__name__}: {failures[0]}); the batch is retried"
             )
         return len(rows)
+
+
+class CassandraTableSink(SinkLifecycle):
+    """``BatchSink`` of decoded chat messages or telemetry readings: ``write`` runs the
+    blocking ``CassandraWriter`` call in a thread.
+
+    Sinks over one writer share its session (one cluster connection for both tables): the
+    first ``start`` connects it, the first ``stop`` closes it for all, so start and stop
+    them together (``agents/scaleout_stores.py`` does)."""
+
+    def __init__(self, writer: CassandraWriter, table: Literal["chat", "telemetry"]) -> None:
+        self.writer = writer
+        self.table = table
+        self._write = writer.write_chat if table == "chat" else writer.write_telemetry
+
+    async def start(self) -> None:
+        if not self.writer.started:
+            await asyncio.to_thread(self.writer.start)
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.writer.stop)
+
+    async def write(self, batch: Sequence[dict[str, Any]]) -> int:
+        """Insert (or rewrite) one row per record; returns the rows written."""
+        return await asyncio.to_thread(self._write, batch)

@@ -17,7 +17,8 @@ statement, ``replace_one({_id, version < v}, doc, upsert=True)``: on FerretDB 1.
 a filter beyond ``_id`` is evaluated by scanning the collection for every statement (37/s
 at 2,000 documents, falling as it grows), and its expected duplicate-key error comes back
 without ``nModified``, which pymongo cannot parse. ``docs/decisions/0011`` has the figures.
-FerretDB v1 has no multi-document transactions; none of this needs one.
+FerretDB v1 has no multi-document transactions; none of this needs one. ``PostsWriter`` is
+a ``BatchSink`` of decoded ``SocialPost`` records (``sinks/contract.py``): ``write``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, 
 
 from config.errors import PermanentError, TransientError
 from config.settings import MongoSettings
+from sinks.contract import SinkLifecycle
 
 POSTS = "posts"
 #: SQLite connections FerretDB 1.24 opens per database (``SetMaxOpenConns(100)``).
@@ -142,8 +144,9 @@ def motor_client(settings: MongoSettings) -> AsyncIOMotorClient[dict[str, Any]]:
     return AsyncIOMotorClient(settings.uri(), **client_options(settings))
 
 
-class PostsWriter:
-    """``start()`` connects and creates the indexes; ``upsert`` writes one batch."""
+class PostsWriter(SinkLifecycle):
+    """``start()`` connects and creates the indexes; ``write`` takes one batch of decoded
+    posts, ``upsert`` one of documents."""
 
     def __init__(self, settings: MongoSettings, database: str | None = None) -> None:
         self._settings = settings
@@ -173,6 +176,12 @@ class PostsWriter:
         if self._client is not None:
             self._client.close()
         self._client = None
+
+    async def write(self, batch: Sequence[dict[str, Any]]) -> int:
+        """Apply each decoded post unless a same or newer version is stored; returns how
+        many versions were applied (stale ones are taken, not counted)."""
+        outcome = await self.upsert([post_document(record) for record in batch])
+        return outcome.applied
 
     async def upsert(self, documents: Sequence[dict[str, Any]]) -> UpsertOutcome:
         """Apply each post's version unless the store holds the same or a newer one."""

@@ -2,15 +2,19 @@
 
 One statement per batch (arrays through ``unnest``), applied only where the stored version
 is older, so replays and re-publications after a restart never move a row backwards.
-Also reads ``ref.currency_rates`` for the features' USD conversion.
+Also reads ``ref.currency_rates`` for the features' USD conversion. ``GoldUpsertSink`` puts
+either upsert behind the ``BatchSink`` contract (``sinks/contract.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Generic, TypeVar
 
 import asyncpg
 
+from sinks.contract import SinkLifecycle
+from sinks.postgres.connection import DB_ERRORS, DatabaseUnavailableError
 from tables.features import CurrencyRates, CustomerFeatures, FeatureValues
 from tables.revenue import HourlyRevenueRow, WindowTotals, window_key
 
@@ -70,13 +74,20 @@ def newest_features(rows: Iterable[CustomerFeatures]) -> list[CustomerFeatures]:
     return list(newest.values())
 
 
+def _rows_changed(status: str) -> int:
+    """Rows an ``INSERT ... ON CONFLICT`` touched, from its status (``INSERT 0 <n>``)."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
 async def write_hourly_revenue(
     connection: asyncpg.Connection, rows: Iterable[HourlyRevenueRow]
-) -> None:
+) -> int:
+    """Upsert each window's newest row; returns how many rows changed (older versions are
+    refused by the ``WHERE``)."""
     batch = newest_windows(rows)
     if not batch:
-        return
-    await connection.execute(
+        return 0
+    status = await connection.execute(
         UPSERT_HOURLY,
         [r.window_start for r in batch],
         [r.currency for r in batch],
@@ -86,15 +97,17 @@ async def write_hourly_revenue(
         [r.is_final for r in batch],
         [r.version for r in batch],
     )
+    return _rows_changed(status)
 
 
 async def write_customer_features(
     connection: asyncpg.Connection, rows: Iterable[CustomerFeatures]
-) -> None:
+) -> int:
+    """Upsert each customer's newest features; returns how many rows changed."""
     batch = newest_features(rows)
     if not batch:
-        return
-    await connection.execute(
+        return 0
+    status = await connection.execute(
         UPSERT_FEATURES,
         [f.customer_id for f in batch],
         [f.values.order_count_last_30_days for f in batch],
@@ -108,6 +121,44 @@ async def write_customer_features(
         [f.feature_version for f in batch],
         [f.as_of for f in batch],
     )
+    return _rows_changed(status)
+
+
+RowT = TypeVar("RowT")
+
+
+class GoldUpsertSink(SinkLifecycle, Generic[RowT]):
+    """``BatchSink`` of one gold table's rows, over a connection its owner holds.
+
+    ``connection`` returns the owner's current connection (``AnalyticsSinks`` replaces it
+    after an outage and wraps both tables in one transaction), so ``start``/``stop`` have
+    nothing of their own to open or close. A lost connection is ``DatabaseUnavailableError``.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        connection: Callable[[], asyncpg.Connection],
+        upsert: Callable[[asyncpg.Connection, Sequence[RowT]], Awaitable[int]],
+    ) -> None:
+        self.table = table
+        self._connection = connection
+        self._upsert = upsert
+
+    async def start(self) -> None:
+        """Nothing to open: the connection belongs to the owner."""
+
+    async def stop(self) -> None:
+        """Nothing to close: the connection belongs to the owner."""
+
+    async def write(self, batch: Sequence[RowT]) -> int:
+        try:
+            return await self._upsert(self._connection(), batch)
+        except DB_ERRORS as exc:
+            raise DatabaseUnavailableError(
+                f"upserting {len(batch)} rows into {self.table} failed ({exc!r}); "
+                "the batch is written again on a new connection"
+            ) from exc
 
 
 async def load_currency_rates(connection: asyncpg.Connection) -> CurrencyRates:

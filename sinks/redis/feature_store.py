@@ -4,7 +4,9 @@ Every hash carries ``_ts`` (as-of, epoch milliseconds) and ``_version`` (feature
 A Lua script compares and sets atomically: a write whose ``_ts`` is older than the stored
 one (or equal with a version not newer) is refused, so a late or replayed write can never
 replace a newer value. A batch is one pipeline: one round trip however many customers.
-A null feature is stored as the empty string.
+A null feature is stored as the empty string. The store is a ``BatchSink`` of
+``CustomerFeatures`` (``sinks/contract.py``): ``write`` returns how many hashes it set;
+``compare_and_set`` tells which.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import redis.asyncio as redis_async
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from config.errors import PermanentError
+from config.errors import PermanentError, TransientError
 from config.settings import RedisSettings
+from sinks.contract import SinkLifecycle
 from tables.features import CustomerFeatures
 
 CAS_SCRIPT = """
@@ -39,6 +43,10 @@ return 1
 
 class FeatureStoreNotStartedError(PermanentError):
     """The feature store was used before ``start()`` (a wiring bug)."""
+
+
+class FeatureStoreUnavailableError(TransientError):
+    """Redis did not take the batch (down, restarting, timed out): write it again."""
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -76,7 +84,7 @@ def feature_fields(features: CustomerFeatures) -> dict[str, str]:
     }
 
 
-class RedisFeatureStore:
+class RedisFeatureStore(SinkLifecycle):
     """``start()``/``stop()`` or ``async with``; ``write(batch)`` is one pipelined round trip."""
 
     def __init__(self, settings: RedisSettings, *, prefix: str, db: int | None = None) -> None:
@@ -104,22 +112,21 @@ class RedisFeatureStore:
             client, self._client = self._client, None
             await client.aclose()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     def key(self, customer_id: int) -> str:
         return f"{self.prefix}{customer_id}"
 
-    async def write(self, batch: Iterable[CustomerFeatures]) -> list[bool]:
+    async def write(self, batch: Sequence[CustomerFeatures]) -> int:
+        """Compare-and-set every customer's hash; returns how many were set (an older or
+        replayed ``as_of`` is taken but refused)."""
+        try:
+            return sum(await self.compare_and_set(batch))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise FeatureStoreUnavailableError(
+                f"writing {len(batch)} feature hashes to Redis at {self.settings.host}:"
+                f"{self.settings.port} failed ({exc}); the batch is written again"
+            ) from exc
+
+    async def compare_and_set(self, batch: Iterable[CustomerFeatures]) -> list[bool]:
         """Compare-and-set every customer's hash; True where the write was applied."""
         rows = list(batch)
         if not rows:
@@ -137,7 +144,7 @@ class RedisFeatureStore:
             # redis-py raises NoScriptError whose text lacks "NOSCRIPT": decide by class.
             self._sha = await client.script_load(CAS_SCRIPT)  # Redis restarted and forgot it
             self.round_trips += 1
-            return await self.write(rows)
+            return await self.compare_and_set(rows)
         self.round_trips += 1
         return [bool(result) for result in results]
 

@@ -43,8 +43,8 @@ async def test_a_write_after_a_redis_restart_reloads_the_script(
 ) -> None:
     redis = settings.redis.model_copy(update={"port": own_redis.port, "password": SecretStr("")})
     async with RedisFeatureStore(redis, prefix="bv:test:features:") as store:
-        assert await store.write([_features(1)]) == [True]
+        assert await store.compare_and_set([_features(1)]) == [True]
         own_redis.stop()
         own_redis.start()  # no persistence: the script and the hash are gone
-        assert await store.write([_features(2)]) == [True]
+        assert await store.compare_and_set([_features(2)]) == [True]
         assert (await store.read(7))["lifetime_order_count"] == "2"
