@@ -17,7 +17,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 import asyncpg
@@ -399,7 +399,23 @@ async def _check_gold(
     """I4: hourly revenue to the cent, and features as of ``as_of``. Windows and customers
     the source no longer has must have been retracted to zero. Retention: each window
     holds its orders as they stood before it left retention, and every order changed
-    later is on ``late-events`` (docs/decisions/0020)."""
+    later is on ``late-events`` (docs/decisions/0020). Returns the ``as_of`` judged."""
+    retention, size = settings.windows.retention, settings.windows.hourly_revenue_size
+    await _check_late_events(verdict, connection, settings)
+    await _check_hourly_revenue(verdict, connection, retention, size)
+    if as_of is None:
+        as_of = await connection.fetchval("SELECT max(as_of) FROM gold.customer_features")
+    if as_of is None:
+        verdict.figures["feature mismatches"] = 0
+        return None
+    await _check_features(verdict, connection, as_of)
+    return as_of
+
+
+async def _check_late_events(
+    verdict: Verdict, connection: asyncpg.Connection, settings: Settings
+) -> None:
+    """I4: every order changed beyond retention is named on ``late-events``."""
     retention, size = settings.windows.retention, settings.windows.hourly_revenue_size
     late_wanted = await expected_late_orders(connection, retention, size)
     late_named, late_records = read_late_events(
@@ -415,6 +431,12 @@ async def _check_gold(
             f"{len(missing)} orders changed beyond retention are not on late-events, e.g."
             f" order {order[0]} (window {order[1].isoformat()} {order[2]})",
         )
+
+
+async def _check_hourly_revenue(
+    verdict: Verdict, connection: asyncpg.Connection, retention: timedelta, size: timedelta
+) -> None:
+    """I4: gold's hourly revenue equals SQL over the source; other windows hold zero orders."""
     expected = await expected_hourly(connection, retention, size)
     gold = {
         (r["window_start"], r["currency"]): (r["revenue"], r["order_count"], r["avg_order_value"])
@@ -433,11 +455,13 @@ async def _check_gold(
             f" {window[1]}: gold {gold.get(window)} vs source {expected.get(window)}",
         )
     verdict.figures["gold hourly mismatches"] = len(hourly)
-    if as_of is None:
-        as_of = await connection.fetchval("SELECT max(as_of) FROM gold.customer_features")
-    if as_of is None:
-        verdict.figures["feature mismatches"] = 0
-        return None
+
+
+async def _check_features(
+    verdict: Verdict, connection: asyncpg.Connection, as_of: datetime
+) -> None:
+    """I4: gold's customer features equal SQL over the source as of ``as_of``; customers the
+    source no longer has hold zero orders."""
     wanted = await expected_features(connection, as_of)
     stored = {
         r["customer_id"]: tuple(r[c] for c in FEATURE_COLUMNS)
@@ -453,7 +477,6 @@ async def _check_gold(
             f" gold {stored.get(customer)} vs source {wanted.get(customer)}",
         )
     verdict.figures["feature mismatches"] = len(features)
-    return as_of
 
 
 async def _check_redis(

@@ -89,14 +89,9 @@ async def run_chaos(
     base: Settings, env: ChaosEnv, config: ChaosConfig, progress: Progress
 ) -> ChaosReport:
     """Run ``config`` on ``env`` (made by ``chaos_environment``) and judge it."""
-    if config.workers < 2:
-        raise ValueError("a chaos run needs at least two workers")
-    unknown = set(config.faults) - set(FAULTS)
-    if unknown:
-        raise ValueError(f"unknown faults {sorted(unknown)}; choose from {sorted(FAULTS)}")
+    _check_config(config)
     rng = random.Random(config.seed)
-    agents: dict[str, Sequence[str]] = {"w1": ("medallion", "analytics", "cache")}
-    agents |= {f"w{i}": ("medallion",) for i in range(2, config.workers + 1)}
+    agents = _worker_agents(config.workers)
     pool = WorkerPool(env.worker_env(), config.log_dir / env.run_id, agents)
     ctx = FaultContext(env, Stack(base), pool, rng, progress)
     ctx.load_allowed.set()
@@ -112,52 +107,97 @@ async def run_chaos(
         names = ", ".join(f"{name} ({'+'.join(run)})" for name, run in agents.items())
         progress(f"workers started: {names}")
         monitor = asyncio.create_task(_monitor(env, pool, report, started, progress))
-        schedule = FaultSchedule(rng, kinds=config.faults)
-        await asyncio.sleep(min(15.0, max(0.0, deadline - time.monotonic())))
-        while time.monotonic() < deadline - 10:
-            kind = schedule.next_kind(deadline - time.monotonic())
-            begun = time.monotonic()
-            wall = datetime.now(UTC)
-            progress(f"FAULT {kind}: injecting")
-            detail = await asyncio.wait_for(FAULTS[kind](ctx), timeout=600)
-            record = FaultRecord(begun - started, wall, kind, detail, time.monotonic() - begun)
-            report.faults.append(record)
-            progress(
-                f"FAULT {kind} at {record.wall:%H:%M:%S} (+{record.at_s:.0f} s): {detail};"
-                f" recovered in {record.outage_s:.1f} s"
-            )
-            await asyncio.sleep(min(schedule.next_gap(), max(0.0, deadline - time.monotonic())))
+        await _inject_faults(ctx, config, started, deadline, report)
         progress("fault schedule done; stopping the load")
         await load
         await restore(ctx, progress)
         await drain(env, pool, report, config.drain_timeout_s, progress)
-        outages = [f.outage_s for f in report.faults if f.kind in OUTAGES]
-        report.allowed_stall_s = max(outages, default=0.0) + config.stall_allowance_s
-        report.verdict = await converge(
-            OracleTarget(
-                env.settings,
-                env.medallion_group,
-                allowed_stall_s=report.allowed_stall_s,
-                worker_exits=report.worker_crashes,
-            ),
-            config.converge_timeout_s,
-            progress,
-        )
+        report.verdict = await _judge_after_quiescence(env, config, report, progress)
         return report
     finally:
-        load_done.set()
-        if not load.done():
-            load.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await load
-        if monitor is not None:
-            monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await monitor
-        await asyncio.to_thread(pool.stop_all)
-        # A run cut short (an error, Ctrl-C) must not leave a service stopped or paused.
-        await asyncio.to_thread(_resume_paused, ctx)
-        await start_services()
+        await _tear_down(ctx, load, load_done, monitor)
+
+
+def _check_config(config: ChaosConfig) -> None:
+    """Refuse a run that could not test anything: one worker, or a fault we do not know."""
+    if config.workers < 2:
+        raise ValueError("a chaos run needs at least two workers")
+    unknown = set(config.faults) - set(FAULTS)
+    if unknown:
+        raise ValueError(f"unknown faults {sorted(unknown)}; choose from {sorted(FAULTS)}")
+
+
+def _worker_agents(workers: int) -> dict[str, Sequence[str]]:
+    """The agents per worker: the sink on all, analytics and cache on the first only (their
+    state is rebuilt by replay and not split across workers)."""
+    agents: dict[str, Sequence[str]] = {"w1": ("medallion", "analytics", "cache")}
+    agents |= {f"w{i}": ("medallion",) for i in range(2, workers + 1)}
+    return agents
+
+
+async def _inject_faults(
+    ctx: FaultContext, config: ChaosConfig, started: float, deadline: float, report: ChaosReport
+) -> None:
+    """After 15 s of calm, one fault from the seeded deck after another until 10 s before the
+    deadline, each recorded in ``report`` with its time and outage."""
+    progress = ctx.progress
+    schedule = FaultSchedule(ctx.rng, kinds=config.faults)
+    await asyncio.sleep(min(15.0, max(0.0, deadline - time.monotonic())))
+    while time.monotonic() < deadline - 10:
+        kind = schedule.next_kind(deadline - time.monotonic())
+        begun = time.monotonic()
+        wall = datetime.now(UTC)
+        progress(f"FAULT {kind}: injecting")
+        detail = await asyncio.wait_for(FAULTS[kind](ctx), timeout=600)
+        record = FaultRecord(begun - started, wall, kind, detail, time.monotonic() - begun)
+        report.faults.append(record)
+        progress(
+            f"FAULT {kind} at {record.wall:%H:%M:%S} (+{record.at_s:.0f} s): {detail};"
+            f" recovered in {record.outage_s:.1f} s"
+        )
+        await asyncio.sleep(min(schedule.next_gap(), max(0.0, deadline - time.monotonic())))
+
+
+async def _judge_after_quiescence(
+    env: ChaosEnv, config: ChaosConfig, report: ChaosReport, progress: Progress
+) -> Verdict:
+    """The oracle's verdict once converged; I7 allows a stall as long as the longest outage
+    plus ``config.stall_allowance_s`` (also stored in ``report``)."""
+    outages = [f.outage_s for f in report.faults if f.kind in OUTAGES]
+    report.allowed_stall_s = max(outages, default=0.0) + config.stall_allowance_s
+    return await converge(
+        OracleTarget(
+            env.settings,
+            env.medallion_group,
+            allowed_stall_s=report.allowed_stall_s,
+            worker_exits=report.worker_crashes,
+        ),
+        config.converge_timeout_s,
+        progress,
+    )
+
+
+async def _tear_down(
+    ctx: FaultContext,
+    load: asyncio.Task[None],
+    load_done: asyncio.Event,
+    monitor: asyncio.Task[None] | None,
+) -> None:
+    """Stop the load, the monitor and the workers, and bring every service back, whether
+    the run finished or was cut short."""
+    load_done.set()
+    if not load.done():
+        load.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await load
+    if monitor is not None:
+        monitor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await monitor
+    await asyncio.to_thread(ctx.pool.stop_all)
+    # A run cut short (an error, Ctrl-C) must not leave a service stopped or paused.
+    await asyncio.to_thread(_resume_paused, ctx)
+    await start_services()
 
 
 async def _load(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -9,33 +10,40 @@ import typer
 
 from cli.console import out
 
+Scenario = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Scenario to run (repeatable; default: all). The baselines always run. "
+        "'sink-detail' is the older medallion-sink benchmark (batch sweep, metrics on/off); "
+        "'analytics-detail' runs the analytics through the load generator and measures "
+        "recovery from the state changelog; 'scaleout' measures telemetry into Cassandra and "
+        "posts into MongoDB (needs `stack up --with-scaleout`)."
+    ),
+]
+Events = Annotated[
+    int | None,
+    typer.Option(help="CDC records to preload (default 200000; sink-detail 20000)."),
+]
+Partitions = Annotated[int, typer.Option(help="Partitions per input topic.")]
+SkipHeavy = Annotated[
+    bool,
+    typer.Option(help="Leave out the peers that install or restart something (Quix, JDBC)."),
+]
+LatencySeconds = Annotated[
+    float, typer.Option(help="How long the latency-under-load scenario produces.")
+]
+SummaryJson = Annotated[
+    Path | None, typer.Option("--json", help="Where to write the figures (JSON).")
+]
+
 
 def bench(
-    scenario: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Scenario to run (repeatable; default: all). The baselines always run. "
-            "'sink-detail' is the older medallion-sink benchmark (batch sweep, metrics on/off); "
-            "'analytics-detail' runs the analytics through the load generator and measures "
-            "recovery from the state changelog; 'scaleout' measures telemetry into Cassandra and "
-            "posts into MongoDB (needs `stack up --with-scaleout`)."
-        ),
-    ] = None,
-    events: Annotated[
-        int | None,
-        typer.Option(help="CDC records to preload (default 200000; sink-detail 20000)."),
-    ] = None,
-    partitions: Annotated[int, typer.Option(help="Partitions per input topic.")] = 3,
-    skip_heavy: Annotated[
-        bool,
-        typer.Option(help="Leave out the peers that install or restart something (Quix, JDBC)."),
-    ] = False,
-    latency_seconds: Annotated[
-        float, typer.Option(help="How long the latency-under-load scenario produces.")
-    ] = 60.0,
-    summary_json: Annotated[
-        Path | None, typer.Option("--json", help="Where to write the figures (JSON).")
-    ] = None,
+    scenario: Scenario = None,
+    events: Events = None,
+    partitions: Partitions = 3,
+    skip_heavy: SkipHeavy = False,
+    latency_seconds: LatencySeconds = 60.0,
+    summary_json: SummaryJson = None,
 ) -> None:
     """Measure our pipeline against raw baselines and peers in one run; table + JSON.
 
@@ -43,32 +51,65 @@ def bench(
     consumer groups and connectors. The JDBC scenario restarts Kafka Connect once to load
     the plugin: do not run it on a stack others use.
     """
-    # Imported here: the harness pulls in the whole pipeline, which other commands do not need.
-    if scenario == ["scaleout"]:
-        from bench import scaleout
-
-        changes = events or 20_000
-        path = summary_json or scaleout.RESULTS
-        scaleout.run_and_report(changes, max(changes // 4, 1), path, out.print)
+    detail = _DETAIL_RUNS.get(scenario[0]) if scenario and len(scenario) == 1 else None
+    if detail is not None:
+        detail(events, summary_json)
         return
-    if scenario == ["analytics-detail"]:
-        from bench.analytics import RESULTS as ANALYTICS_RESULTS
-        from bench.analytics import render as render_analytics
-        from bench.analytics import run_analytics_bench
+    _run_harness(scenario, events, partitions, skip_heavy, latency_seconds, summary_json)
 
-        path = summary_json or ANALYTICS_RESULTS
-        out.print(render_analytics(run_analytics_bench(events or 20_000, json_path=path)))
-        out.print(f"written {path}")
-        return
-    if scenario == ["sink-detail"]:
-        from bench.sink import RESULTS, BenchOptions, render, run
 
-        options = BenchOptions(
-            changes=events or BenchOptions.changes, json_path=summary_json or RESULTS
-        )
-        out.print(render(run(options)))
-        out.print(f"written {options.json_path}")
-        return
+# The bench modules are imported inside each runner: they pull in the whole pipeline, which
+# other commands do not need.
+
+
+def _run_scaleout(events: int | None, summary_json: Path | None) -> None:
+    """``--scenario scaleout`` alone: telemetry into Cassandra and posts into MongoDB."""
+    from bench import scaleout
+
+    changes = events or 20_000
+    path = summary_json or scaleout.RESULTS
+    scaleout.run_and_report(changes, max(changes // 4, 1), path, out.print)
+
+
+def _run_analytics_detail(events: int | None, summary_json: Path | None) -> None:
+    """``--scenario analytics-detail`` alone: the analytics and their changelog recovery."""
+    from bench.analytics import RESULTS as ANALYTICS_RESULTS
+    from bench.analytics import render as render_analytics
+    from bench.analytics import run_analytics_bench
+
+    path = summary_json or ANALYTICS_RESULTS
+    out.print(render_analytics(run_analytics_bench(events or 20_000, json_path=path)))
+    out.print(f"written {path}")
+
+
+def _run_sink_detail(events: int | None, summary_json: Path | None) -> None:
+    """``--scenario sink-detail`` alone: the older medallion-sink benchmark."""
+    from bench.sink import RESULTS, BenchOptions, render, run
+
+    options = BenchOptions(
+        changes=events or BenchOptions.changes, json_path=summary_json or RESULTS
+    )
+    out.print(render(run(options)))
+    out.print(f"written {options.json_path}")
+
+
+#: Scenarios that, named alone, run their own benchmark instead of the harness.
+_DETAIL_RUNS: dict[str, Callable[[int | None, Path | None], None]] = {
+    "scaleout": _run_scaleout,
+    "analytics-detail": _run_analytics_detail,
+    "sink-detail": _run_sink_detail,
+}
+
+
+def _run_harness(
+    scenario: list[str] | None,
+    events: int | None,
+    partitions: int,
+    skip_heavy: bool,
+    latency_seconds: float,
+    summary_json: Path | None,
+) -> None:
+    """The harness: baselines, our pipeline and the peers, then the targets and the total."""
     from bench.harness import RESULTS as HARNESS_RESULTS
     from bench.harness import HarnessOptions, render_targets
     from bench.harness import render as render_harness

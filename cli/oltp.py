@@ -85,29 +85,43 @@ def connector_delete() -> None:
     )
 
 
+Seed = Annotated[int, typer.Option(help="Random seed: same seed, same operations.")]
+Transactions = Annotated[int, typer.Option(help="Business transactions to run.")]
+Rate = Annotated[
+    float | None, typer.Option(help="Transactions per second (default: as fast as possible).")
+]
+Duration = Annotated[float | None, typer.Option(help="Stop after this many seconds.")]
+Customers = Annotated[int, typer.Option(help="Customers to have (created if missing).")]
+Products = Annotated[int, typer.Option(help="Products to have (created if missing).")]
+Categories = Annotated[int, typer.Option(help="Categories to have.")]
+DaysBack = Annotated[
+    int,
+    typer.Option(
+        help="Spread order dates over this many days (beyond the 35-day revenue retention,"
+        " changes go to late-events instead of gold)."
+    ),
+]
+Chat = Annotated[int, typer.Option(help="Chat messages to produce (scale-out).")]
+Telemetry = Annotated[int, typer.Option(help="Telemetry readings to produce (scale-out).")]
+Posts = Annotated[int, typer.Option(help="Social posts to produce (scale-out).")]
+PostUpdates = Annotated[
+    int, typer.Option(help="Later versions of those posts to produce (scale-out).")
+]
+
+
 def loadgen(
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same operations.")] = 42,
-    transactions: Annotated[int, typer.Option(help="Business transactions to run.")] = 500,
-    rate: Annotated[
-        float | None, typer.Option(help="Transactions per second (default: as fast as possible).")
-    ] = None,
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
-    customers: Annotated[int, typer.Option(help="Customers to have (created if missing).")] = 50,
-    products: Annotated[int, typer.Option(help="Products to have (created if missing).")] = 40,
-    categories: Annotated[int, typer.Option(help="Categories to have.")] = 8,
-    days_back: Annotated[
-        int,
-        typer.Option(
-            help="Spread order dates over this many days (beyond the 35-day revenue retention,"
-            " changes go to late-events instead of gold)."
-        ),
-    ] = 30,
-    chat: Annotated[int, typer.Option(help="Chat messages to produce (scale-out).")] = 0,
-    telemetry: Annotated[int, typer.Option(help="Telemetry readings to produce (scale-out).")] = 0,
-    posts: Annotated[int, typer.Option(help="Social posts to produce (scale-out).")] = 0,
-    post_updates: Annotated[
-        int, typer.Option(help="Later versions of those posts to produce (scale-out).")
-    ] = 0,
+    seed: Seed = 42,
+    transactions: Transactions = 500,
+    rate: Rate = None,
+    duration: Duration = None,
+    customers: Customers = 50,
+    products: Products = 40,
+    categories: Categories = 8,
+    days_back: DaysBack = 30,
+    chat: Chat = 0,
+    telemetry: Telemetry = 0,
+    posts: Posts = 0,
+    post_updates: PostUpdates = 0,
 ) -> None:
     """Drive the OLTP database with a seeded e-commerce workload and print what it changed.
 
@@ -115,17 +129,14 @@ def loadgen(
     `device-telemetry` and `social-posts` (Avro), for `bitvelocity scaleout worker`.
     """
     if chat or telemetry or posts:
-        load = ScaleoutLoad(
-            seed=seed,
-            chat_messages=chat,
-            telemetry=telemetry,
-            posts=posts,
-            post_updates=post_updates,
-        )
-        produced = produce_scaleout(load_settings(), load)
-        out.print(
-            f"produced {produced.chat_messages} chat messages, {produced.telemetry} readings, "
-            f"{produced.post_versions} versions of {produced.posts} posts"
+        _produce_scaleout_events(
+            ScaleoutLoad(
+                seed=seed,
+                chat_messages=chat,
+                telemetry=telemetry,
+                posts=posts,
+                post_updates=post_updates,
+            )
         )
         if transactions == 0:
             return
@@ -139,6 +150,20 @@ def loadgen(
         duration_s=duration,
         days_back=days_back,
     )
+    out.print(loadgen_table(_run_with_progress_bar(config)))
+
+
+def _produce_scaleout_events(load: ScaleoutLoad) -> None:
+    """Produce the scale-out events (chat, telemetry, posts) and say how many."""
+    produced = produce_scaleout(load_settings(), load)
+    out.print(
+        f"produced {produced.chat_messages} chat messages, {produced.telemetry} readings, "
+        f"{produced.post_versions} versions of {produced.posts} posts"
+    )
+
+
+def _run_with_progress_bar(config: LoadgenConfig) -> LoadgenResult:
+    """Run the load generator with a progress bar on stderr (stdout keeps only the table)."""
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -147,14 +172,13 @@ def loadgen(
         console=err,
     ) as bar:
         task = bar.add_task("business transactions", total=config.transactions)
-        result = asyncio.run(
+        return asyncio.run(
             run_loadgen(
                 load_settings(),
                 config,
                 progress=lambda done, _total: bar.update(task, completed=done),
             )
         )
-    out.print(loadgen_table(result))
 
 
 def loadgen_table(result: LoadgenResult) -> Table:

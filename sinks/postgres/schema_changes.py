@@ -178,22 +178,16 @@ class SchemaGuard:
     async def _check(
         self, connection: asyncpg.Connection, record: ConsumedRecord, event: ChangeEvent
     ) -> PausedTable | None:
+        """Judge the first record of a (table, schema id) new to this worker: the table
+        paused at ``record``, or None once silver and this worker's spec follow the schema."""
         assert event.schema_id is not None
         table, schema_id = event.table, event.schema_id
         recorded = await connection.fetch(_RECORDED, table, schema_id)
-        if recorded:  # decided before (another worker, or before a restart)
-            waiting = [r for r in recorded if r["decision"] == "pause" and not r["accepted"]]
-            if waiting:
-                return PausedTable(
-                    table,
-                    schema_id,
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    waiting[0]["reason"],
-                )
-        envelope = orjson.loads(self._schema_text(schema_id))
-        row = envelope_row_schema(envelope)
+        # Decided before (another worker, or before a restart): a pause still waiting holds.
+        waiting = [r for r in recorded if r["decision"] == "pause" and not r["accepted"]]
+        if waiting:
+            return _paused_at(record, table, schema_id, waiting[0]["reason"])
+        row = envelope_row_schema(orjson.loads(self._schema_text(schema_id)))
         if row is None:
             return None
         source = source_columns(row)
@@ -202,44 +196,80 @@ class SchemaGuard:
         changes = [] if recorded else detect_drift(spec, source, silver)
         policy = policy_for(self._policies, self._default, table)
         decisions = [(change, decide(policy, change)) for change in changes]
+        pause = await self._apply_and_record(connection, record, event, policy, decisions)
+        if pause:
+            reason = "; ".join(c.describe() for c in pause)
+            return _paused_at(record, table, schema_id, reason)
+        if any(d is Decision.EVOLVE for _, d in decisions):
+            silver = silver_data_columns(await connection.fetch(_SILVER_COLUMNS, table))
+        await self._follow_silver(connection, table, spec, silver, source)
+        return None
+
+    async def _apply_and_record(
+        self,
+        connection: asyncpg.Connection,
+        record: ConsumedRecord,
+        event: ChangeEvent,
+        policy: Policy,
+        decisions: list[tuple[ColumnChange, Decision]],
+    ) -> list[ColumnChange]:
+        """In one transaction, evolve silver (unless a change pauses the table) and record
+        every change with its decision. The changes that pause the table, if any."""
         pause = [c for c, d in decisions if d is Decision.PAUSE]
         async with connection.transaction():
-            refused = None if pause else await _evolve(connection, table, decisions)
+            refused = None if pause else await _evolve(connection, event.table, decisions)
             if refused is not None:  # silver could not follow: an operator's call after all
                 pause = [refused]
             for change, decision in decisions:
                 reason = _reason(change, decision, policy, bool(pause))
                 if change is refused:
                     reason = f"{change.describe()}: evolution refused by PostgreSQL, table paused"
-                await connection.execute(
-                    _RECORD,
-                    table,
-                    schema_id,
-                    event.position.lsn,
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    change.column,
-                    change.kind.value,
-                    _text(change.source),
-                    _text(change.silver),
-                    _text(change.target),
-                    policy.value,
-                    # One change pausing the table pauses all of it: nothing is half-applied.
-                    Decision.PAUSE.value if pause else decision.value,
-                    reason,
-                )
-                self._metrics.record_schema_change(
-                    table, change.kind.value, Decision.PAUSE.value if pause else decision.value
-                )
-                log.warning("schema change of %s (schema %d): %s", table, schema_id, reason)
-        if pause:
-            reason = "; ".join(c.describe() for c in pause)
-            return PausedTable(
-                table, schema_id, record.topic, record.partition, record.offset, reason
-            )
-        if any(d is Decision.EVOLVE for _, d in decisions):
-            silver = silver_data_columns(await connection.fetch(_SILVER_COLUMNS, table))
+                # One change pausing the table pauses all of it: nothing is half-applied.
+                final = Decision.PAUSE if pause else decision
+                await self._record_change(connection, record, event, policy, change, final, reason)
+        return pause
+
+    async def _record_change(
+        self,
+        connection: asyncpg.Connection,
+        record: ConsumedRecord,
+        event: ChangeEvent,
+        policy: Policy,
+        change: ColumnChange,
+        decision: Decision,
+        reason: str,
+    ) -> None:
+        """One change in ``ops.schema_changes`` (once per table, schema and column), a metric
+        and a log line."""
+        await connection.execute(
+            _RECORD,
+            event.table,
+            event.schema_id,
+            event.position.lsn,
+            record.topic,
+            record.partition,
+            record.offset,
+            change.column,
+            change.kind.value,
+            _text(change.source),
+            _text(change.silver),
+            _text(change.target),
+            policy.value,
+            decision.value,
+            reason,
+        )
+        self._metrics.record_schema_change(event.table, change.kind.value, decision.value)
+        log.warning("schema change of %s (schema %d): %s", event.table, event.schema_id, reason)
+
+    async def _follow_silver(
+        self,
+        connection: asyncpg.Connection,
+        table: str,
+        spec: TableSpec,
+        silver: Mapping[str, ColumnType],
+        source: Mapping[str, ColumnType],
+    ) -> None:
+        """This worker's spec (and the mapped gold columns) adopt silver as it is now."""
         self.tables[table] = adopt_columns(spec, silver, source)
         if table in self._gold_mapping:  # gold follows where BV_SINK__GOLD_COLUMNS says so
             gold_table, pairs = self._gold_mapping[table]
@@ -250,7 +280,11 @@ class SchemaGuard:
         # (its decision recorded first) or by an operator, and a staging table made before
         # holds the old types (a widened numeric would be rounded on its way through).
         self.on_spec_changed(table)
-        return None
+
+
+def _paused_at(record: ConsumedRecord, table: str, schema_id: int, reason: str) -> PausedTable:
+    """``table`` paused at ``record``, the first of its records not written."""
+    return PausedTable(table, schema_id, record.topic, record.partition, record.offset, reason)
 
 
 async def _evolve(
