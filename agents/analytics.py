@@ -455,6 +455,7 @@ class AnalyticsRunner:
             heartbeats=self._heartbeats,
             stats=self.stats,
             retry=RegistryWait(self._backoff, self._stop.is_set),
+            stall_s=self.consumer_spec().convert_stall_s,
         )
 
     async def _rewind(self, runtime: ConsumerRuntime) -> None:

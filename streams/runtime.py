@@ -235,23 +235,15 @@ class ConsumerRuntime:
         wait_s = self._window_opened + spec.max_wait_ms / 1000 - time.monotonic()
         fresh = consumer.consume(num_messages=wanted, timeout=max(0.0, wait_s)) if wanted else []
         self._window_opened = time.monotonic()
-        converted = []
-        handed: dict[PartitionId, int] = {}
-        for message in (*held, *fresh):
-            error = message.error()
-            if error is None:
-                converted.append(convert(message))
-                handed[(message.topic() or "", message.partition() or 0)] = message.offset() or 0
-            elif error.fatal():
-                # E.g. a static member fenced by its own earlier incarnation after a broker
-                # restart: this consumer can do nothing more, a new one rejoins (the chaos
-                # soak's analytics stalled silently on it). Positions come from the
-                # pipeline's store on the new assignment, as after any rebalance.
-                log.error("%s: fatal consumer error, starting a new consumer: %s", spec.name, error)
-                self._recreate()
-                return converted
-            elif error.code() not in _QUIET_ERRORS:
-                log.warning("%s: consume error: %s", spec.name, error)
+        converted, handed, fatal = convert_messages([*held, *fresh], convert, spec.name)
+        if fatal is not None:
+            # E.g. a static member fenced by its own earlier incarnation after a broker
+            # restart: this consumer can do nothing more, a new one rejoins (the chaos soak's
+            # analytics stalled silently on it). Positions come from the pipeline's store on
+            # the new assignment, as after any rebalance.
+            log.error("%s: fatal consumer error, starting a new consumer: %s", spec.name, fatal)
+            self._recreate()
+            return converted
         if self._kafka_commits and handed:
             consumer.store_offsets(
                 offsets=[TopicPartition(t, p, offset + 1) for (t, p), offset in handed.items()]
@@ -344,29 +336,11 @@ class ConsumerRuntime:
         await self.in_thread(self._commit)
 
     def _commit(self) -> None:
-        try:
-            self.consumer.commit(asynchronous=False)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if not error.retriable() and error.code() not in _GROUP_CHURN:
-                raise
-            # A broker restarting or the group rebalancing under us: delivery is at least
-            # once and these outputs idempotent, so the next owner's or next batch's commit
-            # covers this one.
-            log.warning("%s: commit deferred to the next batch: %s", self.spec.name, error)
+        commit_or_defer(self.consumer, self.spec.name)
 
     async def watermarks(self, partitions: Sequence[PartitionId]) -> dict[PartitionId, int]:
         """High watermarks of ``partitions`` (the end of each log as the broker sees it)."""
-        return await self.in_thread(self._watermarks, list(partitions))
-
-    def _watermarks(self, partitions: list[PartitionId]) -> dict[PartitionId, int]:
-        ends = {}
-        for topic, partition in partitions:
-            _, high = self.consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=10
-            )
-            ends[(topic, partition)] = high
-        return ends
+        return await self.in_thread(high_watermarks, self.consumer, list(partitions))
 
     def assignment(self) -> list[PartitionId]:
         """The partitions this member owns now (call from the consumer's thread)."""
@@ -408,7 +382,7 @@ class ConsumerRuntime:
         self.assigned_once = True
         keys = [(p.topic, p.partition) for p in partitions]
         if self._start_positions is not None:
-            starts = self._resolve(self._start_positions(keys))
+            starts = resolve_on_loop(self._start_positions(keys), self._loop, self.spec.name)
             for partition in partitions:
                 partition.offset = starts.get((partition.topic, partition.partition), OFFSET_STORED)
         consumer.assign(partitions)
@@ -429,15 +403,60 @@ class ConsumerRuntime:
             self._on_revoked(keys)
         consumer.unassign()
 
-    def _resolve(
-        self, starts: dict[PartitionId, int] | Awaitable[dict[PartitionId, int]]
-    ) -> dict[PartitionId, int]:
-        """A start-position source may be async (a database): run it on the pipeline's loop."""
-        if not inspect.isawaitable(starts):
-            return starts
-        if self._loop is None:
-            raise RuntimeError(f"{self.spec.name}: async start positions need a started runtime")
-        return asyncio.run_coroutine_threadsafe(_awaited(starts), self._loop).result()
+
+def convert_messages(
+    messages: list[Message], convert: Callable[[Message], T], name: str
+) -> tuple[list[T], dict[PartitionId, int], KafkaError | None]:
+    """The converted records of ``messages``, the last offset handed out per partition, and
+    the first fatal error (the records before it are kept); other errors are logged."""
+    converted = []
+    handed: dict[PartitionId, int] = {}
+    for message in messages:
+        error = message.error()
+        if error is None:
+            converted.append(convert(message))
+            handed[(message.topic() or "", message.partition() or 0)] = message.offset() or 0
+        elif error.fatal():
+            return converted, handed, error
+        elif error.code() not in _QUIET_ERRORS:
+            log.warning("%s: consume error: %s", name, error)
+    return converted, handed, None
+
+
+def commit_or_defer(consumer: Consumer, name: str) -> None:
+    """Commit the stored offsets; a broker restarting or the group rebalancing under us
+    defers it: delivery is at least once and the outputs idempotent, so the next owner's or
+    the next batch's commit covers this one."""
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as exc:
+        error = exc.args[0]
+        if not error.retriable() and error.code() not in _GROUP_CHURN:
+            raise
+        log.warning("%s: commit deferred to the next batch: %s", name, error)
+
+
+def high_watermarks(consumer: Consumer, partitions: list[PartitionId]) -> dict[PartitionId, int]:
+    """The end of each partition's log as the broker sees it."""
+    ends = {}
+    for topic, partition in partitions:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        ends[(topic, partition)] = high
+    return ends
+
+
+def resolve_on_loop(
+    starts: dict[PartitionId, int] | Awaitable[dict[PartitionId, int]],
+    loop: asyncio.AbstractEventLoop | None,
+    name: str,
+) -> dict[PartitionId, int]:
+    """A start-position source may be async (a database): run it on the pipeline's loop
+    (this runs in the consumer's thread, inside librdkafka's assignment callback)."""
+    if not inspect.isawaitable(starts):
+        return starts
+    if loop is None:
+        raise RuntimeError(f"{name}: async start positions need a started runtime")
+    return asyncio.run_coroutine_threadsafe(_awaited(starts), loop).result()
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:
