@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from confluent_kafka import Message
@@ -281,6 +281,10 @@ class MedallionSink:
         """Partitions of paused tables the consumer does not fetch (until accepted)."""
         return frozenset() if self._runtime is None else self._runtime.parked
 
+    async def _polling(self, work: Awaitable[BatchOutcome]) -> BatchOutcome:
+        assert self._runtime is not None
+        return await self._runtime.polling_while(work)
+
     async def _hold(self, seconds: float) -> None:
         assert self._runtime is not None
         await self._runtime.hold(seconds, self._stop)
@@ -359,7 +363,7 @@ class MedallionSink:
         if plan.dead_letters:
             await asyncio.to_thread(publish_dead_letters, dead_letters, plan.dead_letters)
         self._crash.reached("before_write")
-        outcome = await self.committer.commit(claim, plan, slot, self._hold)
+        outcome = await self.committer.commit(claim, plan, slot, self._hold, self._polling)
         elapsed = time.monotonic() - started
         if outcome is None:
             return

@@ -28,6 +28,9 @@ log = logging.getLogger("bitvelocity.medallion")
 PartitionKey = tuple[str, int]
 #: Waits ``seconds`` unless stopped; the sink passes its consumer's hold (pause + poll).
 Hold = Callable[[float], Awaitable[None]]
+#: Awaits a database write; the sink passes its consumer's ``polling_while``, so a write that
+#: takes long (a lock wait, a slow disk) keeps the member polling, paused, in its group.
+Polling = Callable[[Awaitable[BatchOutcome]], Awaitable[BatchOutcome]]
 
 
 @dataclass
@@ -111,7 +114,12 @@ class BatchCommitter:
         }
 
     async def commit(
-        self, claim: PartitionClaim, plan: PlannedBatch, slot: int, hold: Hold
+        self,
+        claim: PartitionClaim,
+        plan: PlannedBatch,
+        slot: int,
+        hold: Hold,
+        polling: Polling | None = None,
     ) -> BatchOutcome | None:
         """Write ``plan`` with its offsets; None when it was not committed by us (fenced,
         or given up while stopping: the next owner reads it again)."""
@@ -119,7 +127,8 @@ class BatchCommitter:
         while True:
             try:
                 connection = await self.connections.writer(slot)
-                outcome = await self.writer.write(connection, claim, plan)
+                writing = self.writer.write(connection, claim, plan)
+                outcome = await (writing if polling is None else polling(writing))
                 self._crash.reached("after_commit")
                 self._replace_claim(claim, outcome.claim)
                 return outcome

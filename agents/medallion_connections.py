@@ -13,6 +13,10 @@ import asyncpg
 from config.settings import Settings
 from sinks.postgres.connection import connect
 
+#: No statement of the sink may wait longer (a lock wait behind a connection an outage cut
+#: half-way): it fails as a ``TimeoutError`` and the batch is retried on a new connection.
+COMMAND_TIMEOUT_S = 60.0
+
 
 class SinkConnections:
     """Opens connections as the sink's worker role, on demand, and drops broken ones."""
@@ -70,6 +74,7 @@ class SinkConnections:
             self._database,
             user=pg.worker_user,
             password=pg.worker_password.get_secret_value(),
+            command_timeout=COMMAND_TIMEOUT_S,
         )
 
 

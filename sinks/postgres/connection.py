@@ -39,8 +39,10 @@ async def connect(
     *,
     user: str | None = None,
     password: str | None = None,
+    command_timeout: float | None = None,
 ) -> asyncpg.Connection:
-    """A connection to ``database`` (default: the configured one), as admin unless ``user``."""
+    """A connection to ``database`` (default: the configured one), as admin unless ``user``;
+    ``command_timeout`` bounds each statement (a ``TimeoutError``, retried by callers)."""
     target = database or pg.database
     login = user or pg.admin_user
     try:
@@ -51,6 +53,7 @@ async def connect(
             password=pg.admin_password.get_secret_value() if password is None else password,
             database=target,
             timeout=pg.connect_timeout_s,
+            command_timeout=command_timeout,
         )
     except asyncpg.InvalidPasswordError as exc:
         raise ConfigurationError(
