@@ -108,6 +108,18 @@ class LoadgenResult:
         setattr(changes, op, getattr(changes, op) + rows)
 
 
+def ensure_open(connection: asyncpg.Connection) -> None:
+    """Raise a lost connection if the server closed ``connection`` while it was idle.
+
+    asyncpg notices a server that went away between two transactions only by closing the
+    connection, and the next ``transaction()`` then raises a bare ``InterfaceError``
+    ("connection is closed"), which says nothing about why. Raised here as asyncpg's own
+    lost-connection error, the CLI reports it as the one ``error:`` line it is.
+    """
+    if connection.is_closed():
+        raise asyncpg.ConnectionDoesNotExistError("the server closed the connection")
+
+
 class Workload:
     """Runs a ``LoadgenConfig`` against one connection."""
 
@@ -134,12 +146,17 @@ class Workload:
                 if delay > 0:
                     await asyncio.sleep(delay)
             action = self._pick_action()
-            async with connection.transaction():
-                await connection.execute(
-                    "SELECT set_config('bv.correlation_id', $1, true)",
-                    str(uuid.UUID(int=self.rng.getrandbits(128))),
-                )
-                await self._dispatch(action)(connection)
+            ensure_open(connection)
+            try:
+                async with connection.transaction():
+                    await connection.execute(
+                        "SELECT set_config('bv.correlation_id', $1, true)",
+                        str(uuid.UUID(int=self.rng.getrandbits(128))),
+                    )
+                    await self._dispatch(action)(connection)
+            except asyncpg.InterfaceError:
+                ensure_open(connection)  # closed under the transaction: a lost connection
+                raise
             self.result.transactions += 1
             self.result.actions[action] = self.result.actions.get(action, 0) + 1
             if progress:

@@ -6,7 +6,7 @@ tests/faults/test_analytics_recovery.py.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -110,3 +110,24 @@ def test_reconcile_writes_a_rebuilt_window_beyond_retention_that_gold_lacks() ->
     core.reconcile(stored, {})
     (row,) = core.drain().hourly
     assert (row.window_start, row.revenue, row.is_final) == (start, Decimal("5.00"), True)
+
+
+def test_reconcile_does_not_write_an_emptied_window_that_gold_lacks() -> None:
+    """A replay that read an order and then its delete (or truncate) rebuilds a window with
+    no order; a live run that read them in another order never made it, so gold lacks it.
+    Absent and zero are the same answer: reconcile writes nothing (the analytics truncate
+    stack test saw 7 such windows written by a replay as version 3)."""
+    from tables.orders import OrderRow
+
+    start = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    core = AnalyticsCore(Settings(), CurrencyRates([]))
+    core.assign([0])
+    at = start + timedelta(minutes=5)
+    core.revenue.apply(
+        1, OrderRow(1, 7, "CONFIRMED", "EUR", Decimal("5.00"), at), lsn=1, changed_at=at
+    )
+    core.revenue.apply(1, None, lsn=2, changed_at=at)
+    core.watermarks.observe(0, start + timedelta(hours=3))
+    core.reconcile({}, {})
+    assert core.drain().hourly == []
+    assert core.state.windows  # still known to the state: a later order continues its version

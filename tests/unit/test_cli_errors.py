@@ -21,6 +21,7 @@ from cli.errors import error_line, lost_connection
 from cli.help_text import reflow
 from cli.root import BitVelocityGroup
 from config.errors import TransientError
+from oltp.loadgen import ensure_open
 
 
 def _run(raiser: Callable[[], None]) -> tuple[int, str]:
@@ -162,3 +163,18 @@ def test_reflow_joins_the_lines_of_a_paragraph_and_keeps_lists() -> None:
 def test_reflow_leaves_a_no_rewrap_block_alone() -> None:
     text = "Title.\n\n\b\nkeep  this\nas is"
     assert reflow(text) == text
+
+
+def test_a_connection_the_server_closed_while_idle_is_a_lost_connection() -> None:
+    """The CI run found loadgen ending with a traceback of asyncpg's bare InterfaceError
+    ("connection is closed") when PostgreSQL stopped between two transactions."""
+
+    class ClosedConnection:
+        def is_closed(self) -> bool:
+            return True
+
+    with pytest.raises(asyncpg.ConnectionDoesNotExistError) as raised:
+        ensure_open(ClosedConnection())  # type: ignore[arg-type]  # the one method it calls
+    line = error_line(raised.value)
+    assert line is not None
+    assert line.startswith("lost the connection to PostgreSQL (")
