@@ -264,6 +264,12 @@ async def test_lossless_changes_pass_through_the_function(worker: asyncpg.Connec
     assert tuple(await worker.fetchrow(TYPE, "orders", "gift_note")) == ("text", None, None)
     assert tuple(await worker.fetchrow(TYPE, "order_items", "unit_price")) == ("numeric", 14, 3)
     assert (await worker.fetchrow(TYPE, "order_items", "quantity"))[0] == "bigint"
+    # A second worker that read the old types asks again: already held, nothing to do (it
+    # raised "bigint -> bigint is not a lossless widening" and paused the table before 0012).
+    await worker.execute(EVOLVE, "order_items", "unit_price", "numeric(14, 3)")
+    await worker.execute(EVOLVE, "order_items", "quantity", "bigint")
+    await worker.execute(EVOLVE, "orders", "gift_note", "text")
+    assert tuple(await worker.fetchrow(TYPE, "order_items", "unit_price")) == ("numeric", 14, 3)
 
 
 @pytest.mark.parametrize(
