@@ -164,6 +164,10 @@ class HourlyRevenue:
         watermark = self.watermarks.current()
         late = self._late(order_id, (old, new), lsn, changed_at or watermark)
         if late:  # before the "unchanged" test: late or not must not depend on the state
+            # The windows keep what they held, but the order's position moves on: a copy of
+            # an older change read after this one (a duplicated batch, a re-snapshot) must
+            # be recognised as replayed, not applied over it.
+            self.contributions[order_id] = _moved_to(old, lsn)
             return RevenueChange(late=late)
         if old is not None and _same(old, new):
             self.contributions[order_id] = new
@@ -260,6 +264,10 @@ class HourlyRevenue:
         return RevenueChange(rows=tuple(rows))
 
     def _forget(self, keys: set[str]) -> None:
+        """Drop windows beyond retention. Their orders keep a position only (no window, no
+        amount): without it an older copy of a change read later would pass ``replayed`` and
+        be applied over a newer one (the chaos soak saw a customer's features lose an order).
+        One small entry per order, as the features already keep every order."""
         for key in keys:
             del self.windows[key]
         for order_id, contribution in list(self.contributions.items()):
@@ -268,11 +276,20 @@ class HourlyRevenue:
                 and contribution.currency is not None
                 and window_key(contribution.window_start, contribution.currency) in keys
             ):
-                del self.contributions[order_id]
+                self.contributions[order_id] = Contribution(None, None, None, contribution.lsn)
 
     def snapshot(self) -> list[HourlyRevenueRow]:
         """Every window's current row (re-published on start: the sinks are idempotent)."""
         return [row_of(totals) for totals in self.windows.values()]
+
+
+def _moved_to(old: Contribution | None, lsn: int | None) -> Contribution:
+    """``old`` (or no contribution) at the newer position ``lsn``."""
+    if old is None:
+        return Contribution(None, None, None, lsn)
+    if lsn is None or (old.lsn is not None and old.lsn > lsn):
+        return old
+    return replace(old, lsn=lsn)
 
 
 def _same(old: Contribution, new: Contribution) -> bool:

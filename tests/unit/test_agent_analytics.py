@@ -137,6 +137,27 @@ def test_a_change_to_a_window_beyond_retention_is_a_late_event_not_a_revenue_row
     ]
 
 
+def test_an_older_copy_read_after_a_late_change_is_not_applied_again() -> None:
+    """The chaos soak: a duplicated batch put an order's older change behind its newer,
+    late one; with no position kept for an order beyond retention the copy was applied
+    again, and the customer's lifetime features lost the order (7 orders against 8)."""
+    p = Pipeline()
+    old = datetime(2026, 1, 20, 10, 30, tzinfo=UTC)
+    pending = p.order("c", 9, 9, "PENDING", "75.00", created=old, updated=T10)
+    confirmed = p.order(
+        "u", 9, 9, "CONFIRMED", "75.00", created=old, updated=T10 + timedelta(minutes=1)
+    )
+    p.feed(pending, confirmed)
+    first = p.tick()
+    assert len(first.late) == 2
+    (features,) = first.features
+    assert features.values.lifetime_order_count == 1
+    p.feed(pending)  # the duplicated batch
+    again = p.tick()
+    assert again.late == []
+    assert again.features == []  # still one lifetime order: nothing to publish
+
+
 def test_customer_features_follow_orders_items_and_categories_and_age_out_with_the_clock() -> None:
     p = Pipeline()
     created = T10 + timedelta(minutes=40)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from tables.orders import OrderRow
-from tables.revenue import HourlyRevenue, window_key
+from tables.revenue import Contribution, HourlyRevenue, window_key
 from tables.windows import Watermarks
 
 H10 = datetime(2026, 3, 1, 10, tzinfo=UTC)
@@ -122,7 +122,32 @@ def test_change_beyond_retention_goes_to_late_events_and_is_not_applied() -> Non
     marks.observe(0, H10 + timedelta(days=35, hours=1, minutes=5))
     revenue.advance()
     assert revenue.windows == {}
-    assert revenue.contributions == {}
+    # Only each order's position is kept (no window, no amount): the replay guard.
+    assert revenue.contributions == {
+        1: Contribution(None, None, None, 2),
+        9: Contribution(None, None, None, 3),
+    }
+
+
+def test_an_older_copy_of_a_change_beyond_retention_is_replayed_not_applied() -> None:
+    """The chaos soak: a duplicated batch (or a re-snapshot) put an older change of an
+    order behind a newer one after the order's window had left retention; the order's
+    position had gone with the window, so the copy passed as new and the customer's
+    features went back to it. The position now outlives the window."""
+    revenue, marks = engine()
+    revenue.apply(1, order(1, "10.00", status="PENDING"), lsn=1)
+    revenue.apply(1, order(1, "10.00"), lsn=2)
+    marks.observe(0, H10 + timedelta(days=35, hours=1, minutes=5))
+    revenue.advance()
+    assert revenue.windows == {}
+    assert revenue.replayed(1, 1)  # the PENDING copy read again
+    assert not revenue.replayed(1, 3)
+    late = revenue.apply(1, order(1, "10.00", status="CANCELLED"), lsn=4)  # a real late change
+    assert len(late.late) == 1
+    assert revenue.replayed(1, 3)  # a copy of anything before it, even never seen, is old
+    stale = revenue.apply(1, order(1, "10.00"), lsn=2)
+    assert stale.late == ()
+    assert stale.rows == ()
 
 
 def test_currencies_have_separate_windows() -> None:
