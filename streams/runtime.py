@@ -131,6 +131,11 @@ def consumer_config(bootstrap_servers: str, spec: ConsumerSpec) -> dict[str, Any
         # Debezium creates a table's topic with its first change; without a short refresh a
         # subscription would not see a late topic for 5 minutes.
         "topic.metadata.refresh.interval.ms": 3000,
+        # Round robin over every topic's partitions: the default range assignor splits each
+        # 3-partition topic 2+1, so of two workers one held 12 of the 18 CDC partitions and
+        # two workers could reach 1.5 x one at most (decision 0022). Range stays listed so a
+        # member of an older version (range only) can still join the group while rolling.
+        "partition.assignment.strategy": "roundrobin,range",
     }
     if spec.static_member_id is not None:
         config["group.instance.id"] = spec.static_member_id

@@ -135,6 +135,20 @@ async def test_sigterm_during_load_exits_within_ten_seconds_and_resumes(
     await assert_exactly_once(env)
 
 
+async def owned_per_worker(env: SinkEnv) -> dict[str, int]:
+    """How many partitions each worker last claimed in the offsets table."""
+    connection = await connect(env.settings.postgres)
+    try:
+        rows = await connection.fetch(
+            "SELECT owner, count(*) AS n FROM ops.consumer_offsets WHERE group_id = $1"
+            " GROUP BY owner",
+            env.group,
+        )
+    finally:
+        await connection.close()
+    return {r["owner"]: r["n"] for r in rows}
+
+
 @pytest.mark.timeout(300)
 async def test_a_second_worker_joining_and_leaving_shares_without_loss(env: SinkEnv) -> None:
     load = asyncio.create_task(
@@ -149,6 +163,7 @@ async def test_a_second_worker_joining_and_leaving_shares_without_loss(env: Sink
                 return second.stats.batches >= 3
 
             await eventually(second_worked, timeout_s=60, what="the second worker's batches")
+            assert await owned_per_worker(env) == {"first": 9, "second": 9}  # round robin
         batches_before_leaving = first.stats.batches
         written = await load
         await wait_until_caught_up(env, expected_records(written))
