@@ -146,7 +146,6 @@ class Workload:
                 if delay > 0:
                     await asyncio.sleep(delay)
             action = self._pick_action()
-            ensure_open(connection)
             try:
                 async with connection.transaction():
                     await connection.execute(
@@ -155,7 +154,7 @@ class Workload:
                     )
                     await self._dispatch(action)(connection)
             except asyncpg.InterfaceError:
-                ensure_open(connection)  # closed under the transaction: a lost connection
+                ensure_open(connection)  # closed (idle or mid-transaction): a lost connection
                 raise
             self.result.transactions += 1
             self.result.actions[action] = self.result.actions.get(action, 0) + 1

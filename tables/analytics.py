@@ -32,6 +32,7 @@ from tables.revenue import (
     HourlyRevenueRow,
     LateEvent,
     WindowTotals,
+    position_only,
     row_of,
 )
 from tables.windows import Watermarks
@@ -272,7 +273,7 @@ class AnalyticsCore:
         if event.table == "orders":
             self._last_event[partition] = event.committed_at
             contributions = self.state.contributions
-            withdrawn = Contribution(None, None, None, lsn)
+            withdrawn = position_only(lsn)
             for order_id in sorted(o for o, c in contributions.items() if below(c.lsn, lsn)):
                 change = self.revenue.apply(order_id, None, lsn, event.committed_at)
                 self.outputs.hourly.extend(change.rows)

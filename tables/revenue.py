@@ -211,7 +211,7 @@ class HourlyRevenue:
 
     def _contribution(self, row: OrderRow | None, lsn: int | None) -> Contribution:
         if row is None:
-            return Contribution(None, None, None, lsn)
+            return position_only(lsn)
         start = tumbling_window(row.created_at, self.size).start
         amount = row.total_amount if row.revenue_bearing else None
         return Contribution(start, row.currency, amount, lsn)
@@ -276,17 +276,22 @@ class HourlyRevenue:
                 and contribution.currency is not None
                 and window_key(contribution.window_start, contribution.currency) in keys
             ):
-                self.contributions[order_id] = Contribution(None, None, None, contribution.lsn)
+                self.contributions[order_id] = position_only(contribution.lsn)
 
     def snapshot(self) -> list[HourlyRevenueRow]:
         """Every window's current row (re-published on start: the sinks are idempotent)."""
         return [row_of(totals) for totals in self.windows.values()]
 
 
+def position_only(lsn: int | None) -> Contribution:
+    """An order that adds to no window, kept for its LSN (the replay guard)."""
+    return Contribution(None, None, None, lsn)
+
+
 def _moved_to(old: Contribution | None, lsn: int | None) -> Contribution:
     """``old`` (or no contribution) at the newer position ``lsn``."""
     if old is None:
-        return Contribution(None, None, None, lsn)
+        return position_only(lsn)
     if lsn is None or (old.lsn is not None and old.lsn > lsn):
         return old
     return replace(old, lsn=lsn)
