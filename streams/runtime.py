@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -83,6 +84,9 @@ _GROUP_CHURN = frozenset(
 RESUBSCRIBE_AFTER_S = 30.0
 #: How often ``hold`` polls the paused consumer (far below any max.poll.interval.ms).
 HOLD_POLL_S = 0.2
+#: A take that waits for its pipeline's write fetches in slices this long, so it sees the
+#: write end (or another call for the consumer's thread) within a slice.
+TAKE_SLICE_S = 0.01
 #: The longest a take's conversion may stall on one record (``ConsumerSpec.convert_stall_s``).
 MAX_CONVERT_STALL_S = 30.0
 
@@ -185,6 +189,8 @@ class ConsumerRuntime:
         #: Partitions the pipeline parked (``park``): no ``hold`` resumes them, only ``unpark``.
         self._parked: set[PartitionId] = set()
         self._window_opened = time.monotonic()
+        #: ``in_thread`` calls waiting for (or running on) the consumer's thread.
+        self._callers = 0
         self._subscribed_at = 0.0
         self.assigned_once = False
         #: Consumers replaced after a fatal error (the pipeline sees a rebalance).
@@ -217,30 +223,54 @@ class ConsumerRuntime:
         return self._consumer
 
     async def in_thread(self, function: Callable[..., T], *args: Any) -> T:
-        """Run blocking Kafka work on this consumer's thread (the only one that touches it)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        """Run blocking Kafka work on this consumer's thread (the only one that touches it);
+        a take waiting for its pipeline's write (``take(until=)``) ends to make way."""
+        self._callers += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        finally:
+            self._callers -= 1
 
     # -- batches ----------------------------------------------------------------------------
-    async def take(self, convert: Callable[[Message], T]) -> list[T]:
+    async def take(
+        self, convert: Callable[[Message], T], until: threading.Event | None = None
+    ) -> list[T]:
         """Up to ``max_records`` records, or what came within ``max_wait_ms`` of the last take,
         each converted in the consumer's thread. An exception of ``convert`` ends the batch:
-        the pipeline rewinds (``seek``) to its stored positions."""
-        return await self.in_thread(self._take, convert)
+        the pipeline rewinds (``seek``) to its stored positions.
+
+        ``until`` is for a pipelined pipeline, set when its previous batch is written: the
+        take keeps fetching and converting, in slices, until then, so the next batch holds
+        what arrived during that write, already decoded. Taken at the write's start instead,
+        a record arriving during a write waited for two more writes, not one. Any other call
+        for the consumer's thread (``park``, ``hold``, ``seek``) ends such a take early."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._take, convert, until
+        )
 
     async def take_messages(self) -> list[Message]:
         """``take`` without conversion."""
-        return await self.in_thread(self._take, _same)
+        return await self.take(_same)
 
-    def _take(self, convert: Callable[[Message], T]) -> list[T]:
+    def _take(self, convert: Callable[[Message], T], until: threading.Event | None) -> list[T]:
         consumer = self.consumer
         self._resubscribe_if_never_assigned()
         spec = self.spec
         held, self._held = self._held, []
-        wanted = spec.max_records - len(held)
-        wait_s = self._window_opened + spec.max_wait_ms / 1000 - time.monotonic()
-        fresh = consumer.consume(num_messages=wanted, timeout=max(0.0, wait_s)) if wanted else []
-        self._window_opened = time.monotonic()
-        converted, handed, fatal = convert_messages([*held, *fresh], convert, spec.name)
+        deadline = self._window_opened + spec.max_wait_ms / 1000
+        converted, handed, fatal = convert_messages(held, convert, spec.name)
+        taken, first = len(held), True
+        while fatal is None and taken < spec.max_records:
+            wait_s = self._fetch_wait(deadline, until, first=first, have=bool(converted))
+            if wait_s is None:
+                break
+            first = False
+            fresh = consumer.consume(num_messages=spec.max_records - taken, timeout=wait_s)
+            self._window_opened = time.monotonic()
+            taken += len(fresh)
+            more, more_handed, fatal = convert_messages(fresh, convert, spec.name)
+            converted.extend(more)
+            handed.update(more_handed)
         if fatal is not None:
             # E.g. a static member fenced by its own earlier incarnation after a broker
             # restart: this consumer can do nothing more, a new one rejoins (the chaos soak's
@@ -254,6 +284,17 @@ class ConsumerRuntime:
                 offsets=[TopicPartition(t, p, offset + 1) for (t, p), offset in handed.items()]
             )
         return converted
+
+    def _fetch_wait(
+        self, deadline: float, until: threading.Event | None, *, first: bool, have: bool
+    ) -> float | None:
+        """How long the take's next fetch may wait; None when the take is complete."""
+        remaining = max(0.0, deadline - time.monotonic())
+        if until is None:  # one fetch, to the end of the window
+            return remaining if first else None
+        if not first and (self._callers or (until.is_set() and (have or not remaining))):
+            return None
+        return min(remaining, TAKE_SLICE_S) if until.is_set() else TAKE_SLICE_S
 
     # -- waiting without leaving the group ------------------------------------------------
     async def hold(self, seconds: float, stop: StopSignal | None = None) -> None:
@@ -272,6 +313,8 @@ class ConsumerRuntime:
         ``grace_s`` (a retry loop waiting out an outage), keep polling, paused, until it ends."""
         task = asyncio.ensure_future(work)
         done, _ = await asyncio.wait({task}, timeout=grace_s)
+        if done:  # the usual case: no call for the consumer's thread, where a take runs
+            return task.result()
         while not done:
             await self.in_thread(self._poll_paused, HOLD_POLL_S)
             done, _ = await asyncio.wait({task}, timeout=0)
