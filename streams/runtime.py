@@ -87,6 +87,9 @@ HOLD_POLL_S = 0.2
 #: A take that waits for its pipeline's write fetches in slices this long, so it sees the
 #: write end (or another call for the consumer's thread) within a slice.
 TAKE_SLICE_S = 0.01
+#: ... and stops waiting for the write this long after its window closed: a bound on what
+#: the take holds back from anything else on the consumer's thread, whatever happens.
+TAKE_UNTIL_MAX_S = 1.0
 #: The longest a take's conversion may stall on one record (``ConsumerSpec.convert_stall_s``).
 MAX_CONVERT_STALL_S = 30.0
 
@@ -289,12 +292,17 @@ class ConsumerRuntime:
         self, deadline: float, until: threading.Event | None, *, first: bool, have: bool
     ) -> float | None:
         """How long the take's next fetch may wait; None when the take is complete."""
-        remaining = max(0.0, deadline - time.monotonic())
+        now = time.monotonic()
+        remaining = max(0.0, deadline - now)
         if until is None:  # one fetch, to the end of the window
             return remaining if first else None
-        if not first and (self._callers or (until.is_set() and (have or not remaining))):
+        if not first and self._callers:
+            return None  # another call waits for the consumer's thread
+        if not until.is_set() and now < deadline + TAKE_UNTIL_MAX_S:
+            return TAKE_SLICE_S  # the write goes on: keep fetching
+        if not first and (have or not remaining):
             return None
-        return min(remaining, TAKE_SLICE_S) if until.is_set() else TAKE_SLICE_S
+        return min(remaining, TAKE_SLICE_S)
 
     # -- waiting without leaving the group ------------------------------------------------
     async def hold(self, seconds: float, stop: StopSignal | None = None) -> None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
 
-from streams.runtime import ConsumerRuntime, ConsumerSpec, consumer_config
+from streams.runtime import TAKE_UNTIL_MAX_S, ConsumerRuntime, ConsumerSpec, consumer_config
 
 
 class FakeMessage:
@@ -216,4 +217,15 @@ async def test_a_take_waiting_for_a_write_makes_way_for_another_call() -> None:
     await asyncio.wait_for(runtime.park([("t", 0)]), timeout=5)
     assert await asyncio.wait_for(taking, timeout=5) == [1]
     assert not never.is_set()
+    await runtime.stop()
+
+
+async def test_a_take_waits_for_a_write_at_most_a_bounded_time() -> None:
+    never = threading.Event()
+    consumer = SlicedConsumer([[FakeMessage("t", 0, 1)]], never, at=0)
+    runtime = runtime_over(consumer)
+    started = time.monotonic()
+    taken = await asyncio.wait_for(runtime.take(lambda m: m.offset(), until=never), timeout=10)
+    assert taken == [1]
+    assert time.monotonic() - started >= TAKE_UNTIL_MAX_S
     await runtime.stop()
