@@ -244,9 +244,7 @@ class MedallionSink:
                     continue
                 if self.schema_guard.paused:  # between takes: a seek cannot race a fetch
                     records = await self.schema_screen.resume_accepted(records, self._runtime)
-                # The next batch is taken and decoded while this one is written, and holds
-                # what arrives until this write ends (``take(until=)``).
-                written = threading.Event()  # one per take: set once this write is done
+                written = threading.Event()  # the next take is decoded until this write ends
                 taking = asyncio.ensure_future(runtime.take(self._decoding(decoder), written))
                 try:
                     await self._write_all(by_partition(records), dead_letters)
