@@ -355,7 +355,7 @@ class ConsumerRuntime:
 
     def assignment(self) -> list[PartitionId]:
         """The partitions this member owns now (call from the consumer's thread)."""
-        return [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
+        return owned_partitions(self.consumer)
 
     # -- subscription and rebalances (the consumer's thread) -----------------------------------
     def _subscribe(self) -> None:
@@ -415,6 +415,11 @@ class ConsumerRuntime:
         consumer.unassign()
 
 
+def owned_partitions(consumer: Consumer) -> list[PartitionId]:
+    """The partitions ``consumer`` owns now (call from the consumer's thread)."""
+    return [(tp.topic, tp.partition) for tp in consumer.assignment()]
+
+
 class ParkedPartitions:
     """Partitions a pipeline parked (``ConsumerRuntime.park``): paused until it unparks
     them; no ``hold`` resumes them. Called on the consumer's thread."""
@@ -423,7 +428,7 @@ class ParkedPartitions:
         self.keys: set[PartitionId] = set()
 
     def park(self, consumer: Consumer, partitions: list[PartitionId], name: str) -> None:
-        owned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        owned = set(owned_partitions(consumer))
         wanted = [key for key in partitions if key in owned and key not in self.keys]
         if wanted:
             consumer.pause([TopicPartition(t, p) for t, p in wanted])
@@ -431,7 +436,7 @@ class ParkedPartitions:
             log.info("%s: parked %s", name, ", ".join(f"{t}[{p}]" for t, p in wanted))
 
     def unpark(self, consumer: Consumer, positions: dict[PartitionId, int]) -> None:
-        owned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        owned = set(owned_partitions(consumer))
         resumed = [key for key in positions if key in self.keys and key in owned]
         self.keys.difference_update(positions)
         if resumed:

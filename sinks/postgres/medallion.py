@@ -140,8 +140,8 @@ def _upsert_sql(spec: TableSpec) -> str:
     )
 
 
-def stored_row(table: str, key: Sequence[str], staged: str = "s") -> str:
-    """The row of ``table`` under the key of the staged row ``staged``, as a subquery for a
+def stored_row(table: str, key: Sequence[str]) -> str:
+    """The row of ``table`` under the key of the staged row ``s``, as a subquery for a
     LATERAL join: one index probe per staged row, whatever the table's size.
 
     A plain join against a temporary staging table (no statistics: ~200 rows assumed) let
@@ -150,7 +150,7 @@ def stored_row(table: str, key: Sequence[str], staged: str = "s") -> str:
     silver orders, and growing with the table. ``OFFSET 0`` keeps the planner from
     flattening the subquery back into that join.
     """
-    match = " AND ".join(f"stored.{k} = {staged}.{k}" for k in key)
+    match = " AND ".join(f"stored.{k} = s.{k}" for k in key)
     return f"SELECT * FROM {table} AS stored WHERE {match} OFFSET 0"  # noqa: S608
 
 
