@@ -243,9 +243,7 @@ class MedallionSink:
                     continue
                 if self.schema_guard.paused:  # between takes: a seek cannot race a fetch
                     records = await self.schema_screen.resume_accepted(records, self._runtime)
-                # The next batch is taken and decoded while this one is written. Not
-                # ``take(until=)``: a rebalance between its fetch slices can put a partition's
-                # records of the old and the new assignment in one batch (decision 0022).
+                # The next batch is taken and decoded while this one is written.
                 taking = asyncio.ensure_future(runtime.take(self._decoding(decoder)))
                 await self._write_all(by_partition(records), dead_letters)
                 for job in self.upkeep:
