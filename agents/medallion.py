@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -208,9 +209,9 @@ class MedallionSink:
     async def run(self, stop: asyncio.Event) -> SinkStats:
         """Consume and commit until ``stop`` is set; the batch in flight always finishes.
 
-        Pipelined: while one batch is written to PostgreSQL, the consumer's thread already
-        takes and decodes the next one (at most one batch ahead; a batch taken but not
-        written when ``stop`` is set is simply not committed and read again later).
+        Pipelined: while one batch is written to PostgreSQL, the consumer's thread takes and
+        decodes the next one, until that write ends (at most one batch ahead; a batch taken
+        but not written when ``stop`` is set is simply not committed and read again later).
         """
         self._stop = stop
         await register_lineage(await self.connections.writer(), self._event_lineage())
@@ -243,9 +244,12 @@ class MedallionSink:
                     continue
                 if self.schema_guard.paused:  # between takes: a seek cannot race a fetch
                     records = await self.schema_screen.resume_accepted(records, self._runtime)
-                # The next batch is taken and decoded while this one is written.
-                taking = asyncio.ensure_future(runtime.take(self._decoding(decoder)))
-                await self._write_all(by_partition(records), dead_letters)
+                written = threading.Event()  # the next take is decoded until this write ends
+                taking = asyncio.ensure_future(runtime.take(self._decoding(decoder), written))
+                try:
+                    await self._write_all(by_partition(records), dead_letters)
+                finally:
+                    written.set()
                 for job in self.upkeep:
                     await job.tick()
             await _settled(taking)  # taken, never written: read again by the next owner

@@ -27,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -83,6 +84,12 @@ _GROUP_CHURN = frozenset(
 RESUBSCRIBE_AFTER_S = 30.0
 #: How often ``hold`` polls the paused consumer (far below any max.poll.interval.ms).
 HOLD_POLL_S = 0.2
+#: A take that waits for its pipeline's write fetches in slices this long, so it sees the
+#: write end (or another call for the consumer's thread) within a slice.
+TAKE_SLICE_S = 0.01
+#: ... and stops waiting for the write this long after its window closed: a bound on what
+#: the take holds back from anything else on the consumer's thread, whatever happens.
+TAKE_UNTIL_MAX_S = 1.0
 #: The longest a take's conversion may stall on one record (``ConsumerSpec.convert_stall_s``).
 MAX_CONVERT_STALL_S = 30.0
 
@@ -182,9 +189,12 @@ class ConsumerRuntime:
         self._consumer: Consumer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._held: list[Message] = []
-        #: Partitions the pipeline parked (``park``): no ``hold`` resumes them, only ``unpark``.
-        self._parked: set[PartitionId] = set()
+        self._parked = ParkedPartitions()
         self._window_opened = time.monotonic()
+        #: ``in_thread`` calls waiting for (or on) the consumer's thread: a take gives way.
+        self._callers = 0
+        #: Partitions revoked during the current take (``fetch_batch``).
+        self._revoked: set[PartitionId] = set()
         self._subscribed_at = 0.0
         self.assigned_once = False
         #: Consumers replaced after a fatal error (the pipeline sees a rebalance).
@@ -218,42 +228,53 @@ class ConsumerRuntime:
 
     async def in_thread(self, function: Callable[..., T], *args: Any) -> T:
         """Run blocking Kafka work on this consumer's thread (the only one that touches it)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        self._callers += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        finally:
+            self._callers -= 1
 
     # -- batches ----------------------------------------------------------------------------
-    async def take(self, convert: Callable[[Message], T]) -> list[T]:
+    async def take(
+        self, convert: Callable[[Message], T], until: threading.Event | None = None
+    ) -> list[T]:
         """Up to ``max_records`` records, or what came within ``max_wait_ms`` of the last take,
         each converted in the consumer's thread. An exception of ``convert`` ends the batch:
-        the pipeline rewinds (``seek``) to its stored positions."""
-        return await self.in_thread(self._take, convert)
+        the pipeline rewinds (``seek``) to its stored positions. ``until``: see ``TakeWindow``.
+        """
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._take, convert, until
+        )
 
     async def take_messages(self) -> list[Message]:
         """``take`` without conversion."""
-        return await self.in_thread(self._take, _same)
+        return await self.take(_same)
 
-    def _take(self, convert: Callable[[Message], T]) -> list[T]:
+    def _take(self, convert: Callable[[Message], T], until: threading.Event | None) -> list[T]:
         consumer = self.consumer
         self._resubscribe_if_never_assigned()
         spec = self.spec
         held, self._held = self._held, []
-        wanted = spec.max_records - len(held)
-        wait_s = self._window_opened + spec.max_wait_ms / 1000 - time.monotonic()
-        fresh = consumer.consume(num_messages=wanted, timeout=max(0.0, wait_s)) if wanted else []
-        self._window_opened = time.monotonic()
-        converted, handed, fatal = convert_messages([*held, *fresh], convert, spec.name)
-        if fatal is not None:
+        window = TakeWindow(
+            self._window_opened + spec.max_wait_ms / 1000, until, lambda: self._callers
+        )
+        self._revoked.clear()
+        taken = fetch_batch(consumer, spec, held, convert, window, self._revoked)
+        self._window_opened = window.last_fetch or time.monotonic()
+        if taken.fatal is not None:
             # E.g. a static member fenced by its own earlier incarnation after a broker
-            # restart: this consumer can do nothing more, a new one rejoins (the chaos soak's
-            # analytics stalled silently on it). Positions come from the pipeline's store on
-            # the new assignment, as after any rebalance.
-            log.error("%s: fatal consumer error, starting a new consumer: %s", spec.name, fatal)
-            self._recreate()
-            return converted
-        if self._kafka_commits and handed:
-            consumer.store_offsets(
-                offsets=[TopicPartition(t, p, offset + 1) for (t, p), offset in handed.items()]
+            # restart (the chaos soak's analytics stalled on it): a new consumer rejoins, at
+            # the pipeline's stored positions, as after any rebalance.
+            log.error(
+                "%s: fatal consumer error, starting a new consumer: %s", spec.name, taken.fatal
             )
-        return converted
+            self._recreate()
+            return taken.records
+        if self._kafka_commits and taken.handed:
+            consumer.store_offsets(
+                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in taken.handed.items()]
+            )
+        return taken.records
 
     # -- waiting without leaving the group ------------------------------------------------
     async def hold(self, seconds: float, stop: StopSignal | None = None) -> None:
@@ -272,6 +293,8 @@ class ConsumerRuntime:
         ``grace_s`` (a retry loop waiting out an outage), keep polling, paused, until it ends."""
         task = asyncio.ensure_future(work)
         done, _ = await asyncio.wait({task}, timeout=grace_s)
+        if done:  # the usual case: no call for the consumer's thread, where a take runs
+            return task.result()
         while not done:
             await self.in_thread(self._poll_paused, HOLD_POLL_S)
             done, _ = await asyncio.wait({task}, timeout=0)
@@ -288,7 +311,7 @@ class ConsumerRuntime:
             self._held.append(message)  # fetched before the pause: kept for the next take
 
     def _resume_all(self) -> None:
-        parked = self._parked
+        parked = self._parked.keys
         assignment = [p for p in self.consumer.assignment() if (p.topic, p.partition) not in parked]
         if assignment:
             self.consumer.resume(assignment)
@@ -297,15 +320,7 @@ class ConsumerRuntime:
     async def park(self, partitions: Sequence[PartitionId]) -> None:
         """Stop fetching ``partitions`` (the group keeps them; the others run on) until
         ``unpark``; records of them held or taken meanwhile are the pipeline's to drop."""
-        await self.in_thread(self._park, list(partitions))
-
-    def _park(self, partitions: list[PartitionId]) -> None:
-        owned = set(self.assignment())
-        wanted = [key for key in partitions if key in owned and key not in self._parked]
-        if wanted:
-            self.consumer.pause([TopicPartition(t, p) for t, p in wanted])
-            self._parked.update(wanted)
-            log.info("%s: parked %s", self.spec.name, ", ".join(f"{t}[{p}]" for t, p in wanted))
+        await self.in_thread(self._parked.park, self.consumer, list(partitions), self.spec.name)
 
     async def unpark(self, positions: dict[PartitionId, int]) -> None:
         """Fetch parked partitions again, each from its position in ``positions``."""
@@ -313,15 +328,11 @@ class ConsumerRuntime:
 
     def _unpark(self, positions: dict[PartitionId, int]) -> None:
         self._seek(positions)
-        owned = set(self.assignment())
-        resumed = [key for key in positions if key in self._parked and key in owned]
-        self._parked.difference_update(positions)
-        if resumed:
-            self.consumer.resume([TopicPartition(t, p) for t, p in resumed])
+        self._parked.unpark(self.consumer, positions)
 
     @property
     def parked(self) -> frozenset[PartitionId]:
-        return frozenset(self._parked)
+        return frozenset(self._parked.keys)
 
     # -- positions ----------------------------------------------------------------------------
     async def seek(self, positions: dict[PartitionId, int]) -> None:
@@ -338,10 +349,7 @@ class ConsumerRuntime:
 
     async def commit(self) -> None:
         """Commit Kafka offsets of everything taken so far (after its outputs are safe)."""
-        await self.in_thread(self._commit)
-
-    def _commit(self) -> None:
-        commit_or_defer(self.consumer, self.spec.name)
+        await self.in_thread(commit_or_defer, self.consumer, self.spec.name)
 
     async def watermarks(self, partitions: Sequence[PartitionId]) -> dict[PartitionId, int]:
         """High watermarks of ``partitions`` (the end of each log as the broker sees it)."""
@@ -349,7 +357,7 @@ class ConsumerRuntime:
 
     def assignment(self) -> list[PartitionId]:
         """The partitions this member owns now (call from the consumer's thread)."""
-        return [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
+        return owned_partitions(self.consumer)
 
     # -- subscription and rebalances (the consumer's thread) -----------------------------------
     def _subscribe(self) -> None:
@@ -361,7 +369,7 @@ class ConsumerRuntime:
     def _recreate(self) -> None:
         old = self._consumer
         self._held = []
-        self._parked.clear()
+        self._parked.keys.clear()
         if old is not None:
             try:
                 old.close()
@@ -403,29 +411,149 @@ class ConsumerRuntime:
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(p.topic, p.partition) for p in partitions]
         self._held = [m for m in self._held if (m.topic(), m.partition()) not in keys]
-        self._parked.difference_update(keys)  # a new assignment starts unpaused
+        self._parked.keys.difference_update(keys)  # a new assignment starts unpaused
+        self._revoked.update(keys)
         if self._on_revoked is not None:
             self._on_revoked(keys)
         consumer.unassign()
 
 
-def convert_messages(
-    messages: list[Message], convert: Callable[[Message], T], name: str
-) -> tuple[list[T], dict[PartitionId, int], KafkaError | None]:
-    """The converted records of ``messages``, the last offset handed out per partition, and
-    the first fatal error (the records before it are kept); other errors are logged."""
-    converted = []
-    handed: dict[PartitionId, int] = {}
-    for message in messages:
-        error = message.error()
-        if error is None:
-            converted.append(convert(message))
-            handed[(message.topic() or "", message.partition() or 0)] = message.offset() or 0
-        elif error.fatal():
-            return converted, handed, error
-        elif error.code() not in _QUIET_ERRORS:
-            log.warning("%s: consume error: %s", name, error)
-    return converted, handed, None
+def owned_partitions(consumer: Consumer) -> list[PartitionId]:
+    """The partitions ``consumer`` owns now (call from the consumer's thread)."""
+    return [(tp.topic, tp.partition) for tp in consumer.assignment()]
+
+
+class ParkedPartitions:
+    """Partitions a pipeline parked (``ConsumerRuntime.park``): paused until it unparks
+    them; no ``hold`` resumes them. Called on the consumer's thread."""
+
+    def __init__(self) -> None:
+        self.keys: set[PartitionId] = set()
+
+    def park(self, consumer: Consumer, partitions: list[PartitionId], name: str) -> None:
+        owned = set(owned_partitions(consumer))
+        wanted = [key for key in partitions if key in owned and key not in self.keys]
+        if wanted:
+            consumer.pause([TopicPartition(t, p) for t, p in wanted])
+            self.keys.update(wanted)
+            log.info("%s: parked %s", name, ", ".join(f"{t}[{p}]" for t, p in wanted))
+
+    def unpark(self, consumer: Consumer, positions: dict[PartitionId, int]) -> None:
+        owned = set(owned_partitions(consumer))
+        resumed = [key for key in positions if key in self.keys and key in owned]
+        self.keys.difference_update(positions)
+        if resumed:
+            consumer.resume([TopicPartition(t, p) for t, p in resumed])
+
+
+@dataclass
+class TakeWindow:
+    """When one take stops fetching.
+
+    Without ``until``: one fetch, to the end of the window (``deadline``). With ``until``, set
+    by a pipelined pipeline once its previous batch is written, the take goes on fetching and
+    converting in slices until then, so the next batch holds what arrived during that write,
+    already decoded: taken at the write's start instead, a record arriving during a write
+    waited for two more writes, not one. Any other call for the consumer's thread (``hold``,
+    ``park``, ``seek``: ``waiting_callers``) ends such a take early, so a write that needs the
+    thread cannot wait on a take that waits on it; and it waits at most ``TAKE_UNTIL_MAX_S``
+    past the window.
+    """
+
+    deadline: float
+    until: threading.Event | None
+    waiting_callers: Callable[[], int]
+    last_fetch: float = 0.0
+
+    def next_wait(self, *, first: bool, have: bool) -> float | None:
+        """How long the next fetch may wait; None when the take is complete."""
+        now = time.monotonic()
+        remaining = max(0.0, self.deadline - now)
+        until = self.until
+        if until is None:
+            return remaining if first else None
+        if not first and self.waiting_callers():
+            return None
+        if not until.is_set() and now < self.deadline + TAKE_UNTIL_MAX_S:
+            return TAKE_SLICE_S  # the write goes on: keep fetching
+        if not first and (have or not remaining):
+            return None
+        return min(remaining, TAKE_SLICE_S)
+
+
+def fetch_batch(
+    consumer: Consumer,
+    spec: ConsumerSpec,
+    held: list[Message],
+    convert: Callable[[Message], T],
+    window: TakeWindow,
+    revoked: set[PartitionId],
+) -> TakenRecords[T]:
+    """``held`` and what ``window`` lets fetch (up to ``spec.max_records`` records in all),
+    converted slice by slice.
+
+    A rebalance during a fetch (its callback adds to ``revoked``) ends the take, and what the
+    take converted before that fetch of the revoked partitions is dropped: a partition
+    assigned again restarts at the pipeline's stored position, and one batch must not hold
+    its records of the old and of the new assignment (librdkafka drops the outdated records
+    of the fetch that served the rebalance itself)."""
+    taken: TakenRecords[T] = TakenRecords(spec.name)
+    taken.add(held, convert)
+    fetched, first = len(held), True
+    while taken.fatal is None and fetched < spec.max_records:
+        wait_s = window.next_wait(first=first, have=bool(taken.records))
+        if wait_s is None:
+            break
+        first = False
+        fresh = consumer.consume(num_messages=spec.max_records - fetched, timeout=wait_s)
+        window.last_fetch = time.monotonic()
+        fetched += len(fresh)
+        rebalanced = bool(revoked)
+        if rebalanced:
+            taken.drop(revoked)
+        taken.add(fresh, convert)
+        if rebalanced:
+            break
+    return taken
+
+
+@dataclass
+class TakenRecords(Generic[T]):
+    """One take's converted records with the partition of each, the last offset handed out
+    per partition, and the first fatal error (the records before it are kept)."""
+
+    name: str
+    records: list[T] = field(default_factory=list)
+    partitions: list[PartitionId] = field(default_factory=list)
+    handed: dict[PartitionId, int] = field(default_factory=dict)
+    fatal: KafkaError | None = None
+
+    def add(self, messages: list[Message], convert: Callable[[Message], T]) -> None:
+        """Convert ``messages`` up to the first fatal error; other errors are logged."""
+        for message in messages:
+            error = message.error()
+            if error is None:
+                key = (message.topic() or "", message.partition() or 0)
+                self.records.append(convert(message))
+                self.partitions.append(key)
+                self.handed[key] = message.offset() or 0
+            elif error.fatal():
+                self.fatal = error
+                return
+            elif error.code() not in _QUIET_ERRORS:
+                log.warning("%s: consume error: %s", self.name, error)
+
+    def drop(self, partitions: set[PartitionId]) -> None:
+        """Forget what was taken of ``partitions``."""
+        kept = [
+            (key, record)
+            for key, record in zip(self.partitions, self.records, strict=True)
+            if key not in partitions
+        ]
+        self.partitions = [key for key, _ in kept]
+        self.records = [record for _, record in kept]
+        for key in partitions:
+            self.handed.pop(key, None)
 
 
 def commit_or_defer(consumer: Consumer, name: str) -> None:

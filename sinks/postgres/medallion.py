@@ -97,8 +97,10 @@ def _create_stage_sql(spec: TableSpec) -> str:
 
 
 def _upsert_sql(spec: TableSpec) -> str:
-    """INSERT ... SELECT from staging, merging unchanged/hard-delete columns with the stored row."""
-    key_match = " AND ".join(f"cur.{k} = s.{k}" for k in spec.key)
+    """INSERT ... SELECT from staging, merging unchanged/hard-delete columns with the stored row.
+
+    The stored row is looked up per staged row (``stored_row``): a plain join let the planner
+    hash the whole silver table for a batch of tens of rows."""
     first_key = spec.key[0]
     select: list[str] = []
     for column in spec.columns:
@@ -131,16 +133,30 @@ def _upsert_sql(spec: TableSpec) -> str:
     return (
         f"INSERT INTO {table} ({', '.join(target_columns)}, processed_at) "  # noqa: S608
         f"SELECT {', '.join(select)}, now() FROM {_stage_name(spec)} AS s "
-        f"LEFT JOIN {table} AS cur ON {key_match} "
+        f"LEFT JOIN LATERAL ({stored_row(table, spec.key)}) AS cur ON true "
         f"ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {updates}, processed_at = now() "
         f"WHERE ({table}.source_lsn, {table}.source_offset) "
         f"< (EXCLUDED.source_lsn, EXCLUDED.source_offset)"
     )
 
 
+def stored_row(table: str, key: Sequence[str]) -> str:
+    """The row of ``table`` under the key of the staged row ``s``, as a subquery for a
+    LATERAL join: one index probe per staged row, whatever the table's size.
+
+    A plain join against a temporary staging table (no statistics: ~200 rows assumed) let
+    PostgreSQL hash the whole table, and every partition of a partitioned one, while the
+    table held under ~100,000 rows: 6 ms instead of 1.5 ms for a 60-row batch at 20,000
+    silver orders, and growing with the table. ``OFFSET 0`` keeps the planner from
+    flattening the subquery back into that join.
+    """
+    match = " AND ".join(f"stored.{k} = s.{k}" for k in key)
+    return f"SELECT * FROM {table} AS stored WHERE {match} OFFSET 0"  # noqa: S608
+
+
 # Gold order facts, type 2. Only rows whose silver state is this batch's change (the
 # upsert above won) and that carry no ERROR issue move gold.
-_GOLD_INCOMING = """
+_GOLD_INCOMING = f"""
     SELECT o.order_id, o.order_date, o.customer_id, o.status, o.currency, o.total_amount,
            (o.status IN ('CONFIRMED', 'SHIPPED', 'DELIVERED') AND o.deleted_at IS NULL)
                AS is_revenue_bearing,
@@ -151,30 +167,42 @@ _GOLD_INCOMING = """
                 ORDER BY r.valid_from DESC LIMIT 1), 1), 2) AS total_amount_usd,
            o.source_committed_at, o.source_lsn, o.source_bronze_id /*mapped*/
       FROM bv_stage_orders AS s
-      JOIN silver.orders AS o ON o.order_id = s.order_id AND o.order_date = s.order_date
+     CROSS JOIN LATERAL ({stored_row("silver.orders", ("order_id", "order_date"))}) AS o
      WHERE o.source_lsn = s.source_lsn AND o.source_offset = s.source_offset
        AND NOT EXISTS (SELECT 1 FROM unnest(o.quality_issues) AS i WHERE i LIKE 'ERROR:%')
-"""
+"""  # noqa: S608 - composed from constants
 
 
 def _gold_close(incoming: str, mapped: Sequence[str] = ()) -> str:
     """Close the current fact of each incoming order whose tracked columns changed (a
-    mapped column is tracked too: its new value opens a new fact)."""
+    mapped column is tracked too: its new value opens a new fact).
+
+    Each fact is found by its own index probe, then updated by its row id: joined to the
+    batch, PostgreSQL scanned all of ``gold.order_facts`` while it had no statistics yet
+    (a new warehouse: 290 ms to 1.4 s a batch in a benchmark run)."""
     f = "".join(f", f.{c}" for c in mapped)
     i = "".join(f", i.{c}" for c in mapped)
     return f"""
-    WITH incoming AS ({incoming})
+    WITH incoming AS ({incoming}),
+    closing AS (
+        SELECT c.fact, i.source_committed_at
+          FROM incoming AS i
+         CROSS JOIN LATERAL (SELECT f.ctid AS fact FROM gold.order_facts AS f
+                 WHERE f.order_id = i.order_id AND f.order_date = i.order_date AND f.is_current
+                   AND (f.customer_id, f.status, f.currency, f.total_amount, f.is_deleted{f})
+                       IS DISTINCT FROM
+                       (i.customer_id, i.status, i.currency, i.total_amount, i.is_deleted{i})
+                OFFSET 0) AS c)
     UPDATE gold.order_facts AS f
-       SET valid_to = i.source_committed_at, is_current = false
-      FROM incoming AS i
-     WHERE f.order_id = i.order_id AND f.order_date = i.order_date AND f.is_current
-       AND (f.customer_id, f.status, f.currency, f.total_amount, f.is_deleted{f})
-           IS DISTINCT FROM (i.customer_id, i.status, i.currency, i.total_amount, i.is_deleted{i})
+       SET valid_to = closing.source_committed_at, is_current = false
+      FROM closing
+     WHERE f.ctid = closing.fact
 """  # noqa: S608
 
 
 def _gold_open(incoming: str, mapped: Sequence[str] = ()) -> str:
-    """Open a current fact for each incoming order that has none (after the close)."""
+    """Open a current fact for each incoming order that has none (after the close); the
+    current fact is probed per order, as in ``_gold_close``."""
     columns = "".join(f", {c}" for c in mapped)
     values = "".join(f", i.{c}" for c in mapped)
     return f"""
@@ -186,9 +214,11 @@ def _gold_open(incoming: str, mapped: Sequence[str] = ()) -> str:
            i.total_amount_usd, i.is_revenue_bearing, i.is_deleted, i.source_committed_at, NULL,
            true, i.source_lsn, i.source_bronze_id, $1{values}
       FROM incoming AS i
-     WHERE NOT EXISTS (SELECT 1 FROM gold.order_facts AS f
-                        WHERE f.order_id = i.order_id AND f.order_date = i.order_date
-                          AND f.is_current)
+      LEFT JOIN LATERAL (SELECT true AS found FROM gold.order_facts AS f
+                          WHERE f.order_id = i.order_id AND f.order_date = i.order_date
+                            AND f.is_current
+                         OFFSET 0) AS current ON true
+     WHERE current.found IS NULL
 """  # noqa: S608
 
 

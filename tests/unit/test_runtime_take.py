@@ -6,12 +6,14 @@ never dropped; only records handed out have their offsets stored for a Kafka com
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
 
-from streams.runtime import ConsumerRuntime, ConsumerSpec, consumer_config
+from streams.runtime import TAKE_UNTIL_MAX_S, ConsumerRuntime, ConsumerSpec, consumer_config
 
 
 class FakeMessage:
@@ -172,3 +174,58 @@ async def test_a_parked_partition_stays_paused_through_a_hold_until_unparked_at_
     assert [(tp.partition, tp.offset) for tp in seeks] == [(0, 42)]
     assert [(tp.topic, tp.partition) for tp in consumer.resumed] == [("t", 0)]
     assert runtime.parked == frozenset()
+
+
+class SlicedConsumer(FakeConsumer):
+    """Hands out one batch per fetch and, at the ``write_done_at``-th fetch, ends the
+    pipeline's write (sets ``written``)."""
+
+    def __init__(self, batches: list[list[FakeMessage]], written: threading.Event, at: int):
+        super().__init__(batches, [])
+        self.written = written
+        self.write_done_at = at
+        self.fetches = 0
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        self.fetches += 1
+        if self.fetches == self.write_done_at:
+            self.written.set()
+        return super().consume(num_messages, timeout)
+
+
+async def test_a_take_until_the_write_ends_holds_what_arrived_during_the_write() -> None:
+    written = threading.Event()
+    batches = [[FakeMessage("t", 0, offset)] for offset in range(5)]
+    consumer = SlicedConsumer(batches, written, at=3)
+    runtime = runtime_over(consumer)  # a 1 ms window: without ``until``, one fetch
+    taken = await runtime.take(lambda m: m.offset(), until=written)
+    assert taken == [0, 1, 2]  # fetched on past the window, until the write ended
+    assert consumer.fetches == 3
+    assert await runtime.take(lambda m: m.offset()) == [3]  # one fetch: the window is over
+    await runtime.stop()
+
+
+async def test_a_take_waiting_for_a_write_makes_way_for_another_call() -> None:
+    # A write that parks a partition needs the consumer's thread while the next take
+    # waits for that very write to end: the take must give way, not deadlock.
+    never = threading.Event()
+    consumer = SlicedConsumer([[FakeMessage("t", 0, 1)]], never, at=0)
+    runtime = runtime_over(consumer)
+    taking = asyncio.ensure_future(runtime.take(lambda m: m.offset(), until=never))
+    await asyncio.sleep(0.05)
+    assert not taking.done()  # still waiting for the write
+    await asyncio.wait_for(runtime.park([("t", 0)]), timeout=5)
+    assert await asyncio.wait_for(taking, timeout=5) == [1]
+    assert not never.is_set()
+    await runtime.stop()
+
+
+async def test_a_take_waits_for_a_write_at_most_a_bounded_time() -> None:
+    never = threading.Event()
+    consumer = SlicedConsumer([[FakeMessage("t", 0, 1)]], never, at=0)
+    runtime = runtime_over(consumer)
+    started = time.monotonic()
+    taken = await asyncio.wait_for(runtime.take(lambda m: m.offset(), until=never), timeout=10)
+    assert taken == [1]
+    assert time.monotonic() - started >= TAKE_UNTIL_MAX_S
+    await runtime.stop()
