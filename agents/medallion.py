@@ -45,7 +45,7 @@ from agents.medallion_upkeep import BatchLineage, daily_sales_refresh, lag_repor
 from config.errors import TransientError
 from config.settings import Settings
 from lineage.openlineage import LineagePublisher
-from observability.lag import PartitionKey, Watermarks, read_watermarks
+from observability.lag import PartitionKey, Watermarks, ask_watermarks
 from observability.metrics import Metrics, default_metrics
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff
@@ -254,6 +254,8 @@ class MedallionSink:
                     await job.tick()
             await _settled(taking)  # taken, never written: read again by the next owner
         finally:
+            for job in self.upkeep:
+                await job.settle()
             await runtime.stop()  # leaves the group now
             dead_letters.stop()
             if self._lineage is not None:
@@ -299,9 +301,7 @@ class MedallionSink:
     async def _watermarks(
         self, partitions: list[PartitionKey]
     ) -> Mapping[PartitionKey, Watermarks]:
-        runtime = self._runtime
-        assert runtime is not None
-        return await runtime.in_thread(read_watermarks, runtime.consumer, partitions)
+        return await ask_watermarks(self.settings.kafka.bootstrap_servers, partitions)
 
     def _decoding(self, decoder: DebeziumAvroDecoder) -> Callable[[Message], ConsumedRecord]:
         """The per-record conversion of one take; registry faults are retried for up to 30 s,

@@ -79,7 +79,8 @@ def lag_report(
             return
         metrics.set_lag(compute_lag(positions, dict(marks)), pipeline)
 
-    return Periodic(interval_s, report)
+    # Detached: a broker slow to answer must not hold up the next batch.
+    return Periodic(interval_s, report, detached=True)
 
 
 class BatchLineage:

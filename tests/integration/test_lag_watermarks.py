@@ -17,6 +17,7 @@ from observability.lag import (
     PartitionKey,
     PartitionLag,
     Watermarks,
+    ask_watermarks,
     compute_lag,
     read_watermarks,
 )
@@ -61,6 +62,25 @@ def test_lag_per_partition_from_high_watermarks(
         "bv_consumer_lag_records", {"topic": topic, "partition": "0"}
     )
     assert sample == 2
+
+
+async def test_watermarks_asked_with_a_client_of_its_own_match(
+    settings: Settings, topic: str, consumer: Consumer
+) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    for i in range(3):
+        producer.produce(topic, value=f"c{i}".encode(), partition=1)
+    assert producer.flush(30) == 0
+    keys = [PartitionKey(topic, 0), PartitionKey(topic, 1)]
+    asked = await ask_watermarks(settings.kafka.bootstrap_servers, keys)
+    assert (
+        asked
+        == read_watermarks(consumer, keys)
+        == {
+            keys[0]: Watermarks(0, 0),
+            keys[1]: Watermarks(0, 3),
+        }
+    )
 
 
 def test_unreachable_brokers_are_a_transient_error_naming_the_partition() -> None:
