@@ -352,7 +352,7 @@ class MedallionSink:
             return
         fresh = [r for r in records if r.offset >= claim.next_offset]
         if fresh:  # a paused table's records stop at its schema change (decision 0021)
-            screened = await self.schema_screen.screen(fresh, self._hold, self._stop)
+            screened = await self.schema_screen.screen(fresh, self._hold, self._stop, slot)
             if len(screened) < len(fresh) and self.schema_screen.holds(key[0]):
                 assert self._runtime is not None
                 await self._runtime.park([key])  # fetched no more until accepted

@@ -50,17 +50,19 @@ class SchemaScreen:
         records: list[ConsumedRecord],
         hold: Callable[[float], Awaitable[None]],
         stop: asyncio.Event,
+        slot: int = 0,
     ) -> list[ConsumedRecord]:
-        """The records the schema guard lets through (none when stopping meanwhile)."""
+        """The records the schema guard lets through (none when stopping meanwhile), checked
+        on write lane ``slot``'s connection: the other lanes' are busy with their batches."""
         attempt = 0
         while True:
             try:
-                return await self.guard.screen(await self._connections.writer(), records)
+                return await self.guard.screen(await self._connections.writer(slot), records)
             except DB_ERRORS as exc:
                 attempt += 1
                 self._committer.count_db_retry()  # an outage may meet this check first
                 log.warning("schema check failed (%s); retry %d", exc, attempt)
-                self._connections.drop()
+                self._connections.drop(slot)
                 if stop.is_set():
                     return []  # nothing written: the next owner reads these again
                 await hold(self._backoff.delay(attempt))
