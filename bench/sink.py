@@ -587,15 +587,21 @@ def timestamps(
 
 
 def latencies_ms(
-    commits: Sequence[tuple[float, str, int, int]], stamps: dict[tuple[str, int], list[int]]
+    commits: Sequence[tuple[float, str, int, int]],
+    stamps: dict[tuple[str, int], list[int]],
+    *,
+    skip_s: float = 0.0,
 ) -> list[float]:
-    """Per record: its batch's commit wall time minus its Kafka timestamp."""
+    """Per record: its batch's commit wall time minus its Kafka timestamp; without the
+    records committed in the first ``skip_s`` seconds after the first commit."""
     position: dict[tuple[str, int], int] = defaultdict(int)
     result: list[float] = []
+    since = min((commit[0] for commit in commits), default=0.0) + skip_s
     for committed_at, topic, partition, next_offset in commits:
         key = (topic, partition)
-        for offset in range(position[key], next_offset):
-            result.append(committed_at * 1000 - stamps[key][offset])
+        if committed_at >= since:
+            for offset in range(position[key], next_offset):
+                result.append(committed_at * 1000 - stamps[key][offset])
         position[key] = max(position[key], next_offset)
     return result
 
