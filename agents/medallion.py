@@ -22,6 +22,7 @@ committed), ``after_commit`` (committed, not yet known to the loop).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -45,7 +46,7 @@ from agents.medallion_upkeep import BatchLineage, daily_sales_refresh, lag_repor
 from config.errors import TransientError
 from config.settings import Settings
 from lineage.openlineage import LineagePublisher
-from observability.lag import PartitionKey, Watermarks, ask_watermarks
+from observability.lag import PartitionKey, ask_watermarks
 from observability.metrics import Metrics, default_metrics
 from serdes.avro import AvroCodec
 from serdes.consumer_step import Backoff
@@ -63,7 +64,6 @@ from streams.runtime import ConsumerRuntime, ConsumerSpec, PartitionId
 
 __all__ = ["MedallionSink", "SinkStats", "event_topics", "medallion_topics", "sink_topics"]
 log = logging.getLogger("bitvelocity.medallion")
-WatermarksByPartition = Mapping[PartitionKey, Watermarks]
 
 
 def medallion_topics(settings: Settings) -> list[str]:
@@ -195,10 +195,11 @@ class MedallionSink:
         connect, drop = self.connections.writer, self.connections.drop
         self.quality_sweep = quality_sweep(self.quality, connect, drop)
         refresh_s = self.settings.sink.daily_sales_refresh_s
+        watermarks = functools.partial(ask_watermarks, self.settings.kafka.bootstrap_servers)
         self.upkeep: list[Periodic] = [
             self.quality_sweep,
             daily_sales_refresh(connect, drop, interval_s=refresh_s),
-            lag_report(self._committed_positions, self._watermarks, self.metrics, PIPELINE),
+            lag_report(self._committed_positions, watermarks, self.metrics, PIPELINE),
         ]
 
     def _schema_text(self, schema_id: int) -> str:
@@ -297,11 +298,6 @@ class MedallionSink:
 
     def _committed_positions(self) -> dict[PartitionKey, int]:
         return {PartitionKey(t, p): offset for (t, p), offset in self.committer.positions().items()}
-
-    async def _watermarks(
-        self, partitions: list[PartitionKey]
-    ) -> Mapping[PartitionKey, Watermarks]:
-        return await ask_watermarks(self.settings.kafka.bootstrap_servers, partitions)
 
     def _decoding(self, decoder: DebeziumAvroDecoder) -> Callable[[Message], ConsumedRecord]:
         """The per-record conversion of one take; registry faults are retried for up to 30 s,
