@@ -28,9 +28,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import orjson
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -46,25 +45,24 @@ from rocksdict import Options, Rdict, WriteBatch
 from config.errors import PermanentError, TransientError
 from config.settings import Settings
 from tables.analytics import AnalyticsState
-from tables.state_codec import decode, encode, from_json, to_json
+from tables.state_codec import decode, encode, entry_key, entry_prefix, parse_key
+from tables.stored import StoredTable, prefixed_keys
 from tables.tracked import Dirty, TrackedTable
 
 log = logging.getLogger("bitvelocity.analytics.state")
 TABLE_NAMES = tuple(f.name for f in fields(AnalyticsState))
+#: The tables that grow with history (orders, customers): kept in the local folder with a
+#: bounded cache, not in memory (issue 23). The others (windows within retention, products,
+#: categories, truncations) stay small and live in memory.
+STORED_TABLES = frozenset({"contributions", "orders", "customer_orders", "items", "features"})
+#: Changelog records copied to the folder per write while restoring (bounds the memory of
+#: a restore of any size).
+RESTORE_CHUNK = 20_000
 POSITION = "$position"  # "<topic>|<partition>" -> next offset to consume
 PROGRESS = "$progress"  # orders partition -> {"newest": event time, "last": commit time}
 CHECKPOINT = b"\x00checkpoint"  # local folder only: changelog offset it holds up to
 Positions = dict[tuple[str, int], int]
 Progress = dict[int, tuple[Any, Any]]
-
-
-def entry_key(table: str, key: Any) -> bytes:
-    return orjson.dumps([table, to_json(key)])
-
-
-def parse_key(data: bytes) -> tuple[str, Any]:
-    table, key = orjson.loads(data)
-    return str(table), from_json(key)
 
 
 @dataclass
@@ -90,6 +88,7 @@ class AnalyticsStateStore:
         folder: Path,
         transactional_id: str,
         timeout_s: float = 60.0,
+        cache_entries: int = 20_000,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
@@ -97,8 +96,11 @@ class AnalyticsStateStore:
         self.transactional_id = transactional_id
         self.timeout_s = timeout_s
         self.dirty: Dirty = set()
-        self.tables: dict[str, TrackedTable[Any, Any]] = {
-            name: TrackedTable(name, self.dirty) for name in TABLE_NAMES
+        self.tables: dict[str, TrackedTable[Any, Any] | StoredTable[Any, Any]] = {
+            name: StoredTable(name, self.dirty, cache_entries=cache_entries)
+            if name in STORED_TABLES
+            else TrackedTable(name, self.dirty)
+            for name in TABLE_NAMES
         }
         self.state = AnalyticsState(**self.tables)
         self.positions: Positions = {}
@@ -107,6 +109,7 @@ class AnalyticsStateStore:
         self.commits = 0
         self._producer: Producer | None = None
         self._db: Rdict | None = None
+        self._stored_prefixes = tuple(entry_prefix(name) for name in sorted(STORED_TABLES))
 
     # -- restore --------------------------------------------------------------------------------
     def open(self) -> RestoreStats:
@@ -132,7 +135,7 @@ class AnalyticsStateStore:
             end = self._read_changelog(consumer, checkpoint, high)
         finally:
             consumer.close()
-        self.stats.state_entries = sum(len(t) for t in self.tables.values())
+        self.stats.state_entries = self._count_entries()
         self.stats.seconds = time.monotonic() - started
         log.info(
             "analytics state restored: %d entries (%d local, %d changelog records, %d bytes)"
@@ -161,59 +164,90 @@ class AnalyticsStateStore:
                 low,
                 high,
             )
+            checkpoint = None
+        if checkpoint is None and next(iter(db.keys()), None) is not None:
+            # Entries without a checkpoint: a restore from scratch that did not finish (or a
+            # replaced changelog). Start empty, so nothing the changelog no longer holds stays.
             db.close()
             shutil.rmtree(self.folder)
             self.folder.mkdir(parents=True)
             db = Rdict(str(self.folder), Options(raw_mode=True))
-            checkpoint = None
         self._db = db
+        for table in self._stored():
+            table.bind(db)
         if checkpoint is not None:
             self.stats.from_scratch = False
-            for key, value in db.items():
-                if key != CHECKPOINT:  # raw_mode: keys and values are bytes
-                    self._apply(cast(bytes, key), cast(bytes, value))
-                    self.stats.local_entries += 1
+            self.stats.local_entries = self._load_memory_tables(db)
         return checkpoint
 
+    def _stored(self) -> list[StoredTable[Any, Any]]:
+        return [t for t in self.tables.values() if isinstance(t, StoredTable)]
+
+    def _load_memory_tables(self, db: Rdict) -> int:
+        """Apply the folder's entries of the in-memory tables and positions; the stored
+        tables are read from it when used. Returns how many entries the folder holds."""
+        entries = 0
+        for name in (*TABLE_NAMES, POSITION, PROGRESS):
+            in_memory = name not in STORED_TABLES
+            for key in prefixed_keys(db, entry_prefix(name)):
+                entries += 1
+                if in_memory:
+                    self._apply(key, db[key])
+        return entries
+
+    def _count_entries(self) -> int:
+        """State entries: the in-memory tables' plus the stored tables' keys in the folder."""
+        count = sum(len(t) for t in self.tables.values() if not isinstance(t, StoredTable))
+        if self._db is not None:
+            for name in STORED_TABLES:
+                count += sum(1 for _ in prefixed_keys(self._db, entry_prefix(name)))
+        return count
+
     def _read_changelog(self, consumer: Consumer, checkpoint: int | None, high: int) -> int:
-        """Apply the changelog from ``checkpoint`` to its end; store that tail locally."""
+        """Copy the changelog from ``checkpoint`` to its end into the folder (in chunks, so a
+        restore of any size fits in memory; decoding only the in-memory tables' entries)."""
         start = OFFSET_BEGINNING if checkpoint is None else checkpoint
         if checkpoint is not None and checkpoint >= high:
             return high
-        tp = TopicPartition(self.topic, 0, start)
-        consumer.assign([tp])
+        db = self._db
+        assert db is not None
+        consumer.assign([TopicPartition(self.topic, 0, start)])
         deadline = time.monotonic() + self.timeout_s
         batch = WriteBatch(raw_mode=True)
         end = checkpoint or 0
-        while True:
+        reached = False
+        while not reached:
             if time.monotonic() > deadline:
                 raise TransientError(f"changelog {self.topic} not read to offset {high} in time")
-            reached = False
             for message in consumer.consume(num_messages=10_000, timeout=1.0):
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
-                        reached = (message.offset() or 0) >= high
+                        reached = reached or (message.offset() or 0) >= high
                         end = max(end, message.offset() or 0)
                         continue
                     raise TransientError(f"reading changelog {self.topic}: {error}")
                 key, value = message.key(), message.value()
                 if key is None:
                     continue
-                self._apply(key, value)
-                if value is None:
-                    batch.delete(key)
-                else:
-                    batch.put(key, value)
-                self.stats.changelog_records += 1
-                self.stats.changelog_bytes += len(key) + len(value or b"")
+                self._restore_entry(key, value, batch)
                 end = max(end, (message.offset() or 0) + 1)
-            if reached:
-                break
+            if len(batch) >= RESTORE_CHUNK:  # the checkpoint stays: a crash reads it again
+                db.write(batch)
+                batch = WriteBatch(raw_mode=True)
         batch.put(CHECKPOINT, str(end).encode())
-        assert self._db is not None
-        self._db.write(batch)
+        db.write(batch)
         return end
+
+    def _restore_entry(self, key: bytes, value: bytes | None, batch: WriteBatch) -> None:
+        if not key.startswith(self._stored_prefixes):
+            self._apply(key, value)
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
+        self.stats.changelog_records += 1
+        self.stats.changelog_bytes += len(key) + len(value or b"")
 
     def _apply(self, key: bytes, value: bytes | None) -> None:
         table, item = parse_key(key)
@@ -229,8 +263,8 @@ class AnalyticsStateStore:
                 self.progress.pop(int(item), None)
             else:
                 self.progress[int(item)] = (decoded.get("newest"), decoded.get("last"))
-        elif table in self.tables:
-            self.tables[table].load(item, decoded)
+        elif isinstance(stored := self.tables.get(table), TrackedTable):
+            stored.load(item, decoded)
         else:
             raise PermanentError(f"unknown analytics state table {table!r} in {self.topic}")
 
@@ -241,7 +275,7 @@ class AnalyticsStateStore:
         taken = list(self.dirty)
         self.dirty.clear()
         for table, key in taken:
-            value = self.tables[table].data.get(key)
+            value = self.tables[table].to_commit(key)
             records.append((entry_key(table, key), None if value is None else encode(value)))
         for (topic, partition), offset in positions.items():
             if self.positions.get((topic, partition)) != offset:
@@ -290,6 +324,8 @@ class AnalyticsStateStore:
                 batch.put(key, value)
         batch.put(CHECKPOINT, str(max(delivered) + 1).encode())
         db.write(batch)
+        for table in self.tables.values():
+            table.committed()
         self.commits += 1
 
     def _produce(self, producer: Producer, key: bytes, value: bytes | None, report: Any) -> None:
@@ -320,6 +356,8 @@ class AnalyticsStateStore:
             self._producer.flush(self.timeout_s)
             self._producer = None
         if self._db is not None:
+            for table in self._stored():
+                table.bind(None)
             self._db.close()
             self._db = None
 
@@ -356,6 +394,7 @@ def state_store(settings: Settings, group_id: str) -> AnalyticsStateStore:
         topic=settings.topics.analytics_state,
         folder=root / group_id,
         transactional_id=f"{group_id}-state",
+        cache_entries=settings.features.state_cache_entries,
     )
 
 

@@ -359,6 +359,9 @@ class FeatureSettings(_Section):
     #: The analytics worker's local state folder (a cache of its changelog; safe to
     #: delete). Default: ``<stack.state_dir>/analytics-state``.
     state_dir: Path | None = None
+    #: Decoded entries kept in memory per stored state table (orders, items, customers'
+    #: order ids and features, contributions); the rest is read from the state folder.
+    state_cache_entries: int = Field(default=20_000, ge=1)
 
     _namespaced = field_validator("redis_prefix")(_in_redis_namespace)
 

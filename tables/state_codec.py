@@ -75,6 +75,21 @@ def from_json(value: Any) -> Any:
     raise StateCodecError(f"untagged object in analytics state: {value!r}")
 
 
+def entry_key(table: str, key: Any) -> bytes:
+    """The changelog (and state folder) key of one entry: ``["<table>", <key>]``."""
+    return orjson.dumps([table, to_json(key)])
+
+
+def entry_prefix(table: str) -> bytes:
+    """What every ``entry_key`` of ``table`` starts with (and no other table's does)."""
+    return orjson.dumps([table])[:-1] + b","
+
+
+def parse_key(data: bytes) -> tuple[str, Any]:
+    table, key = orjson.loads(data)
+    return str(table), from_json(key)
+
+
 def encode(value: Any) -> bytes:
     return orjson.dumps(to_json(value))
 

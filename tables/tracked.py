@@ -54,6 +54,13 @@ class TrackedTable(MutableMapping[K, V]):
     def __len__(self) -> int:
         return len(self.data)
 
+    def to_commit(self, key: K) -> V | None:
+        """The value a commit writes for ``key`` (None: a delete)."""
+        return self.data.get(key)
+
+    def committed(self) -> None:
+        """Nothing to do: the entries are in memory already (``StoredTable`` moves them)."""
+
     def load(self, key: K, value: V | None) -> None:
         """Restore one entry from the changelog (None: deleted); not a change."""
         if value is None:

@@ -135,6 +135,16 @@ async def run_until_quiescent(runner: AnalyticsRunner, env: SinkEnv, as_of: date
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+async def _stored_state(settings: Settings, group: str) -> dict[str, dict[Any, Any]]:
+    """Every entry of the analytics state the group's store restores, table by table."""
+    store = state_store(settings, group)
+    await asyncio.to_thread(store.open)
+    try:
+        return {name: dict(t.items()) for name, t in store.tables.items()}
+    finally:
+        await asyncio.to_thread(store.close)
+
+
 
 async def test_truncated_orders_leave_gold_redis_and_topics_and_a_restart_agrees(
     env: SinkEnv, tmp_path: Path
@@ -187,18 +197,12 @@ async def test_truncated_orders_leave_gold_redis_and_topics_and_a_restart_agrees
     assert await redis_differences(settings) == []  # I5
     assert await topic_differences(env) == []
     first_gold = await gold_rows(settings)
-    assert runner.store is not None
-    first_state = {name: dict(t.data) for name, t in runner.store.tables.items()}
+    first_state = await _stored_state(settings, group)  # from its local folder
     assert first_state["truncations"].keys() == {"orders", "order_items"}
 
     # Its local folder lost: the changelog alone gives back the same state, entry for entry.
     shutil.rmtree(tmp_path / group)
-    store = state_store(settings, group)
-    await asyncio.to_thread(store.open)
-    try:
-        restored_state = {name: dict(t.data) for name, t in store.tables.items()}
-    finally:
-        await asyncio.to_thread(store.close)
+    restored_state = await _stored_state(settings, group)
     differing = [
         (name, key)
         for name, table in first_state.items()
