@@ -65,6 +65,8 @@ from tables.revenue import LateEvent
 log = logging.getLogger("bitvelocity.analytics")
 Clock = Callable[[], datetime]
 T = TypeVar("T")
+#: Changed state entries at which a replay commits them (with its positions) to the changelog.
+REPLAY_COMMIT_ENTRIES = 50_000
 #: A lost PostgreSQL or Redis connection: reconnect and write the batch again.
 _OUTAGES = (*DB_ERRORS, RedisConnectionError, RedisTimeoutError)
 
@@ -332,6 +334,12 @@ class AnalyticsRunner:
         self.stats.late_events_replayed += len(late)
         if await runtime.in_thread(self._replayed):
             await self._reconcile(core)
+        elif self.store is not None and len(self.store.dirty) >= REPLAY_COMMIT_ENTRIES:
+            # A long replay (a first start, a lost changelog folder) commits its state as it
+            # goes: uncommitted entries are held in memory, so memory stays bounded. Safe: a
+            # crash resumes the replay from these positions, and ``reconcile`` still compares
+            # the whole state with gold at its end.
+            await self._commit_state(self.store, core)
 
     def consumer_spec(self) -> ConsumerSpec:
         return ConsumerSpec(

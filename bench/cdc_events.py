@@ -76,10 +76,12 @@ def zoned_timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _order_row(order_id: int, created: datetime, status: str, version: int) -> dict[str, Any]:
+def _order_row(
+    order_id: int, created: datetime, status: str, version: int, customers: int = CUSTOMERS
+) -> dict[str, Any]:
     return {
         "order_id": order_id,
-        "customer_id": order_id % CUSTOMERS + 1,
+        "customer_id": order_id % customers + 1,
         "status": status,
         "currency": CURRENCIES[order_id % len(CURRENCIES)],
         "total_amount": Decimal(order_id % 50_000 + 100) / 100,
@@ -155,18 +157,25 @@ def debezium_envelope(
 Change = tuple[str, int, dict[str, Any], dict[str, Any]]  # table, order id, key, envelope
 
 
-def changes(records: int, now: datetime | None = None) -> Iterator[Change]:
-    """The first ``records`` changes of the workload, in commit order."""
+def changes(
+    records: int,
+    now: datetime | None = None,
+    *,
+    customers: int = CUSTOMERS,
+    spread: timedelta = SPREAD,
+) -> Iterator[Change]:
+    """The first ``records`` changes of the workload, in commit order: orders of
+    ``customers`` customers, created evenly over the ``spread`` before ``now``."""
     orders = -(-records // RECORDS_PER_ORDER)
-    start = (now or datetime.now(UTC)) - SPREAD
-    step = SPREAD / max(orders, 1)
+    start = (now or datetime.now(UTC)) - spread
+    step = spread / max(orders, 1)
     lsn = 1_000_000
     made = 0
     for number in range(orders):
         order_id = number + 1
         created = start + step * number
-        pending = _order_row(order_id, created, "PENDING", 1)
-        confirmed = _order_row(order_id, created, "CONFIRMED", 2)
+        pending = _order_row(order_id, created, "PENDING", 1, customers)
+        confirmed = _order_row(order_id, created, "CONFIRMED", 2, customers)
         key = {"order_id": order_id, "created_date": pending["created_date"]}
         batch: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
             ("orders", key, debezium_envelope("orders", "c", None, pending, lsn, created))
@@ -212,8 +221,12 @@ def preload(
     *,
     records: int,
     partitions: int,
+    customers: int = CUSTOMERS,
+    spread: timedelta = SPREAD,
+    keep_records: bool = True,
 ) -> CdcInput:
-    """Create the topics and produce ``records`` framed Debezium records into them."""
+    """Create the topics and produce ``records`` framed Debezium records into them (kept in
+    ``CdcInput.records`` too unless ``keep_records`` is False: a large input need not)."""
     create_topics(bootstrap, list(topics.values()), partitions)
     ids = register_schemas(registry, topics)
     parsed = {name: parse_schema(load_schema(*name.rsplit("-", 1))) for name in ids}
@@ -229,15 +242,22 @@ def preload(
     counts: dict[tuple[str, int], int] = {}
     made: list[CapturedRecord] = []
     orders = 0
-    for number, (table, order_id, key, envelope) in enumerate(changes(records)):
+    workload = changes(records, customers=customers, spread=spread)
+    for number, (table, order_id, key, envelope) in enumerate(workload):
         topic = topics[table]
         partition = order_id % partitions
         value = frame(ids[f"{table}-value"], write_body(parsed[f"{table}-value"], envelope))
         key_bytes = frame(ids[f"{table}-key"], write_body(parsed[f"{table}-key"], key))
         stamp = int(time.time() * 1000)
-        producer.produce(topic, value, key_bytes, partition=partition, timestamp=stamp)
+        while True:
+            try:
+                producer.produce(topic, value, key_bytes, partition=partition, timestamp=stamp)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.5)
         offset = counts.get((topic, partition), 0)
-        made.append(CapturedRecord(topic, partition, offset, stamp, key_bytes, value, ()))
+        if keep_records:
+            made.append(CapturedRecord(topic, partition, offset, stamp, key_bytes, value, ()))
         counts[(topic, partition)] = offset + 1
         orders = max(orders, order_id)
         if number % 1000 == 0:

@@ -137,10 +137,11 @@ def analytics_outputs(env: SinkEnv) -> Iterator[SinkEnv]:
     finally:
         topics = derived.settings.topics
         delete_subjects(derived.settings, [topics.hourly_revenue, topics.customer_features])
-        asyncio.run(_delete_feature_keys(derived.settings))
+        asyncio.run(delete_feature_keys(derived.settings))
 
 
-async def _delete_feature_keys(settings: Settings) -> None:
+async def delete_feature_keys(settings: Settings) -> None:
+    """Delete the feature hashes under ``settings``' Redis prefix (one run's own keys)."""
     async with RedisFeatureStore(settings.redis, prefix=settings.features.redis_prefix) as store:
         await store.delete_all()
 

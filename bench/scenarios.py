@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as redis_async
-
 from agents.analytics import AnalyticsRunner
 from bench.harness import BenchContext, Row, delete_topics_named, scenario
+from bench.pipeline_env import delete_feature_keys
 from bench.sink import (
     REPEATS,
     SinkRun,
@@ -196,20 +195,6 @@ def _forget_outputs(context: BenchContext, settings: Settings) -> None:
                 registry.delete_subject(f"{topic}-value")
 
 
-async def _flush_redis(settings: Settings) -> None:
-    """Delete the feature hashes this run wrote (its own prefix)."""
-    redis = settings.redis
-    username, password = redis.client_auth()
-    client = redis_async.Redis(
-        host=redis.host, port=redis.port, username=username, password=password
-    )
-    try:
-        async for key in client.scan_iter(match=f"{settings.features.redis_prefix}*", count=1000):
-            await client.delete(key)
-    finally:
-        await client.aclose()
-
-
 async def run_analytics(
     context: BenchContext, settings: Settings, group: str, timeout_s: float
 ) -> AnalyticsRun:
@@ -287,7 +272,7 @@ async def analytics(context: BenchContext) -> list[Row]:
             context, settings, context.group(label), context.options.phase_timeout_s
         )
     finally:
-        await _flush_redis(settings)
+        await delete_feature_keys(settings)
         _forget_outputs(context, settings)
     return [_analytics_row("analytics", "ours: revenue+features agents", run)]
 
@@ -313,7 +298,7 @@ async def pipeline(context: BenchContext) -> list[Row]:
             run_analytics(context, settings, context.group(f"{label}-an"), timeout),
         )
     finally:
-        await _flush_redis(settings)
+        await delete_feature_keys(settings)
         _forget_outputs(context, settings)
     cpu = time.process_time() - cpu_before
     sink_assigned = started + sink_run.startup_s

@@ -16,7 +16,10 @@ Scenario = Annotated[
         help="Scenario to run (repeatable; default: all). The baselines always run. "
         "'sink-detail' is the older medallion-sink benchmark (batch sweep, metrics on/off); "
         "'analytics-detail' runs the analytics through the load generator and measures "
-        "recovery from the state changelog; 'scaleout' measures telemetry into Cassandra and "
+        "recovery from the state changelog; 'analytics-scale' runs one analytics worker on "
+        "--events order events (default 1,000,000) for events/5 customers over 40 days: peak "
+        "RSS, and seconds until it answers again with its state folder deleted, then a memory "
+        "probe with as many customers as events; 'scaleout' measures telemetry into Cassandra and "
         "posts into MongoDB (needs `stack up --with-scaleout`)."
     ),
 ]
@@ -82,6 +85,21 @@ def _run_analytics_detail(events: int | None, summary_json: Path | None) -> None
     out.print(f"written {path}")
 
 
+def _run_analytics_scale(events: int | None, summary_json: Path | None) -> None:
+    """``--scenario analytics-scale`` alone: one analytics worker's memory and recovery."""
+    from bench.analytics_scale import RESULTS, ScaleOptions, render, run_scale
+
+    count = events or ScaleOptions.events
+    options = ScaleOptions(
+        events=count,
+        customers=max(count // 5, 1),
+        probe_customers=count,
+        json_path=summary_json or RESULTS,
+    )
+    out.print(render(run_scale(options)))
+    out.print(f"written {options.json_path}")
+
+
 def _run_sink_detail(events: int | None, summary_json: Path | None) -> None:
     """``--scenario sink-detail`` alone: the older medallion-sink benchmark."""
     from bench.sink import RESULTS, BenchOptions, render, run
@@ -97,6 +115,7 @@ def _run_sink_detail(events: int | None, summary_json: Path | None) -> None:
 _DETAIL_RUNS: dict[str, Callable[[int | None, Path | None], None]] = {
     "scaleout": _run_scaleout,
     "analytics-detail": _run_analytics_detail,
+    "analytics-scale": _run_analytics_scale,
     "sink-detail": _run_sink_detail,
 }
 
