@@ -66,7 +66,7 @@ log = logging.getLogger("bitvelocity.analytics")
 Clock = Callable[[], datetime]
 T = TypeVar("T")
 #: Changed state entries at which a replay commits them (with its positions) to the changelog.
-REPLAY_COMMIT_ENTRIES = 50_000
+REPLAY_COMMIT_ENTRIES = 20_000
 #: A lost PostgreSQL or Redis connection: reconnect and write the batch again.
 _OUTAGES = (*DB_ERRORS, RedisConnectionError, RedisTimeoutError)
 

@@ -75,9 +75,16 @@ def from_json(value: Any) -> Any:
     raise StateCodecError(f"untagged object in analytics state: {value!r}")
 
 
+def _dumps(value: Any) -> bytes:
+    """``orjson.dumps``, copied to a right-sized object. orjson 3.13 returns small results in
+    a 4 KiB allocation (``sys.getsizeof`` says 45 bytes, tracemalloc 4,096): held by the
+    thousand until a commit, they cost 200 MB per 50,000 entries (measured, issue 23)."""
+    return bytes(memoryview(orjson.dumps(value)))
+
+
 def entry_key(table: str, key: Any) -> bytes:
     """The changelog (and state folder) key of one entry: ``["<table>", <key>]``."""
-    return orjson.dumps([table, to_json(key)])
+    return _dumps([table, to_json(key)])
 
 
 def entry_prefix(table: str) -> bytes:
@@ -91,7 +98,7 @@ def parse_key(data: bytes) -> tuple[str, Any]:
 
 
 def encode(value: Any) -> bytes:
-    return orjson.dumps(to_json(value))
+    return _dumps(to_json(value))
 
 
 def decode(data: bytes) -> Any:
