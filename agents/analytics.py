@@ -50,8 +50,8 @@ from serdes.registry import RegistryClient
 from sinks.analytics_topics import AnalyticsPublisher
 from sinks.postgres.analytics import (
     GoldUpsertSink,
+    gold_feature_chunks,
     load_currency_rates,
-    read_gold_features,
     read_gold_windows,
     write_customer_features,
     write_hourly_revenue,
@@ -60,13 +60,11 @@ from sinks.postgres.connection import DB_ERRORS, connect
 from sinks.redis.feature_store import RedisFeatureStore
 from streams.runtime import ConsumerRuntime, ConsumerSpec, PartitionId
 from tables.analytics import TABLES, AnalyticsCore, AnalyticsOutputs, AnalyticsState
-from tables.revenue import LateEvent
+from tables.revenue import LateEvent, WindowTotals
 
 log = logging.getLogger("bitvelocity.analytics")
 Clock = Callable[[], datetime]
 T = TypeVar("T")
-#: Changed state entries at which a replay commits them (with its positions) to the changelog.
-REPLAY_COMMIT_ENTRIES = 20_000
 #: A lost PostgreSQL or Redis connection: reconnect and write the batch again.
 _OUTAGES = (*DB_ERRORS, RedisConnectionError, RedisTimeoutError)
 
@@ -334,7 +332,10 @@ class AnalyticsRunner:
         self.stats.late_events_replayed += len(late)
         if await runtime.in_thread(self._replayed):
             await self._reconcile(core)
-        elif self.store is not None and len(self.store.dirty) >= REPLAY_COMMIT_ENTRIES:
+        elif (
+            self.store is not None
+            and len(self.store.dirty) >= self.settings.features.replay_commit_entries
+        ):
             # A long replay (a first start, a lost changelog folder) commits its state as it
             # goes: uncommitted entries are held in memory, so memory stays bounded. Safe: a
             # crash resumes the replay from these positions, and ``reconcile`` still compares
@@ -369,15 +370,18 @@ class AnalyticsRunner:
         sinks = self.sinks
         assert sinks is not None
 
-        async def read() -> tuple[Any, Any]:
+        async def read_windows() -> dict[str, WindowTotals]:
             assert sinks.connection is not None
-            return (
-                await read_gold_windows(sinks.connection),
-                await read_gold_features(sinks.connection),
-            )
+            return await read_gold_windows(sinks.connection)
 
-        windows, features = await self._retrying(read)
-        core.reconcile(windows, features)
+        async def adopt_features() -> None:  # again from the start after a lost connection
+            assert sinks.connection is not None
+            async for chunk in gold_feature_chunks(sinks.connection):
+                core.adopt_features(chunk)
+
+        windows = await self._retrying(read_windows)
+        await self._retrying(adopt_features)
+        core.reconcile(windows)
         self.recovered_after_s = time.monotonic() - self._started
         log.info(
             "analytics state %s and replayed to the topics' ends in %.1f s",

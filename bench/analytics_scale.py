@@ -95,6 +95,8 @@ class Run:
             "BV_FEATURES__REDIS_PREFIX": s.features.redis_prefix,
             "BV_FEATURES__IDLE_PARTITION_AFTER": "PT1S",
             "BV_FEATURES__STATE_DIR": str(self.state_dir),
+            "BV_FEATURES__REPLAY_COMMIT_ENTRIES": str(s.features.replay_commit_entries),
+            "BV_FEATURES__STATE_CACHE_ENTRIES": str(s.features.state_cache_entries),
         }
 
 
@@ -159,7 +161,9 @@ async def _catch_up(run: Run, worker: AnalyticsWorkerProcess, timeout_s: float) 
     await _until(lambda: _caught_up(worker, marks), timeout_s, "catch-up", worker)
     seconds = time.monotonic() - started
     await asyncio.sleep(2.0)  # the flush after the catch-up (a few flush intervals)
+    health = await asyncio.to_thread(worker.answer, "/health") or {}
     run.figures["catch_up"] = {
+        "state_commits": health.get("state_commits"),
         "events": run.cdc.total,
         "seconds": round(seconds, 1),
         "events_per_s": round(run.cdc.total / seconds),

@@ -362,6 +362,12 @@ class FeatureSettings(_Section):
     #: Decoded entries kept in memory per stored state table (orders, items, customers'
     #: order ids and features, contributions); the rest is read from the state folder.
     state_cache_entries: int = Field(default=20_000, ge=1)
+    #: A replay (first start, lost state folder) commits its state to the changelog every
+    #: this many changed entries: uncommitted entries are held in memory.
+    replay_commit_entries: int = Field(default=20_000, ge=1)
+    #: Customers whose features one flush recomputes at most (the rest follow in the next
+    #: flushes): bounds a flush's memory when every customer is dirty (after a replay).
+    emit_max_customers: int = Field(default=10_000, ge=1)
 
     _namespaced = field_validator("redis_prefix")(_in_redis_namespace)
 

@@ -10,7 +10,7 @@ of ``AnalyticsState`` (dicts here, Faust tables in the worker).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -105,6 +105,7 @@ class AnalyticsCore:
         self.state = state or AnalyticsState()
         self.watermarks = Watermarks()
         self.idle_after: timedelta = settings.features.idle_partition_after
+        self.emit_limit = settings.features.emit_max_customers
         self._last_event: dict[int, datetime] = {}  # orders partition -> last commit time
         self.revenue = HourlyRevenue(
             size=windows.hourly_revenue_size,
@@ -163,17 +164,23 @@ class AnalyticsCore:
         self.features.recover()
         self.outputs.hourly.extend(self.revenue.snapshot())
 
+    def adopt_features(self, stored: Iterable[CustomerFeatures]) -> None:
+        """Before ``reconcile``: stored (gold) features become the "previous" values, so only
+        customers whose features differ are emitted, with versions above gold's."""
+        for features in stored:
+            self.state.features[features.customer_id] = features
+
     def reconcile(
         self,
         stored_windows: Mapping[str, WindowTotals],
-        stored_features: Mapping[int, CustomerFeatures],
+        stored_features: Iterable[CustomerFeatures] = (),
     ) -> None:
         """After state was rebuilt by replay: continue the versions the outputs already hold.
 
         A window whose values equal the stored row takes its version and is not emitted;
         one that differs is emitted with a version above both; an empty one gold does not
         hold is not emitted (an absent window and a zero one say the same). Stored features
-        become the "previous" values, so only customers whose features differ are emitted.
+        (given here or to ``adopt_features`` before, in chunks) become the "previous" values.
         """
         # Finality as of the replayed watermark, before comparing. Windows beyond retention
         # stay until the next tick: one rebuilt from changes that were not late (by their
@@ -201,8 +208,7 @@ class AnalyticsCore:
             updated = replace(totals, version=max(totals.version, floor) + 1)
             self.state.windows[key] = updated
             self.outputs.hourly.append(row_of(updated))
-        for customer_id, features in stored_features.items():
-            self.state.features[customer_id] = features
+        self.adopt_features(stored_features)
         self.features.recover()
 
     # -- changes --------------------------------------------------------------------------------
@@ -300,7 +306,7 @@ class AnalyticsCore:
         """Close windows the watermark passed, age orders out, recompute changed features."""
         self.outputs.hourly.extend(self.revenue.advance().rows)
         self.features.sweep(now)
-        self.outputs.features.extend(self.features.emit(now))
+        self.outputs.features.extend(self.features.emit(now, self.emit_limit))
 
     def drain(self) -> AnalyticsOutputs:
         outputs, self.outputs = self.outputs, AnalyticsOutputs()

@@ -315,12 +315,19 @@ class CustomerFeatureState:
             _, customer_id = heapq.heappop(self._ageing)
             self.dirty.add(customer_id)
 
-    def emit(self, now: datetime) -> list[CustomerFeatures]:
-        """Recompute dirty customers as of ``now``; those whose values changed."""
+    def emit(self, now: datetime, limit: int | None = None) -> list[CustomerFeatures]:
+        """Recompute dirty customers as of ``now`` (at most ``limit``, in id order; the
+        others stay dirty for the next call); those whose values changed.
+
+        The limit bounds one flush: after a replay every customer is dirty, and computing
+        and writing 200,000 customers' features at once held 500 MB (issue 23)."""
         changed = []
-        dirty, self.dirty = self.dirty, set()
+        dirty, self.dirty = sorted(self.dirty), set()
+        if limit is not None and len(dirty) > limit:
+            dirty, rest = dirty[:limit], dirty[limit:]
+            self.dirty.update(rest)
         categories = self._category_of_product()
-        for customer_id in sorted(dirty):
+        for customer_id in dirty:
             order_ids = self.customer_orders.get(customer_id, frozenset())
             orders = [self.orders[o] for o in order_ids if o in self.orders]
             values = compute_features(

@@ -8,7 +8,7 @@ either upsert behind the ``BatchSink`` contract (``sinks/contract.py``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 import asyncpg
@@ -188,23 +188,30 @@ async def read_gold_windows(connection: asyncpg.Connection) -> dict[str, WindowT
     }
 
 
-async def read_gold_features(connection: asyncpg.Connection) -> dict[int, CustomerFeatures]:
-    rows = await connection.fetch("SELECT * FROM gold.customer_features")
-    return {
-        r["customer_id"]: CustomerFeatures(
-            r["customer_id"],
-            FeatureValues(
-                r["order_count_last_30_days"],
-                r["total_spent_last_30_days"],
-                r["avg_order_value"],
-                r["preferred_category"],
-                r["lifetime_order_count"],
-                r["lifetime_value"],
-                r["lifetime_segment"],
-            ),
-            r["features_updated_at"],
-            r["feature_version"],
-            r["as_of"],
-        )
-        for r in rows
-    }
+async def gold_feature_chunks(
+    connection: asyncpg.Connection, size: int = 5_000
+) -> AsyncIterator[list[CustomerFeatures]]:
+    """Every stored customer's features, ``size`` at a time (a cursor: reading 200,000
+    customers at once held hundreds of MB in the worker, issue 23)."""
+    async with connection.transaction(readonly=True):
+        cursor = await connection.cursor("SELECT * FROM gold.customer_features")
+        while rows := await cursor.fetch(size):
+            yield [_features_of(r) for r in rows]
+
+
+def _features_of(r: asyncpg.Record) -> CustomerFeatures:
+    return CustomerFeatures(
+        r["customer_id"],
+        FeatureValues(
+            r["order_count_last_30_days"],
+            r["total_spent_last_30_days"],
+            r["avg_order_value"],
+            r["preferred_category"],
+            r["lifetime_order_count"],
+            r["lifetime_value"],
+            r["lifetime_segment"],
+        ),
+        r["features_updated_at"],
+        r["feature_version"],
+        r["as_of"],
+    )

@@ -135,6 +135,7 @@ async def run_until_quiescent(runner: AnalyticsRunner, env: SinkEnv, as_of: date
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+
 async def _stored_state(settings: Settings, group: str) -> dict[str, dict[Any, Any]]:
     """Every entry of the analytics state the group's store restores, table by table."""
     store = state_store(settings, group)
@@ -143,7 +144,6 @@ async def _stored_state(settings: Settings, group: str) -> dict[str, dict[Any, A
         return {name: dict(t.items()) for name, t in store.tables.items()}
     finally:
         await asyncio.to_thread(store.close)
-
 
 
 async def test_truncated_orders_leave_gold_redis_and_topics_and_a_restart_agrees(

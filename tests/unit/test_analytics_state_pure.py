@@ -107,7 +107,7 @@ def test_reconcile_writes_a_rebuilt_window_beyond_retention_that_gold_lacks() ->
             is_final=True,
         )
     }
-    core.reconcile(stored, {})
+    core.reconcile(stored)
     (row,) = core.drain().hourly
     assert (row.window_start, row.revenue, row.is_final) == (start, Decimal("5.00"), True)
 
@@ -128,6 +128,6 @@ def test_reconcile_does_not_write_an_emptied_window_that_gold_lacks() -> None:
     )
     core.revenue.apply(1, None, lsn=2, changed_at=at)
     core.watermarks.observe(0, start + timedelta(hours=3))
-    core.reconcile({}, {})
+    core.reconcile({})
     assert core.drain().hourly == []
     assert core.state.windows  # still known to the state: a later order continues its version

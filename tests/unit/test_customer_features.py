@@ -197,3 +197,17 @@ def test_a_replayed_older_item_change_or_insert_after_delete_changes_nothing() -
     assert features.emit(NOW)[0].values.preferred_category == "Games"
     features.apply_item(1, replace(item(1, 1, 10, 1, "20.00"), lsn=100), None, 100)  # replay
     assert features.emit(NOW) == []
+
+
+def test_emit_takes_at_most_its_limit_and_keeps_the_rest_for_the_next_call() -> None:
+    features = state()
+    features.dirty.clear()  # the categories' recompute-all of an empty state
+    for order_id in range(1, 6):
+        features.apply_order(order_id, replace(order(order_id, "10.00", 1), customer_id=order_id))
+    first = features.emit(NOW, limit=2)
+    assert [f.customer_id for f in first] == [1, 2]
+    assert features.dirty == {3, 4, 5}
+    rest = features.emit(NOW, limit=2) + features.emit(NOW, limit=2)
+    assert [f.customer_id for f in rest] == [3, 4, 5]
+    assert features.dirty == set()
+    assert features.emit(NOW, limit=2) == []

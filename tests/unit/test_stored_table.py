@@ -47,7 +47,9 @@ def test_reads_pending_then_folder_and_writes_nothing_before_a_commit(folder: Rd
     table.bind(folder)
     table[1] = Decimal("1.50")
     table[2] = Decimal("2.00")
-    assert table[1] == Decimal("1.50") and 2 in table and 3 not in table
+    assert table[1] == Decimal("1.50")
+    assert 2 in table
+    assert 3 not in table
     assert folder.get(entry_key("orders", 1)) is None  # uncommitted: not in the folder
     assert dirty == {("orders", 1), ("orders", 2)}
 
@@ -58,8 +60,10 @@ def test_reads_pending_then_folder_and_writes_nothing_before_a_commit(folder: Rd
 
     fresh: StoredTable[int, Decimal] = StoredTable("orders", set(), cache_entries=2)
     fresh.bind(folder)  # a restarted worker reads the committed entries from the folder
-    assert fresh.get(2) == Decimal("2.00") and fresh.get(9, "none") == "none"
-    assert sorted(fresh) == [1, 2] and len(fresh) == 2
+    assert fresh.get(2) == Decimal("2.00")
+    assert fresh.get(9, "none") == "none"
+    assert sorted(fresh) == [1, 2]
+    assert len(fresh) == 2
 
 
 def test_a_delete_hides_the_folder_entry_until_committed_then_removes_it(folder: Rdict) -> None:
@@ -70,12 +74,14 @@ def test_a_delete_hides_the_folder_entry_until_committed_then_removes_it(folder:
     table[2] = Decimal("2")
     commit(table, folder, dirty)
     del table[1]
-    assert 1 not in table and sorted(table) == [2]
+    assert 1 not in table
+    assert sorted(table) == [2]
     assert folder.get(entry_key("orders", 1)) is not None
     with pytest.raises(KeyError):
         del table[1]
     commit(table, folder, dirty)
-    assert folder.get(entry_key("orders", 1)) is None and sorted(table) == [2]
+    assert folder.get(entry_key("orders", 1)) is None
+    assert sorted(table) == [2]
 
 
 def test_a_commit_under_way_stays_readable_and_later_changes_are_not_lost(folder: Rdict) -> None:
@@ -87,7 +93,8 @@ def test_a_commit_under_way_stays_readable_and_later_changes_are_not_lost(folder
     dirty.clear()
     assert table[1] == Decimal("1")
     table[1] = Decimal("5")  # changed again while the commit retries
-    assert table[1] == Decimal("5") and dirty == {("orders", 1)}
+    assert table[1] == Decimal("5")
+    assert dirty == {("orders", 1)}
     assert table.to_commit(1) == Decimal("5")  # the next commit writes the newer value
 
 
@@ -101,7 +108,8 @@ def test_the_cache_is_bounded_and_misses_read_the_folder(folder: Rdict) -> None:
     assert len(table.cache) == 3  # the newest three stay
     reads = table.folder_reads
     assert [table[k] for k in range(10)] == [Decimal(k) for k in range(10)]
-    assert table.folder_reads > reads and len(table.cache) == 3
+    assert table.folder_reads > reads
+    assert len(table.cache) == 3
 
 
 def test_tables_share_a_folder_without_seeing_each_other(folder: Rdict) -> None:
@@ -117,5 +125,7 @@ def test_tables_share_a_folder_without_seeing_each_other(folder: Rdict) -> None:
         table = orders if name == "orders" else items
         batch.put(entry_key(name, key), encode(table.to_commit(key)))
     folder.write(batch)
-    assert list(orders) == [1] and list(items) == [1]
-    assert orders[1] == Decimal("1") and items[1] == Decimal("9")
+    assert list(orders) == [1]
+    assert list(items) == [1]
+    assert orders[1] == Decimal("1")
+    assert items[1] == Decimal("9")
