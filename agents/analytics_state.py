@@ -54,7 +54,9 @@ TABLE_NAMES = tuple(f.name for f in fields(AnalyticsState))
 #: The tables that grow with history (orders, customers): kept in the local folder with a
 #: bounded cache, not in memory (issue 23). The others (windows within retention, products,
 #: categories, truncations) stay small and live in memory.
-STORED_TABLES = frozenset({"contributions", "orders", "customer_orders", "items", "features"})
+STORED_TABLES = frozenset(
+    {"contributions", "orders", "customer_orders", "items", "features", "ageing"}
+)
 #: Changelog records copied to the folder per write while restoring (bounds the memory of
 #: a restore of any size).
 RESTORE_CHUNK = 20_000

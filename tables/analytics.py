@@ -56,6 +56,8 @@ class AnalyticsState:
     #: Source table -> LSN of its newest TRUNCATE: a change read later from below it is
     #: dropped (it was withdrawn; docs/decisions/0021).
     truncations: MutableMapping[str, int] = field(default_factory=dict)
+    #: "<UTC instant>|<customer>" -> customer: when an order leaves the features' look-back.
+    ageing: MutableMapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -127,6 +129,7 @@ class AnalyticsCore:
             categories=self.state.categories,
             category_lsns=self.state.category_lsns,
             features=self.state.features,
+            ageing=self.state.ageing,
         )
         self.outputs = AnalyticsOutputs()
 

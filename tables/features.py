@@ -16,7 +16,6 @@ item count (sum of quantities), then the smaller category name.
 from __future__ import annotations
 
 import bisect
-import heapq
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -24,6 +23,7 @@ from decimal import Decimal
 
 from config.errors import PermanentError
 from config.settings import SegmentRule
+from tables.ageing import AgeingSchedule
 from tables.orders import ItemRow, OrderRow, ProductRow, to_cents
 
 ZERO = Decimal("0.00")
@@ -160,6 +160,7 @@ class CustomerFeatureState:
         categories: MutableMapping[int, str] | None = None,
         category_lsns: MutableMapping[int, int] | None = None,
         features: MutableMapping[int, CustomerFeatures] | None = None,
+        ageing: MutableMapping[str, int] | None = None,
     ) -> None:
         self.rates = rates
         self.lookback = lookback
@@ -178,13 +179,17 @@ class CustomerFeatureState:
         )
         self.features: MutableMapping[int, CustomerFeatures] = {} if features is None else features
         self.dirty: set[int] = set()
-        self._ageing: list[tuple[datetime, int]] = []  # (leaves the look-back at, customer)
+        #: When each customer's orders leave the look-back (kept in the state: issue 23).
+        self.schedule = AgeingSchedule({} if ageing is None else ageing)
 
     def recover(self) -> None:
-        """After a restart: the dirty set and schedule are rebuilt from the stored state."""
+        """After a restart: every customer is recomputed (emitted only where the values
+        differ); the schedule is rebuilt from the orders only when the state has none (a
+        changelog written before the schedule was kept in the state)."""
         self.dirty.update(self.customer_orders.keys())
-        for order in self.orders.values():
-            self._schedule(order)
+        if self.schedule.empty():
+            for order in self.orders.values():
+                self._schedule(order)
 
     # -- inputs ------------------------------------------------------------------------------
     def apply_order(self, order_id: int, row: OrderRow | None) -> None:
@@ -212,7 +217,7 @@ class CustomerFeatureState:
 
     def _schedule(self, row: OrderRow) -> None:
         if row.revenue_bearing:
-            heapq.heappush(self._ageing, (row.created_at + self.lookback, row.customer_id))
+            self.schedule.add(row.created_at + self.lookback, row.customer_id)
 
     def apply_item(
         self, item_id: int, row: ItemRow | None, order_id: int | None, lsn: int | None = None
@@ -311,9 +316,7 @@ class CustomerFeatureState:
     # -- time ------------------------------------------------------------------------------
     def sweep(self, now: datetime) -> None:
         """Mark customers whose orders left the look-back by ``now``."""
-        while self._ageing and self._ageing[0][0] < now:
-            _, customer_id = heapq.heappop(self._ageing)
-            self.dirty.add(customer_id)
+        self.dirty.update(self.schedule.due(now))
 
     def emit(self, now: datetime, limit: int | None = None) -> list[CustomerFeatures]:
         """Recompute dirty customers as of ``now`` (at most ``limit``, in id order; the

@@ -124,6 +124,21 @@ class StoredTable(MutableMapping[K, V]):
             if key not in overlay:
                 yield key
 
+    def keys_below(self, bound: str) -> list[K]:
+        """The (text) keys below ``bound``, in order, read in order from the folder: what a
+        time-keyed table such as the ageing schedule needs, without a scan of it all."""
+        overlay: dict[Any, Any] = {**self.committing, **self.pending}
+        keys: list[Any] = [k for k, v in overlay.items() if v is not GONE and k < bound]
+        if self.folder is not None:
+            limit = entry_key(self.name, bound)
+            for raw in prefixed_keys(self.folder, self.prefix):
+                if raw >= limit:
+                    break
+                key = parse_key(raw)[1]
+                if key not in overlay:
+                    keys.append(key)
+        return sorted(keys)
+
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
