@@ -55,6 +55,10 @@ def prefixed_keys(folder: Folder, prefix: bytes) -> Iterator[bytes]:
 class StoredTable(MutableMapping[K, V]):
     """A mapping over the folder's entries of ``name``, changes tracked in ``dirty``."""
 
+    #: Iteration reads a snapshot (RocksDB iterators are), so it may go on while the table
+    #: changes (``CustomerFeatureState.recompute_all`` sweeps it across flushes).
+    iterates_a_snapshot = True
+
     def __init__(self, name: str, dirty: Dirty, *, cache_entries: int = 20_000) -> None:
         self.name = name
         self.dirty = dirty

@@ -211,3 +211,23 @@ def test_emit_takes_at_most_its_limit_and_keeps_the_rest_for_the_next_call() -> 
     assert [f.customer_id for f in rest] == [3, 4, 5]
     assert features.dirty == set()
     assert features.emit(NOW, limit=2) == []
+
+
+def test_recompute_all_sweeps_every_customer_limit_by_limit_while_changes_go_on() -> None:
+    features = state()
+    for order_id in range(1, 8):
+        features.apply_order(order_id, replace(order(order_id, "10.00", 1), customer_id=order_id))
+    assert len(features.emit(NOW)) == 7
+    for customer_id, stored in list(features.features.items()):  # as if gold held others
+        features.features[customer_id] = replace(
+            stored, values=replace(stored.values, lifetime_order_count=0)
+        )
+    features.recompute_all()  # e.g. a restart: every customer, without a set of them all
+    assert features.dirty == set()
+    features.apply_order(99, replace(order(99, "5.00", 1), customer_id=3))  # during the sweep
+    emitted = [f.customer_id for f in features.emit(NOW, limit=3)]
+    assert emitted == [1, 2, 3]  # the changed customer first, then the sweep's
+    while batch := features.emit(NOW, limit=3):
+        emitted += [f.customer_id for f in batch]
+    assert sorted(emitted) == [1, 2, 3, 4, 5, 6, 7]  # swept again, 3 is unchanged
+    assert features.emit(NOW, limit=3) == []
