@@ -55,7 +55,7 @@ TABLE_NAMES = tuple(f.name for f in fields(AnalyticsState))
 #: bounded cache, not in memory (issue 23). The others (windows within retention, products,
 #: categories, truncations) stay small and live in memory.
 STORED_TABLES = frozenset(
-    {"contributions", "orders", "customer_orders", "items", "features", "ageing"}
+    {"contributions", "orders", "customer_orders", "items", "features", "ageing", "window_orders"}
 )
 #: Changelog records copied to the folder per write while restoring (bounds the memory of
 #: a restore of any size).

@@ -58,6 +58,8 @@ class AnalyticsState:
     truncations: MutableMapping[str, int] = field(default_factory=dict)
     #: "<UTC instant>|<customer>" -> customer: when an order leaves the features' look-back.
     ageing: MutableMapping[str, int] = field(default_factory=dict)
+    #: "<window key>#<order id>" -> order id: the orders of each window (for forgetting it).
+    window_orders: MutableMapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -116,6 +118,7 @@ class AnalyticsCore:
             watermarks=self.watermarks,
             contributions=self.state.contributions,
             windows=self.state.windows,
+            window_orders=self.state.window_orders,
         )
         self.features = CustomerFeatureState(
             rates,
@@ -185,6 +188,7 @@ class AnalyticsCore:
         hold is not emitted (an absent window and a zero one say the same). Stored features
         (given here or to ``adopt_features`` before, in chunks) become the "previous" values.
         """
+        self.revenue.recover()
         # Finality as of the replayed watermark, before comparing. Windows beyond retention
         # stay until the next tick: one rebuilt from changes that were not late (by their
         # own time) but that no run published yet (a first start) is written below.

@@ -128,6 +128,7 @@ class HourlyRevenue:
         watermarks: Watermarks,
         contributions: MutableMapping[int, Contribution] | None = None,
         windows: MutableMapping[str, WindowTotals] | None = None,
+        window_orders: MutableMapping[str, int] | None = None,
     ) -> None:
         self.size = size
         self.grace = grace
@@ -137,6 +138,26 @@ class HourlyRevenue:
             {} if contributions is None else contributions
         )
         self.windows: MutableMapping[str, WindowTotals] = {} if windows is None else windows
+        #: ``"<window key>#<order id>" -> order id`` for every contribution with a window:
+        #: forgetting a window finds its orders without reading every contribution (the
+        #: worker keeps both in its state folder, issue 23). An entry may outlive its
+        #: order's move to another window; ``_forget`` checks.
+        self.window_orders: MutableMapping[str, int] = (
+            {} if window_orders is None else window_orders
+        )
+
+    def _set(self, order_id: int, contribution: Contribution) -> None:
+        self.contributions[order_id] = contribution
+        if contribution.window_start is not None and contribution.currency is not None:
+            key = window_key(contribution.window_start, contribution.currency)
+            self.window_orders[f"{key}#{order_id}"] = order_id
+
+    def recover(self) -> None:
+        """After a restart: index the contributions when the state has no index (a
+        changelog written before it was kept); a scan, once."""
+        if next(iter(self.window_orders), None) is None:
+            for order_id, contribution in list(self.contributions.items()):
+                self._set(order_id, contribution)
 
     # -- changes ---------------------------------------------------------------------------
     def replayed(self, order_id: int, lsn: int | None) -> bool:
@@ -167,17 +188,17 @@ class HourlyRevenue:
             # The windows keep what they held, but the order's position moves on: a copy of
             # an older change read after this one (a duplicated batch, a re-snapshot) must
             # be recognised as replayed, not applied over it.
-            self.contributions[order_id] = _moved_to(old, lsn)
+            self._set(order_id, _moved_to(old, lsn))
             return RevenueChange(late=late)
         if old is not None and _same(old, new):
-            self.contributions[order_id] = new
+            self._set(order_id, new)
             return RevenueChange()
         deltas: dict[str, tuple[Decimal, int]] = {}
         if old is not None and old.amount is not None:
             _add(deltas, old, -old.amount, -1)
         if new.amount is not None:
             _add(deltas, new, new.amount, 1)
-        self.contributions[order_id] = new
+        self._set(order_id, new)
         rows = []
         for key, (amount, count) in deltas.items():
             if amount == 0 and count == 0:
@@ -270,13 +291,24 @@ class HourlyRevenue:
         One small entry per order, as the features already keep every order."""
         for key in keys:
             del self.windows[key]
-        for order_id, contribution in list(self.contributions.items()):
+        for entry in self._indexed(keys):
+            order_id = self.window_orders.pop(entry)
+            contribution = self.contributions.get(order_id)
             if (
-                contribution.window_start is not None
+                contribution is not None
+                and contribution.window_start is not None
                 and contribution.currency is not None
                 and window_key(contribution.window_start, contribution.currency) in keys
             ):
                 self.contributions[order_id] = position_only(contribution.lsn)
+
+    def _indexed(self, keys: set[str]) -> list[str]:
+        """The index entries of the windows ``keys``: a range read per window from a stored
+        index, one scan of a plain mapping."""
+        index = self.window_orders
+        if hasattr(index, "keys_with_prefix"):
+            return [e for key in sorted(keys) for e in index.keys_with_prefix(f"{key}#")]
+        return [e for e in index if e.rsplit("#", 1)[0] in keys]
 
     def snapshot(self) -> list[HourlyRevenueRow]:
         """Every window's current row (re-published on start: the sinks are idempotent)."""

@@ -143,6 +143,20 @@ class StoredTable(MutableMapping[K, V]):
                     keys.append(key)
         return sorted(keys)
 
+    def keys_with_prefix(self, prefix: str) -> list[K]:
+        """The (text) keys that start with ``prefix``, read as one range of the folder."""
+        overlay: dict[Any, Any] = {**self.committing, **self.pending}
+        keys: list[Any] = [
+            k for k, v in overlay.items() if v is not GONE and str(k).startswith(prefix)
+        ]
+        if self.folder is not None:
+            start = entry_key(self.name, prefix)[:-2]  # without the closing '"]'
+            for raw in prefixed_keys(self.folder, start):
+                key = parse_key(raw)[1]
+                if key not in overlay:
+                    keys.append(key)
+        return sorted(keys)
+
     def __len__(self) -> int:
         return sum(1 for _ in self)
 

@@ -10,42 +10,27 @@ from __future__ import annotations
 from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import Rdict
 
 from tables.ageing import AgeingSchedule, instant_key
-from tables.state_codec import encode, entry_key
 from tables.stored import StoredTable
 from tables.tracked import Dirty
+from tests.unit.state_folder import commit, state_folder, stored_tables
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Iterator[Rdict]:
-    db = Rdict(str(tmp_path / "state"), Options(raw_mode=True))
-    yield db
-    db.close()
+    with state_folder(tmp_path / "state") as db:
+        yield db
 
 
-def stored(folder: Rdict, dirty: Dirty) -> StoredTable[str, int]:
-    table: StoredTable[str, int] = StoredTable("ageing", dirty, cache_entries=2)
-    table.bind(folder)
-    return table
-
-
-def commit(table: StoredTable[str, int], folder: Rdict, dirty: Dirty) -> None:
-    batch = WriteBatch(raw_mode=True)
-    for name, key in dirty:
-        value = table.to_commit(key)
-        if value is None:
-            batch.delete(entry_key(name, key))
-        else:
-            batch.put(entry_key(name, key), encode(value))
-    dirty.clear()
-    folder.write(batch)
-    table.committed()
+def stored(folder: Rdict, dirty: Dirty) -> dict[str, StoredTable[Any, Any]]:
+    return stored_tables(folder, dirty, "ageing")
 
 
 def fill(entries: MutableMapping[str, int]) -> AgeingSchedule:
@@ -76,12 +61,12 @@ def test_a_stored_schedule_reads_its_folder_in_time_order_with_pending_entries(
     folder: Rdict,
 ) -> None:
     dirty: Dirty = set()
-    table = stored(folder, dirty)
-    schedule = fill(table)
-    commit(table, folder, dirty)
+    tables = stored(folder, dirty)
+    schedule = fill(tables["ageing"])
+    commit(tables, folder, dirty)
     schedule.add(T0 + timedelta(days=1), 40)  # pending: not in the folder yet
     assert schedule.due(T0 + timedelta(days=6)) == [40, 3, 12, 5]
-    commit(table, folder, dirty)  # the due entries leave the folder with the next commit
-    restarted = AgeingSchedule(stored(folder, set()))
+    commit(tables, folder, dirty)  # the due entries leave the folder with the next commit
+    restarted = AgeingSchedule(stored(folder, set())["ageing"])
     assert not restarted.empty()
     assert restarted.due(T0 + timedelta(days=30)) == [7]

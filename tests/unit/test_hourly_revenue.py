@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from tables.orders import OrderRow
-from tables.revenue import Contribution, HourlyRevenue, window_key
+from tables.revenue import Contribution, HourlyRevenue, position_only, window_key
+from tables.tracked import Dirty
 from tables.windows import Watermarks
+from tests.unit.state_folder import commit, state_folder, stored_tables
 
 H10 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 
@@ -16,7 +21,10 @@ def order(order_id: int, amount: str, status: str = "CONFIRMED", minute: int = 1
     return OrderRow(order_id, 7, status, "EUR", Decimal(amount), H10 + timedelta(minutes=minute))
 
 
-def engine() -> tuple[HourlyRevenue, Watermarks]:
+def engine(
+    contributions: MutableMapping[int, Contribution] | None = None,
+    window_orders: MutableMapping[str, int] | None = None,
+) -> tuple[HourlyRevenue, Watermarks]:
     marks = Watermarks()
     marks.assign(0)
     revenue = HourlyRevenue(
@@ -24,6 +32,8 @@ def engine() -> tuple[HourlyRevenue, Watermarks]:
         grace=timedelta(minutes=5),
         retention=timedelta(days=35),
         watermarks=marks,
+        contributions=contributions,
+        window_orders=window_orders,
     )
     return revenue, marks
 
@@ -202,3 +212,32 @@ def test_advance_without_forgetting_keeps_windows_beyond_retention() -> None:
     marks.observe(0, EDGE + timedelta(minutes=5))  # plus the grace period
     revenue.advance()
     assert revenue.windows == {}
+
+
+def test_forgetting_a_window_leaves_positions_only_through_a_stored_index(tmp_path: Path) -> None:
+    """The worker keeps contributions and the window index in its state folder: forgetting
+    a window reads that window's index range (committed and pending entries), not every
+    contribution, and leaves exactly what the plain mappings leave."""
+    with state_folder(tmp_path / "state") as folder:
+        dirty: Dirty = set()
+        tables = stored_tables(folder, dirty, "contributions", "window_orders")
+        stored, stored_marks = engine(tables["contributions"], tables["window_orders"])
+        plain, plain_marks = engine()
+        later = H10 + timedelta(hours=3)
+        for revenue in (stored, plain):
+            revenue.apply(1, order(1, "10.00"), lsn=1)
+            revenue.apply(2, order(2, "5.00", status="PENDING"), lsn=2)
+            revenue.apply(3, replace(order(3, "7.00"), created_at=later), lsn=3)
+        commit(tables, folder, dirty)
+        stored.apply(4, order(4, "1.00"), lsn=4)  # pending in the index at the forget
+        plain.apply(4, order(4, "1.00"), lsn=4)
+        edge = H10 + timedelta(hours=1, minutes=5, days=35)  # H10's window leaves retention
+        for revenue, marks in ((stored, stored_marks), (plain, plain_marks)):
+            marks.observe(0, edge)
+            revenue.advance()
+        assert dict(stored.contributions.items()) == dict(plain.contributions.items())
+        assert {k: v for k, v in stored.contributions.items() if v.window_start is None} == {
+            order_id: position_only(order_id) for order_id in (1, 2, 4)
+        }
+        assert sorted(stored.window_orders) == sorted(plain.window_orders)
+        assert [k.rsplit("#", 1)[1] for k in stored.window_orders] == ["3"]

@@ -13,32 +13,18 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import Rdict
 
 from tables.state_codec import encode, entry_key
 from tables.stored import StoredTable
 from tables.tracked import Dirty
+from tests.unit.state_folder import commit, state_folder
 
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Iterator[Rdict]:
-    db = Rdict(str(tmp_path / "state"), Options(raw_mode=True))
-    yield db
-    db.close()
-
-
-def commit(table: StoredTable[int, Decimal], db: Rdict, dirty: Dirty) -> None:
-    """What the store does: take the changes, write them to the folder, settle the table."""
-    batch = WriteBatch(raw_mode=True)
-    for name, key in sorted(dirty):
-        value = table.to_commit(key)
-        if value is None:
-            batch.delete(entry_key(name, key))
-        else:
-            batch.put(entry_key(name, key), encode(value))
-    dirty.clear()
-    db.write(batch)
-    table.committed()
+    with state_folder(tmp_path / "state") as db:
+        yield db
 
 
 def test_reads_pending_then_folder_and_writes_nothing_before_a_commit(folder: Rdict) -> None:
@@ -53,7 +39,7 @@ def test_reads_pending_then_folder_and_writes_nothing_before_a_commit(folder: Rd
     assert folder.get(entry_key("orders", 1)) is None  # uncommitted: not in the folder
     assert dirty == {("orders", 1), ("orders", 2)}
 
-    commit(table, folder, dirty)
+    commit({table.name: table}, folder, dirty)
     assert folder.get(entry_key("orders", 1)) == encode(Decimal("1.50"))
     table[1] = Decimal("1.50")  # equal: not a change
     assert dirty == set()
@@ -72,14 +58,14 @@ def test_a_delete_hides_the_folder_entry_until_committed_then_removes_it(folder:
     table.bind(folder)
     table[1] = Decimal("1")
     table[2] = Decimal("2")
-    commit(table, folder, dirty)
+    commit({table.name: table}, folder, dirty)
     del table[1]
     assert 1 not in table
     assert sorted(table) == [2]
     assert folder.get(entry_key("orders", 1)) is not None
     with pytest.raises(KeyError):
         del table[1]
-    commit(table, folder, dirty)
+    commit({table.name: table}, folder, dirty)
     assert folder.get(entry_key("orders", 1)) is None
     assert sorted(table) == [2]
 
@@ -104,7 +90,7 @@ def test_the_cache_is_bounded_and_misses_read_the_folder(folder: Rdict) -> None:
     table.bind(folder)
     for key in range(10):
         table[key] = Decimal(key)
-    commit(table, folder, dirty)
+    commit({table.name: table}, folder, dirty)
     assert len(table.cache) == 3  # the newest three stay
     reads = table.folder_reads
     assert [table[k] for k in range(10)] == [Decimal(k) for k in range(10)]
@@ -120,11 +106,7 @@ def test_tables_share_a_folder_without_seeing_each_other(folder: Rdict) -> None:
         table.bind(folder)
     orders[1] = Decimal("1")
     items[1] = Decimal("9")
-    batch = WriteBatch(raw_mode=True)
-    for name, key in sorted(dirty):
-        table = orders if name == "orders" else items
-        batch.put(entry_key(name, key), encode(table.to_commit(key)))
-    folder.write(batch)
+    commit({"orders": orders, "order_items": items}, folder, dirty)
     assert list(orders) == [1]
     assert list(items) == [1]
     assert orders[1] == Decimal("1")
