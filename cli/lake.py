@@ -11,18 +11,19 @@ import json
 import signal
 import threading
 from datetime import timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from agents.lakehouse import LakeSink
 from cli.console import fail, out
 from config.settings import load_settings
 from observability.logging import configure_logging
-from sinks.delta.store import DeltaBronzeStore, MaintenanceResult
 from sinks.postgres.tables import TABLES
 from streams.worker import default_worker_id
+
+if TYPE_CHECKING:  # deltalake and pyarrow load when a lake command runs, not with the CLI
+    from sinks.delta.store import DeltaBronzeStore, MaintenanceResult
 
 lake_app = typer.Typer(
     help="Delta Lake bronze tables: run the exactly-once lake sink, compact, vacuum.",
@@ -35,6 +36,8 @@ Tables = Annotated[
 
 
 def _store() -> DeltaBronzeStore:
+    from sinks.delta.store import DeltaBronzeStore
+
     settings = load_settings()
     return DeltaBronzeStore(settings.lake, settings.lake.root(settings.stack.state_dir))
 
@@ -58,6 +61,8 @@ def run_command(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    from agents.lakehouse import LakeSink
+
     sink = LakeSink(settings, worker_id=worker_id or default_worker_id())
     stats = sink.run(stop)
     out.print(

@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import asyncpg
 import typer
@@ -16,8 +16,6 @@ from rich.table import Table
 from cli.console import err, out
 from config.errors import ConfigurationError
 from config.settings import load_settings
-from sinks.delta.archive import ArchiveOutcome, archive_older_than, outcome_as_dict
-from sinks.delta.store import DeltaBronzeStore
 from sinks.postgres.connection import run_with_connection
 from sinks.postgres.partitions import (
     ChildPartition,
@@ -27,6 +25,9 @@ from sinks.postgres.partitions import (
     partition_report,
 )
 from sinks.postgres.retention import is_ahead
+
+if TYPE_CHECKING:  # deltalake and pyarrow load when the archive command runs, not with the CLI
+    from sinks.delta.archive import ArchiveOutcome
 
 T = TypeVar("T")
 
@@ -118,6 +119,9 @@ def archive_command(
     row count and checksums; only then is the PostgreSQL partition dropped, in the same
     transaction as its ops.data_lineage record. A mismatch keeps the partition (exit 1).
     """
+    from sinks.delta.archive import archive_older_than, outcome_as_dict
+    from sinks.delta.store import DeltaBronzeStore
+
     settings = load_settings()
     age = parse_age(older_than)
     store = DeltaBronzeStore(settings.lake, settings.lake.root(settings.stack.state_dir))

@@ -11,16 +11,17 @@ import json
 import signal
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from agents.scaleout_stores import ScaleoutStores, StoreStats
 from cli.console import fail, out
 from config.settings import Settings, load_settings
-from demo.scaleout import ScaleoutSummary, demo_load, run_scaleout_demo
-from sinks.scaleout_counts import store_counts
+
+if TYPE_CHECKING:  # the Cassandra and MongoDB drivers load when a command needs them
+    from agents.scaleout_stores import StoreStats
+    from demo.scaleout import ScaleoutSummary
 
 scaleout_app = typer.Typer(
     help="Scale-out stores: chat and telemetry into Cassandra, social posts into MongoDB.",
@@ -30,6 +31,8 @@ scaleout_app = typer.Typer(
 
 async def run_scaleout_worker(settings: Settings) -> dict[str, StoreStats]:
     """Run the three store agents until SIGTERM or SIGINT."""
+    from agents.scaleout_stores import ScaleoutStores
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -57,6 +60,8 @@ def counts_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Rows in Cassandra (chat, telemetry) and documents in MongoDB (posts)."""
+    from sinks.scaleout_counts import store_counts
+
     settings = load_settings()
     counts = store_counts(settings)
     if as_json:
@@ -113,6 +118,8 @@ def scaleout_demo_section(
     settings: Settings, seed: int, progress: Callable[[str], None], timeout_s: float
 ) -> ScaleoutSummary:
     """Run the scale-out part of the demo, print its table, exit 1 when an event is missing."""
+    from demo.scaleout import demo_load, run_scaleout_demo
+
     summary = run_scaleout_demo(
         settings, demo_load(seed, chat=1000, telemetry=2000, posts=200), progress, timeout_s
     )

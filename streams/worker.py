@@ -23,11 +23,9 @@ from agents.analytics_state import state_store
 from agents.cache_invalidation import PIPELINE as CACHE_INVALIDATION
 from agents.cache_invalidation import CacheInvalidationAgent
 from agents.cache_service import run_cache_service
-from agents.lakehouse import LakeSink
 from agents.medallion import MedallionSink, SinkStats
 from agents.product_updates import PIPELINE as PRODUCT_UPDATES
 from agents.product_updates import ProductUpdatesAgent
-from agents.scaleout_stores import ScaleoutStores
 from alerts.quality_alerting import quality_gate
 from config.errors import ConfigurationError
 from config.settings import Settings
@@ -41,6 +39,7 @@ from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
 from stack.disk import disk_usage_collector
 from streams.analytics_views import AnalyticsWebServer, analytics_web_app
+from streams.memory import limit_malloc_arenas
 
 log = logging.getLogger("bitvelocity.worker")
 #: What ``bitvelocity worker`` runs without ``--agents``.
@@ -178,7 +177,7 @@ async def _start_agents(
     if "lake" in agents:
         group.create_task(_lake(settings, identity, stop))
     if "stores" in agents:
-        group.create_task(ScaleoutStores(settings).run(stop))
+        group.create_task(_stores(settings, stop))
     if "cache" in agents:
         group.create_task(run_cache_service(settings, stop))
         group.create_task(
@@ -187,8 +186,20 @@ async def _start_agents(
     return medallion
 
 
+async def _stores(settings: Settings, stop: asyncio.Event) -> None:
+    """The scale-out stores; their drivers (Cassandra, MongoDB) load only in a worker that
+    runs them (about 16 MB of RSS otherwise)."""
+    from agents.scaleout_stores import ScaleoutStores
+
+    await ScaleoutStores(settings).run(stop)
+
+
 async def _lake(settings: Settings, worker_id: str, stop: asyncio.Event) -> None:
-    """The lake sink: its Delta writes run in threads, which wait on a thread-safe stop."""
+    """The lake sink: its Delta writes run in threads, which wait on a thread-safe stop.
+    deltalake and pyarrow load only in a worker that runs it (about 56 MB of RSS otherwise:
+    the analytics and sink workers have a 400 MB budget)."""
+    from agents.lakehouse import LakeSink
+
     stopping = threading.Event()
     relay = asyncio.ensure_future(stop.wait())
     relay.add_done_callback(lambda _: stopping.set())
@@ -210,4 +221,5 @@ def main_worker(
 ) -> None:
     """Blocking entry point for the CLI."""
     configure_logging(settings.log_level)
+    limit_malloc_arenas()  # before the consumers and the state folder start their threads
     asyncio.run(run_worker(settings, agents, worker_id=worker_id, serve_metrics=serve_metrics))
