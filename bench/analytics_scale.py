@@ -141,6 +141,8 @@ def _caught_up(worker: AnalyticsWorkerProcess, marks: dict[tuple[str, int], int]
     if health is None:
         return False
     read = {(p["topic"], p["partition"]): p["next_offset"] for p in health["positions"]}
+    if health.get("features_pending"):
+        return False  # read to the end, but flushes still recompute customers
     return all(read.get(key, 0) >= end for key, end in marks.items())
 
 

@@ -117,6 +117,9 @@ def health_answer(
         **_stamp(core, now),
         "status": "ok",
         "windows": len(core.state.windows),
+        # True while flushes still recompute customers (after a replay or a restart, at
+        # most emit_max_customers a flush): "caught up" means positions and this.
+        "features_pending": core.features.pending(),
         **(extra or {}),
     }
 

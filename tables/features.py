@@ -337,6 +337,11 @@ class CustomerFeatureState:
         stable = getattr(customers, "iterates_a_snapshot", False)
         self._full_sweep = iter(customers) if stable else iter(list(customers))
 
+    def pending(self) -> bool:
+        """Customers wait to be recomputed: dirty ones, or a sweep under way. Their views
+        answer the last values meanwhile; the next flushes catch up (``emit``'s limit)."""
+        return bool(self.dirty) or self._full_sweep is not None
+
     def _mark(self, customer_id: int) -> None:
         self.dirty.add(customer_id)
         if len(self.dirty) > DIRTY_LIMIT:  # a replay touches everyone: sweep instead

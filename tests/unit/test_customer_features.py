@@ -207,9 +207,11 @@ def test_emit_takes_at_most_its_limit_and_keeps_the_rest_for_the_next_call() -> 
     first = features.emit(NOW, limit=2)
     assert [f.customer_id for f in first] == [1, 2]
     assert features.dirty == {3, 4, 5}
+    assert features.pending()  # what GET /health reports as features_pending
     rest = features.emit(NOW, limit=2) + features.emit(NOW, limit=2)
     assert [f.customer_id for f in rest] == [3, 4, 5]
     assert features.dirty == set()
+    assert not features.pending()
     assert features.emit(NOW, limit=2) == []
 
 
@@ -224,10 +226,12 @@ def test_recompute_all_sweeps_every_customer_limit_by_limit_while_changes_go_on(
         )
     features.recompute_all()  # e.g. a restart: every customer, without a set of them all
     assert features.dirty == set()
+    assert features.pending()  # the sweep is under way
     features.apply_order(99, replace(order(99, "5.00", 1), customer_id=3))  # during the sweep
     emitted = [f.customer_id for f in features.emit(NOW, limit=3)]
     assert emitted == [1, 2, 3]  # the changed customer first, then the sweep's
     while batch := features.emit(NOW, limit=3):
         emitted += [f.customer_id for f in batch]
     assert sorted(emitted) == [1, 2, 3, 4, 5, 6, 7]  # swept again, 3 is unchanged
+    assert not features.pending()
     assert features.emit(NOW, limit=3) == []
