@@ -121,6 +121,11 @@ class ConsumerSpec:
         return min(MAX_CONVERT_STALL_S, self.max_poll_interval_ms / 1000 / 4)
 
 
+#: The consumer's prefetch queue bounds (see ``consumer_config``).
+PREFETCH_KBYTES = 8 * 1024
+PREFETCH_MESSAGES = 20_000
+
+
 def consumer_config(bootstrap_servers: str, spec: ConsumerSpec) -> dict[str, Any]:
     """The one consumer configuration of every pipeline."""
     config: dict[str, Any] = {
@@ -143,6 +148,11 @@ def consumer_config(bootstrap_servers: str, spec: ConsumerSpec) -> dict[str, Any
         # two workers could reach 1.5 x one at most (decision 0022). Range stays listed so a
         # member of an older version (range only) can still join the group while rolling.
         "partition.assignment.strategy": "roundrobin,range",
+        # Prefetch at most 8 MB (librdkafka's default is 64 MB, plus its per-message
+        # overhead): records are taken in batches of a few thousand, so 8 MB is still tens
+        # of thousands ahead, and a catch-up no longer fills the worker's RSS with them.
+        "queued.max.messages.kbytes": PREFETCH_KBYTES,
+        "queued.min.messages": PREFETCH_MESSAGES,
     }
     if spec.static_member_id is not None:
         config["group.instance.id"] = spec.static_member_id

@@ -132,6 +132,9 @@ def test_every_pipeline_shares_one_consumer_configuration() -> None:
     assert config["max.poll.interval.ms"] == 120_000
     # Even shares across topics; range still listed for members of an older version.
     assert config["partition.assignment.strategy"] == "roundrobin,range"
+    # The prefetch queue is bounded well below librdkafka's 64 MB default (issue 23).
+    assert config["queued.max.messages.kbytes"] == 8 * 1024
+    assert config["queued.min.messages"] == 20_000
     assert "group.instance.id" not in consumer_config(
         "host:1", ConsumerSpec("x", "g", ("t",), max_records=1, max_wait_ms=1)
     )

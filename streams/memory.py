@@ -1,0 +1,37 @@
+"""The worker process's C heap: fewer malloc arenas, so freed memory is reused.
+
+glibc gives each thread that allocates its own arena, up to eight per core. A worker has
+a dozen threads that allocate (librdkafka's, RocksDB's, the runtime's consumer thread,
+executor threads); memory one of them frees stays in its arena, where another thread
+cannot reuse it. Measured on the analytics-scale benchmark (issue 23): arenas of 40-60 MB
+each, which count in the worker's RSS. Two arenas is the usual setting for such processes
+(``MALLOC_ARENA_MAX=2``), set here because an environment variable must be there before
+the interpreter starts and the CLI cannot rely on it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+log = logging.getLogger("bitvelocity.worker")
+
+#: glibc's mallopt parameter for the arena limit (malloc.h: ``#define M_ARENA_MAX -8``).
+_M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas; call before the worker starts its threads. False where
+    the C library is not glibc (nothing changes there)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    done = bool(mallopt(_M_ARENA_MAX, arenas))
+    if not done:
+        log.debug("mallopt(M_ARENA_MAX) refused")
+    return done
