@@ -14,13 +14,8 @@ seeded load (orders over 40 days, cancellations, edits, deletes):
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -32,6 +27,7 @@ import httpx
 import pytest
 
 from agents.analytics import analytics_topics
+from bench.worker_process import AnalyticsWorkerProcess
 from config.settings import Settings
 from oltp.loadgen import LoadgenConfig, run_loadgen
 from sinks.postgres.connection import connect
@@ -65,45 +61,14 @@ def analytics_worker(env: SinkEnv, tmp_path: Path) -> Iterator[Worker]:
         worker.process.wait(10)
 
 
-class Worker:
-    """The analytics worker subprocess and its HTTP views."""
+class Worker(AnalyticsWorkerProcess):
+    """The analytics worker subprocess (the benchmark's) on the test's pipeline."""
 
     def __init__(self, env: SinkEnv, tmp_path: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.token = secrets.token_urlsafe(16)
         self.state_dir = tmp_path / "analytics-state"
-        self.log = tmp_path / "worker.log"
-        self.environ = {
-            **os.environ,
-            **analytics_worker_env(env, state_dir=self.state_dir, port=self.port, token=self.token),
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-        self.started = 0.0
-
-    def start(self) -> None:
-        with self.log.open("ab") as handle:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "cli.main",
-                    "worker",
-                    "--no-metrics",
-                    "--agents",
-                    "analytics",
-                ],
-                env=self.environ,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-            )
-        self.started = time.monotonic()
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
+        super().__init__(
+            analytics_worker_env(env, state_dir=self.state_dir), tmp_path / "worker.log"
+        )
 
     def get(self, path: str, token: str | None = "", **params: str) -> httpx.Response:
         auth = self.token if token == "" else token

@@ -37,8 +37,9 @@ def analytics_environment(settings: Settings) -> Iterator[SinkEnv]:
         yield env
 
 
-def analytics_worker_env(env: SinkEnv, *, state_dir: Path, port: int, token: str) -> dict[str, str]:
-    """Environment of a `bitvelocity worker --agents analytics` subprocess on ``env``."""
+def analytics_worker_env(env: SinkEnv, *, state_dir: Path) -> dict[str, str]:
+    """Environment of a `bitvelocity worker --agents analytics` subprocess on ``env`` (its
+    web port and token are the process's: ``bench.worker_process``)."""
     topics = env.settings.topics
     return {
         **env.worker_env(),  # and the names with_analytics_outputs gave:
@@ -49,9 +50,6 @@ def analytics_worker_env(env: SinkEnv, *, state_dir: Path, port: int, token: str
         "BV_FEATURES__REDIS_PREFIX": env.settings.features.redis_prefix,
         "BV_FEATURES__IDLE_PARTITION_AFTER": "PT1S",
         "BV_FEATURES__STATE_DIR": str(state_dir),
-        "BV_WEB__HOST": "127.0.0.1",
-        "BV_WEB__PORT": str(port),
-        "BV_WEB__TOKEN": token,
     }
 
 

@@ -2,9 +2,10 @@
 
 What it proves (the figures themselves are the benchmark's, not asserted): a worker whose
 state was built by a replay that committed its state as it went (every 1,000 changed
-entries, checked after each take of 5,000 records: twice over 12,000 events), SIGKILLed, its state folder deleted and started
-again, answers every sampled customer's features exactly as before; and the run reports
-the worker's own peak RSS and leaves nothing behind (the leak check of the suite).
+entries, checked after each take of 5,000 records: twice over 12,000 events), SIGKILLed,
+its state folder deleted and started again, answers every sampled customer's features
+exactly as before; and the run reports the worker's own peak RSS and leaves nothing
+behind (the leak check of the suite).
 """
 
 from __future__ import annotations
