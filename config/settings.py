@@ -367,6 +367,8 @@ class FeatureSettings(_Section):
     replay_commit_entries: int = Field(default=20_000, ge=1)
     #: Customers whose features one flush recomputes at most (the rest follow in the next
     #: flushes): bounds a flush's memory when every customer is dirty (after a replay).
+    #: The same bound applies to the age-out schedule entries one flush takes and to the
+    #: orders of the windows beyond retention one flush forgets.
     emit_max_customers: int = Field(default=10_000, ge=1)
 
     _namespaced = field_validator("redis_prefix")(_in_redis_namespace)

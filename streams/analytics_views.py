@@ -120,6 +120,8 @@ def health_answer(
         # True while flushes still recompute customers (after a replay or a restart, at
         # most emit_max_customers a flush): "caught up" means positions and this.
         "features_pending": core.features.pending(),
+        # Windows beyond retention not forgotten yet (a tick forgets a bounded number).
+        "revenue_pending": core.revenue.forgetting(),
         **(extra or {}),
     }
 

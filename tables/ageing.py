@@ -22,7 +22,7 @@ _INSTANT = "%Y%m%dT%H%M%S.%f"
 class OrderedKeys(Protocol):
     """A mapping that can list its keys below a bound in order (``StoredTable``)."""
 
-    def keys_below(self, bound: str) -> Iterable[str]: ...
+    def keys_below(self, bound: str, limit: int | None = None) -> Iterable[str]: ...
 
 
 def instant_key(moment: datetime) -> str:
@@ -45,17 +45,25 @@ class AgeingSchedule:
             heapq.heappush(self._heap, key)
         self.entries[key] = customer_id
 
-    def due(self, now: datetime) -> list[int]:
-        """Customers scheduled strictly before ``now``, taken off the schedule."""
+    def due(self, now: datetime, limit: int | None = None) -> list[int]:
+        """Customers scheduled strictly before ``now``, taken off the schedule: the earliest
+        ``limit`` entries at most (the rest stay due for the next call)."""
         bound = instant_key(now)
         entries = self.entries
         if self._heap is None:
-            keys = list(cast(OrderedKeys, entries).keys_below(bound))
+            keys = list(cast(OrderedKeys, entries).keys_below(bound, limit))
         else:
             keys = []
-            while self._heap and self._heap[0] < bound:
+            while self._heap and self._heap[0] < bound and (limit is None or len(keys) < limit):
                 keys.append(heapq.heappop(self._heap))
         return [customer for key in keys if (customer := entries.pop(key, None)) is not None]
+
+    def is_due(self, now: datetime) -> bool:
+        """An entry is scheduled before ``now`` (a bounded ``due`` left some)."""
+        bound = instant_key(now)
+        if self._heap is None:
+            return bool(list(cast(OrderedKeys, self.entries).keys_below(bound, 1)))
+        return bool(self._heap) and self._heap[0] < bound
 
     def empty(self) -> bool:
         return next(iter(self.entries), None) is None

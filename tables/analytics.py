@@ -311,8 +311,8 @@ class AnalyticsCore:
     # -- time -----------------------------------------------------------------------------------
     def tick(self, now: datetime) -> None:
         """Close windows the watermark passed, age orders out, recompute changed features."""
-        self.outputs.hourly.extend(self.revenue.advance().rows)
-        self.features.sweep(now)
+        self.outputs.hourly.extend(self.revenue.advance(forget_orders=self.emit_limit).rows)
+        self.features.sweep(now, self.emit_limit)
         self.outputs.features.extend(self.features.emit(now, self.emit_limit))
 
     def drain(self) -> AnalyticsOutputs:

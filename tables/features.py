@@ -188,6 +188,7 @@ class CustomerFeatureState:
         self._full_sweep: Iterator[int] | None = None
         #: When each customer's orders leave the look-back (kept in the state: issue 23).
         self.schedule = AgeingSchedule({} if ageing is None else ageing)
+        self._ageing_now: datetime | None = None  # the last sweep's time
 
     def recover(self) -> None:
         """After a restart: every customer is recomputed (emitted only where the values
@@ -321,9 +322,13 @@ class CustomerFeatureState:
             self.recompute_all()
 
     # -- time ------------------------------------------------------------------------------
-    def sweep(self, now: datetime) -> None:
-        """Mark customers whose orders left the look-back by ``now``."""
-        for customer_id in self.schedule.due(now):
+    def sweep(self, now: datetime, limit: int | None = None) -> None:
+        """Mark customers whose orders left the look-back by ``now`` (the earliest ``limit``
+        entries of the schedule; the rest in the next calls). The first tick after a replay
+        of 40 days finds a quarter of all orders due: 250,000 schedule entries deleted in
+        one commit at a million orders (issue 23)."""
+        self._ageing_now = now
+        for customer_id in self.schedule.due(now, limit):
             self._mark(customer_id)
 
     def recompute_all(self) -> None:
@@ -338,9 +343,12 @@ class CustomerFeatureState:
         self._full_sweep = iter(customers) if stable else iter(list(customers))
 
     def pending(self) -> bool:
-        """Customers wait to be recomputed: dirty ones, or a sweep under way. Their views
+        """Customers wait to be recomputed: dirty ones, a sweep under way, or orders that
+        left the look-back by the last ``sweep``'s time and were not taken yet. Their views
         answer the last values meanwhile; the next flushes catch up (``emit``'s limit)."""
-        return bool(self.dirty) or self._full_sweep is not None
+        if self.dirty or self._full_sweep is not None:
+            return True
+        return self._ageing_now is not None and self.schedule.is_due(self._ageing_now)
 
     def _mark(self, customer_id: int) -> None:
         self.dirty.add(customer_id)

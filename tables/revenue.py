@@ -20,7 +20,7 @@ watermark is the caller's ``Watermarks``.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -260,10 +260,16 @@ class HourlyRevenue:
         return row_of(updated, correction=current.is_final)
 
     # -- time ----------------------------------------------------------------------------------
-    def advance(self, *, forget: bool = True) -> RevenueChange:
+    def advance(self, *, forget: bool = True, forget_orders: int | None = None) -> RevenueChange:
         """Mark windows final that the watermark has closed; forget those beyond retention
         (``forget=False``: keep them, e.g. until a replay's rebuilt windows were compared
-        with gold and written: a window rebuilt by replay may never have been published)."""
+        with gold and written: a window rebuilt by replay may never have been published).
+
+        ``forget_orders`` bounds one call's forgetting: whole windows, oldest first, until
+        that many of their orders were reduced to positions; the rest wait for the next
+        call, as if the watermark had come later. The first tick after a replay of 40 days
+        forgets five days of windows at once: 250,000 changed entries in one commit and
+        300 MB of the worker's peak at a million orders (issue 23)."""
         watermark = self.watermarks.current()
         if watermark is None:
             return RevenueChange()
@@ -281,34 +287,57 @@ class HourlyRevenue:
                 self.windows[key] = updated
                 rows.append(row_of(updated))
         if expired:
-            self._forget(set(expired))
+            self._forget(sorted(expired), forget_orders)
         return RevenueChange(rows=tuple(rows))
 
-    def _forget(self, keys: set[str]) -> None:
-        """Drop windows beyond retention. Their orders keep a position only (no window, no
-        amount): without it an older copy of a change read later would pass ``replayed`` and
-        be applied over a newer one (the chaos soak saw a customer's features lose an order).
-        One small entry per order, as the features already keep every order."""
-        for key in keys:
-            del self.windows[key]
-        for entry in self._indexed(keys):
-            order_id = self.window_orders.pop(entry)
-            contribution = self.contributions.get(order_id)
-            if (
-                contribution is not None
-                and contribution.window_start is not None
-                and contribution.currency is not None
-                and window_key(contribution.window_start, contribution.currency) in keys
-            ):
-                self.contributions[order_id] = position_only(contribution.lsn)
+    def forgetting(self) -> bool:
+        """Windows beyond retention wait to be forgotten (a bounded ``advance`` left them)."""
+        watermark = self.watermarks.current()
+        if watermark is None:
+            return False
+        forget_at = watermark - self.grace
+        return any(
+            is_beyond_retention(Window(t.window_start, t.window_end), forget_at, self.retention)
+            for t in self.windows.values()
+        )
 
-    def _indexed(self, keys: set[str]) -> list[str]:
-        """The index entries of the windows ``keys``: a range read per window from a stored
-        index, one scan of a plain mapping."""
+    def _forget(self, keys: list[str], limit: int | None) -> None:
+        """Drop windows beyond retention (oldest first, up to ``limit`` orders after the
+        first window). Their orders keep a position only (no window, no amount): without it
+        an older copy of a change read later would pass ``replayed`` and be applied over a
+        newer one (the chaos soak saw a customer's features lose an order). One small entry
+        per order, as the features already keep every order."""
+        reduced = 0
+        for key, entries in self._indexed(keys):
+            if limit is not None and reduced >= limit:
+                return
+            del self.windows[key]
+            for entry in entries:
+                order_id = self.window_orders.pop(entry)
+                contribution = self.contributions.get(order_id)
+                if (
+                    contribution is not None
+                    and contribution.window_start is not None
+                    and contribution.currency is not None
+                    and window_key(contribution.window_start, contribution.currency) == key
+                ):
+                    self.contributions[order_id] = position_only(contribution.lsn)
+            reduced += len(entries)
+
+    def _indexed(self, keys: list[str]) -> Iterator[tuple[str, list[str]]]:
+        """Each window of ``keys`` with its index entries: a range read per window from a
+        stored index (read when its turn comes), one scan of a plain mapping."""
         index = self.window_orders
         if hasattr(index, "keys_with_prefix"):
-            return [e for key in sorted(keys) for e in index.keys_with_prefix(f"{key}#")]
-        return [e for e in index if e.rsplit("#", 1)[0] in keys]
+            for key in keys:
+                yield key, index.keys_with_prefix(f"{key}#")
+            return
+        wanted: dict[str, list[str]] = {key: [] for key in keys}
+        for entry in index:
+            found = wanted.get(entry.rsplit("#", 1)[0])
+            if found is not None:
+                found.append(entry)
+        yield from wanted.items()
 
     def snapshot(self) -> list[HourlyRevenueRow]:
         """Every window's current row (re-published on start: the sinks are idempotent)."""

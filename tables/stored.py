@@ -128,20 +128,23 @@ class StoredTable(MutableMapping[K, V]):
             if key not in overlay:
                 yield key
 
-    def keys_below(self, bound: str) -> list[K]:
-        """The (text) keys below ``bound``, in order, read in order from the folder: what a
-        time-keyed table such as the ageing schedule needs, without a scan of it all."""
+    def keys_below(self, bound: str, limit: int | None = None) -> list[K]:
+        """The (text) keys below ``bound``, in order (the first ``limit`` of them), read in
+        order from the folder: what a time-keyed table such as the ageing schedule needs,
+        without a scan of it all."""
         overlay: dict[Any, Any] = {**self.committing, **self.pending}
         keys: list[Any] = [k for k, v in overlay.items() if v is not GONE and k < bound]
         if self.folder is not None:
-            limit = entry_key(self.name, bound)
+            limit_key = entry_key(self.name, bound)
+            read = 0
             for raw in prefixed_keys(self.folder, self.prefix):
-                if raw >= limit:
+                if raw >= limit_key or (limit is not None and read >= limit):
                     break
                 key = parse_key(raw)[1]
                 if key not in overlay:
                     keys.append(key)
-        return sorted(keys)
+                    read += 1
+        return sorted(keys)[:limit]
 
     def keys_with_prefix(self, prefix: str) -> list[K]:
         """The (text) keys that start with ``prefix``, read as one range of the folder."""

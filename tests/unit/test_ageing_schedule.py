@@ -70,3 +70,29 @@ def test_a_stored_schedule_reads_its_folder_in_time_order_with_pending_entries(
     restarted = AgeingSchedule(stored(folder, set())["ageing"])
     assert not restarted.empty()
     assert restarted.due(T0 + timedelta(days=30)) == [7]
+
+
+def test_a_bounded_due_takes_the_earliest_entries_and_leaves_the_rest_due(
+    folder: Rdict,
+) -> None:
+    """Issue 23: a tick after a long replay takes a bounded share of the due entries; over
+    successive calls the customers come in the same order as one unbounded call, once."""
+    dirty: Dirty = set()
+    tables = stored(folder, dirty)
+    fill(tables["ageing"])
+    commit(tables, folder, dirty)
+    now = T0 + timedelta(days=30)
+    plain = fill({})
+    on_disk = AgeingSchedule(tables["ageing"])
+    on_disk.add(T0 + timedelta(days=1), 40)  # pending, before every committed entry
+    plain.add(T0 + timedelta(days=1), 40)
+    for schedule in (plain, on_disk):
+        taken = []
+        while schedule.is_due(now):
+            batch = schedule.due(now, limit=2)
+            assert 1 <= len(batch) <= 2
+            taken.extend(batch)
+        assert taken == [40, 3, 12, 5, 7]
+        assert schedule.due(now, limit=2) == []
+        assert not schedule.is_due(now)
+    assert not AgeingSchedule({}).is_due(now)

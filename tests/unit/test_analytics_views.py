@@ -83,6 +83,7 @@ async def check_answers(client: TestClient[Any, Any], auth: dict[str, str]) -> N
     assert (status, health["status"]) == (200, "ok")
     assert health["watermark"] == "2026-03-10T11:00:00+00:00"
     assert health["features_pending"] is False  # the features asked above were emitted
+    assert health["revenue_pending"] is False  # no window beyond retention is held
 
 
 async def test_views_refuse_requests_without_the_token_and_bad_queries() -> None:

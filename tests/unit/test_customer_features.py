@@ -235,3 +235,28 @@ def test_recompute_all_sweeps_every_customer_limit_by_limit_while_changes_go_on(
     assert sorted(emitted) == [1, 2, 3, 4, 5, 6, 7]  # swept again, 3 is unchanged
     assert not features.pending()
     assert features.emit(NOW, limit=3) == []
+
+
+def test_a_bounded_sweep_ages_out_a_share_per_call_and_stays_pending_until_done() -> None:
+    """Issue 23: after a long replay many orders left the look-back at once; each tick takes
+    at most its limit of them, and features stay pending until the schedule has none due."""
+    features = state()
+    for order_id in range(1, 6):  # five customers, each order about to leave the look-back
+        placed = replace(
+            order(order_id, "10.00", days_ago=29 + (6 - order_id) / 10), customer_id=order_id
+        )
+        features.apply_order(order_id, placed)
+    assert [f.customer_id for f in features.emit(NOW)] == [1, 2, 3, 4, 5]
+    later = NOW + timedelta(days=1)  # every order is now older than 30 days
+    counts = []
+    while True:
+        features.sweep(later, limit=2)
+        assert len(features.dirty) <= 2  # taken off the schedule two at a time
+        emitted = features.emit(later, limit=2)
+        if not emitted:
+            break
+        counts.append([f.customer_id for f in emitted])
+        assert all(f.values.order_count_last_30_days == 0 for f in emitted)
+        assert features.pending() == (len(counts) < 3)
+    assert counts == [[1, 2], [3, 4], [5]]  # the earliest orders leave first
+    assert not features.pending()

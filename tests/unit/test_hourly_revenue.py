@@ -241,3 +241,42 @@ def test_forgetting_a_window_leaves_positions_only_through_a_stored_index(tmp_pa
         }
         assert sorted(stored.window_orders) == sorted(plain.window_orders)
         assert [k.rsplit("#", 1)[1] for k in stored.window_orders] == ["3"]
+
+
+def test_bounded_forgetting_takes_whole_windows_oldest_first_and_ends_equal(
+    tmp_path: Path,
+) -> None:
+    """Issue 23: a tick forgets windows beyond retention a bounded number of orders at a
+    time (whole windows, the oldest first); when nothing is left to forget, contributions,
+    index and windows equal those of one unbounded forget."""
+    with state_folder(tmp_path / "state") as folder:
+        dirty: Dirty = set()
+        tables = stored_tables(folder, dirty, "contributions", "window_orders")
+        bounded, bounded_marks = engine(tables["contributions"], tables["window_orders"])
+        plain, plain_marks = engine()
+        for revenue in (bounded, plain):
+            for order_id in range(1, 10):  # hours 10, 11, 12: three orders each
+                hour = timedelta(hours=(order_id - 1) // 3)
+                created = order(order_id, f"{order_id}.00")
+                revenue.apply(
+                    order_id, replace(created, created_at=created.created_at + hour), lsn=order_id
+                )
+            revenue.apply(
+                10, replace(order(10, "1.00"), created_at=H10 + timedelta(days=2)), lsn=10
+            )
+        commit(tables, folder, dirty)
+        edge = H10 + timedelta(hours=3, minutes=5, days=35)  # hours 10-12 leave retention
+        plain_marks.observe(0, edge)
+        plain.advance()
+        bounded_marks.observe(0, edge)
+        held = []
+        while bounded.forgetting():
+            bounded.advance(forget_orders=2)  # one window of three orders at a time
+            held.append(sorted(bounded.windows))
+            commit(tables, folder, dirty)
+        assert [len(keys) for keys in held] == [3, 2, 1]  # oldest first, one per call
+        assert held[0][0].startswith((H10 + timedelta(hours=1)).isoformat())
+        assert sorted(bounded.windows) == sorted(plain.windows)
+        assert dict(bounded.contributions.items()) == dict(plain.contributions.items())
+        assert sorted(bounded.window_orders) == sorted(plain.window_orders)
+        assert not plain.forgetting()
