@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 # Children we started, kept so they are reaped (no zombies) and not garbage-collected
@@ -70,6 +70,26 @@ def command_line(pid: int) -> str:
     return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
+#: How long a live process may show an empty command line before we judge it. ``Popen``
+#: returns when the child's close-on-exec pipe closes, which the kernel does before it
+#: lays out the new program's arguments: for that moment ``/proc/<pid>/cmdline`` is empty.
+#: CI once read it there and reported a healthy Prometheus as "exited while starting".
+EXEC_SETTLE_S = 1.0
+
+
+def settled_command_line(
+    pid: int, *, read: Callable[[int], str] = command_line, settle_s: float = EXEC_SETTLE_S
+) -> str:
+    """``pid``'s command line; while the process is alive and shows none (a program still
+    being exec'd), read again for up to ``settle_s``."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        line = read(pid)
+        if line or not is_alive(pid) or time.monotonic() >= deadline:
+            return line
+        time.sleep(0.01)
+
+
 def is_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:
@@ -86,7 +106,7 @@ def owned_pid(pid_path: Path, marker: str) -> int | None:
         pid = int(pid_path.read_text(encoding="utf-8").split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    if is_alive(pid) and marker in command_line(pid):
+    if is_alive(pid) and marker in settled_command_line(pid):
         return pid
     return None
 
@@ -104,8 +124,9 @@ def how_it_ended(pid_path: Path, marker: str) -> str:
         if code < 0:
             return f"pid {pid} killed by {signal.Signals(-code).name}"
         return f"pid {pid} exit code {code}"
-    if is_alive(pid) and marker not in command_line(pid):
-        return f"pid {pid} now runs another program: {command_line(pid)[:120]!r}"
+    line = settled_command_line(pid)
+    if is_alive(pid) and marker not in line:
+        return f"pid {pid} now runs another program: {line[:120]!r}"
     return f"pid {pid} is gone (exit status unknown: not started by this process)"
 
 

@@ -14,6 +14,7 @@ from stack.process import (
     is_alive,
     owned_pid,
     port_in_use,
+    settled_command_line,
     spawn,
     tail,
     terminate,
@@ -40,6 +41,20 @@ def test_a_live_stranger_behind_a_stale_pid_file_is_not_ours(tmp_path: Path) -> 
     pid_file = tmp_path / "svc.pid"
     pid_file.write_text(f"{os.getpid()}\n")  # this pytest process: alive, but not ours
     assert owned_pid(pid_file, str(tmp_path / "state")) is None
+
+
+def test_a_command_line_still_being_exec_d_is_read_again_not_judged() -> None:
+    """A just-spawned service shows an empty command line until the kernel has laid out
+    its arguments: ownership must wait for them (CI once called a healthy Prometheus
+    "exited while starting"), and give up when they never come."""
+    reads = iter(["", "", "/usr/bin/prometheus --storage.tsdb.path=/state/x"])
+    alive = os.getpid()  # any live process: the reads are the fake's
+    assert settled_command_line(alive, read=lambda _: next(reads)) == (
+        "/usr/bin/prometheus --storage.tsdb.path=/state/x"
+    )
+    started = time.monotonic()
+    assert settled_command_line(alive, read=lambda _: "", settle_s=0.1) == ""
+    assert 0.1 <= time.monotonic() - started < 2
 
 
 def test_garbage_pid_files_are_ignored(tmp_path: Path) -> None:
