@@ -216,6 +216,7 @@ class MedallionSink:
         """
         self._stop = stop
         await register_lineage(await self.connections.writer(), self._event_lineage())
+        await self.connections.open_all()
         registry = RegistryClient(self.settings.registry)
         codec = self._codec = AvroCodec(registry)
         decoder = DebeziumAvroDecoder(codec)

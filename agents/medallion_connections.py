@@ -48,6 +48,12 @@ class SinkConnections:
             await self._prepare(connection)
         return connection
 
+    async def open_all(self) -> None:
+        """Every lane's connection, opened and prepared before the first batch needs it:
+        a lane opened on first use made that batch wait for the connection and its warm-up."""
+        for slot in range(self.lanes):
+            await self.writer(slot)
+
     async def claims(self) -> asyncpg.Connection:
         if self._claims is None or self._claims.is_closed():
             self._claims = await self._open()

@@ -276,10 +276,12 @@ class SinkSettings(_Section):
     #: The broker evicts a member that does not poll for this long; while a write waits out
     #: an outage the runtime keeps polling with its partitions paused (streams/runtime.py).
     max_poll_interval_ms: int = Field(default=120_000, ge=15_000)
-    #: Partition batches of one take written at once, each on its own connection. Measured
-    #: on 2 cores it did not pay (the worker's Python, not PostgreSQL, is the limit: 1 lane
-    #: 4.8k/4.7k records/s, 2 lanes 4.2k/4.6k), so one lane unless a bigger box shows it does.
-    write_lanes: int = Field(default=1, ge=1, le=16)
+    #: Partition batches of one take written at once, each on its own connection: while
+    #: PostgreSQL runs one lane's statements, the worker plans and encodes the other's.
+    #: Two lanes, three latency runs each at half load on 2 cores (docs/decisions/0022):
+    #: p99 397-499 ms against 486-1,610 ms with one lane. Earlier "one lane is as fast"
+    #: figures were taken with a bug that made the lanes share one connection.
+    write_lanes: int = Field(default=2, ge=1, le=16)
     retry_initial_backoff_s: float = Field(default=0.2, gt=0)
     retry_max_backoff_s: float = Field(default=10.0, gt=0)
     daily_sales_refresh_s: float = Field(default=300.0, gt=0)

@@ -29,6 +29,10 @@ DB_ERRORS = (
     # "cannot switch to state ...; another operation is in progress": a connection broken
     # mid-operation by a server restart (seen in the chaos soak); a new connection cures it.
     asyncpg.InternalClientError,
+    # A deadlock or serialization failure rolled the whole transaction back: PostgreSQL
+    # asks for a retry. Two write lanes (or two workers' quality sweeps) can meet on the
+    # same rows; a batch that met one is written again, not the end of the worker.
+    asyncpg.TransactionRollbackError,
     TransientError,
 )
 

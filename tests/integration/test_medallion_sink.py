@@ -7,6 +7,7 @@ import io
 import logging
 from collections.abc import Iterator
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -14,6 +15,7 @@ from confluent_kafka import Producer
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from admin.capture import read_topics
+from agents.medallion_connections import SinkConnections
 from config.errors import FramingError
 from config.settings import Settings
 from observability.logging import configure_logging
@@ -266,3 +268,26 @@ async def test_the_oltp_correlation_id_reaches_bronze_and_the_batch_log_line(
         assert env.settings.topics.cdc_topic("customers") in batch_lines[0]["message"]
     finally:
         await db.close()
+
+
+async def test_every_write_lane_is_open_and_warmed_before_the_first_batch(env: SinkEnv) -> None:
+    """Issue 18: a lane opened on first use made its first batch wait for the connection
+    and for the backend to load the tables' catalog. ``open_all`` opens and prepares each
+    lane once; the warm-up's statements roll back and leave the connection idle."""
+    writer = MedallionWriter(OffsetStore(env.group, "warm"), RulesQualityGate(env.settings))
+    prepared: list[asyncpg.Connection] = []
+
+    async def prepare(connection: asyncpg.Connection) -> None:
+        await writer.prepare(connection)
+        prepared.append(connection)
+
+    connections = SinkConnections(env.settings, None, lanes=2, prepare=prepare)
+    try:
+        await connections.open_all()
+        assert len(prepared) == 2
+        assert prepared[0] is not prepared[1]
+        assert [await connections.writer(slot) for slot in (0, 1)] == prepared  # not reopened
+        for connection in prepared:
+            assert not connection.is_in_transaction()
+    finally:
+        connections.close()
