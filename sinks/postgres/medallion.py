@@ -520,6 +520,13 @@ class MedallionWriter:
     async def _apply_truncate(
         self, connection: asyncpg.Connection, topic: str, mark: TruncateMark
     ) -> None:
+        """Record the truncate and delete silver's older rows, alone against other writers
+        of the table: a batch of another partition written at the same time (another lane
+        or worker) neither sees this truncate in its barrier nor has its rows seen by this
+        update, so its rows from before the truncate stayed live. SHARE ROW EXCLUSIVE waits
+        for their transactions to commit and holds new ones until this one has."""
+        silver = self.tables[mark.table].silver_table
+        await connection.execute(f"LOCK TABLE {silver} IN SHARE ROW EXCLUSIVE MODE")
         await connection.execute(
             _RECORD_TRUNCATE,
             mark.table,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
@@ -18,7 +19,12 @@ from config.settings import Settings
 from observability.metrics import Metrics
 from observability.server import MetricsServer
 from oltp.loadgen import LoadgenConfig, run_loadgen
+from records.change_events import ChangeEvent, Operation, SourcePosition
+from sinks.postgres.batch import ConsumedRecord, plan_batch
 from sinks.postgres.connection import connect
+from sinks.postgres.medallion import MedallionWriter
+from sinks.postgres.offsets import OffsetStore
+from sinks.postgres.quality.gate import RulesQualityGate
 from sinks.postgres.schema_changes import accept_schema_changes, paused_tables
 from tests.integration.cli import run_cli
 from tests.integration.sink_env import (
@@ -420,6 +426,59 @@ async def test_truncate_under_load_leaves_only_the_rows_inserted_after_it_live(
         assert recorded == 2
     finally:
         await connection.close()
+
+
+def payments_record(
+    op: Operation, lsn: int, partition: int, payment_id: int | None = None
+) -> ConsumedRecord:
+    """A payments change at ``lsn`` on ``partition`` (offset 0), as the decoder makes it."""
+    row = None
+    if payment_id is not None:
+        row = {"payment_id": payment_id, "amount": Decimal("1.00"), "currency": "USD"}
+    event = ChangeEvent(
+        op=op,
+        schema="public",
+        table="payments",
+        key=None if payment_id is None else {"payment_id": payment_id},
+        before=None,
+        after=row,
+        position=SourcePosition(lsn, lsn, None, None, "false"),
+        committed_at=datetime.now(UTC),
+    )
+    return ConsumedRecord("bitvelocity.public.payments", partition, 0, event)
+
+
+async def test_a_truncate_waits_for_a_concurrent_writer_of_its_table_and_deletes_its_rows(
+    env: SinkEnv,
+) -> None:
+    """Two lanes or two workers write partitions of one table at once. A batch holding a row
+    from before a truncate, committed after the truncate's delete ran, kept that row live
+    (the test above failed so with two write lanes). The truncate now locks the silver
+    table against other writers: it waits for that batch, then deletes its row."""
+    writer = MedallionWriter(OffsetStore(env.group, "w"), RulesQualityGate(env.settings))
+    other, truncating = await connect(env.settings.postgres), await connect(env.settings.postgres)
+    try:
+        for connection in (other, truncating):
+            await writer.prepare(connection)
+        topic = "bitvelocity.public.payments"
+        older = plan_batch([payments_record(Operation.CREATE, 100, 0, payment_id=1)], "pg")
+        truncate = plan_batch([payments_record(Operation.TRUNCATE, 200, 1)], "pg")
+        open_batch = other.transaction()  # the other writer has not committed yet
+        await open_batch.start()
+        await writer.write(other, await writer.offsets.claim(other, topic, 0), older)
+        claim = await writer.offsets.claim(truncating, topic, 1)
+        truncating_write = asyncio.create_task(writer.write(truncating, claim, truncate))
+        await asyncio.sleep(1.0)
+        assert not truncating_write.done()  # it waits for the other writer's transaction
+        await open_batch.commit()
+        await asyncio.wait_for(truncating_write, timeout=30)
+        deleted = await other.fetchval(
+            "SELECT hard_deleted FROM silver.payments WHERE payment_id = 1"
+        )
+        assert deleted is True
+    finally:
+        await other.close()
+        await truncating.close()
 
 
 async def test_a_truncate_of_the_partitioned_orders_closes_their_gold_facts(env: SinkEnv) -> None:
