@@ -19,6 +19,7 @@ from agents.medallion_commit import BatchCommitter, SinkStats
 from serdes.consumer_step import Backoff
 from sinks.postgres.medallion import BatchOutcome
 from sinks.postgres.offsets import PartitionClaim
+from tests.unit.lane_connections import LaneConnections
 
 TOPIC = "bv.cdc.public.orders"
 
@@ -31,17 +32,6 @@ class Plan:
     silver_rows: int = 10
     dead_letters: tuple[Any, ...] = ()
     filtered: int = 0
-
-
-class Connections:
-    def __init__(self) -> None:
-        self.dropped: list[int] = []
-
-    async def writer(self, slot: int = 0) -> str:
-        return f"lane-{slot}"
-
-    def drop(self, slot: int = 0) -> None:
-        self.dropped.append(slot)
 
 
 class DeadlockedOnce:
@@ -69,7 +59,7 @@ class StoredOffsets:
 
 async def test_a_deadlocked_batch_is_written_again_and_commits() -> None:
     claim = PartitionClaim(TOPIC, 0, 10, 3)
-    writer, connections, stats = DeadlockedOnce(), Connections(), SinkStats()
+    writer, connections, stats = DeadlockedOnce(), LaneConnections(), SinkStats()
     committer = BatchCommitter(
         StoredOffsets(claim),  # type: ignore[arg-type]
         writer,  # type: ignore[arg-type]

@@ -13,17 +13,7 @@ from typing import Any
 
 from agents.medallion_schema import SchemaScreen
 from serdes.consumer_step import Backoff
-
-
-class LaneConnections:
-    def __init__(self) -> None:
-        self.dropped: list[int] = []
-
-    async def writer(self, slot: int = 0) -> str:
-        return f"lane-{slot}"
-
-    def drop(self, slot: int = 0) -> None:
-        self.dropped.append(slot)
+from tests.unit.lane_connections import LaneConnections
 
 
 class FlakyGuard:
