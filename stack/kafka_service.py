@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka.admin import AdminClient
@@ -84,7 +85,7 @@ class KafkaService(Service):
             progress("kafka: formatting KRaft storage")
             cluster_id_file = self.home / "cluster.id"
             if not cluster_id_file.exists():
-                cluster_id_file.write_text(_kafka_cluster_id() + "\n", encoding="utf-8")
+                cluster_id_file.write_text(kafka_cluster_id() + "\n", encoding="utf-8")
             cluster_id = cluster_id_file.read_text(encoding="utf-8").strip()
             run_checked(
                 kafka_java_command(
@@ -93,8 +94,9 @@ class KafkaService(Service):
                     256,
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    cluster_id,
+                    # One argument, so an id kept from before this check that starts with
+                    # "-" is not read as an option.
+                    f"--cluster-id={cluster_id}",
                     "-c",
                     self.server_properties,
                     "--ignore-formatted",
@@ -129,6 +131,14 @@ class KafkaService(Service):
         return f"{len(metadata.brokers)} broker, {len(metadata.topics)} topics"
 
 
-def _kafka_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 chars)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def kafka_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 chars).
+
+    Never one that starts with ``-``: the storage tool's argument parser reads such an id as
+    an option ("argument --cluster-id/-t: expected one argument"). One id in 64 did; a CI
+    run met one. Kafka's own ``Uuid.randomUuid`` draws again in that case, and so does this.
+    """
+    while True:
+        candidate = base64.urlsafe_b64encode(random_bytes()).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
