@@ -39,6 +39,14 @@ class ConnectorSpec:
     user: str | None = None  # default: the admin user
     password_key: str = "admin_password"  # noqa: S105 - a key in the secrets file, not a secret
     publication_autocreate: Literal["filtered", "disabled"] = "filtered"
+    #: Run by Debezium every heartbeat interval (``heartbeat.action.query``): a write to a
+    #: published table, so the slot's confirmed position moves while the captured tables
+    #: are quiet (oltp migration 0005, decision 0024).
+    heartbeat_query: str | None = None
+
+
+#: The OLTP database's heartbeat write (oltp migration 0005).
+OLTP_HEARTBEAT_QUERY = "UPDATE cdc.heartbeat SET beat_at = now() WHERE id = 1"
 
 
 def oltp_connector_spec(
@@ -65,6 +73,7 @@ def oltp_connector_spec(
         user=settings.postgres.debezium_user,
         password_key="debezium_password",  # noqa: S106 - a key name, not a secret
         publication_autocreate="disabled",  # created by the OLTP migration, with partition roots
+        heartbeat_query=OLTP_HEARTBEAT_QUERY,
     )
 
 
@@ -100,6 +109,7 @@ def debezium_postgres_config(settings: Settings, spec: ConnectorSpec) -> dict[st
     """The full connector config for ``spec`` against the stack's PostgreSQL."""
     pg = settings.postgres
     secrets = postgres_secrets_file(settings.stack.state_dir)
+    heartbeat = {"heartbeat.action.query": spec.heartbeat_query} if spec.heartbeat_query else {}
     return {
         "connector.class": POSTGRES_CONNECTOR_CLASS,
         "tasks.max": "1",
@@ -118,6 +128,7 @@ def debezium_postgres_config(settings: Settings, spec: ConnectorSpec) -> dict[st
         "decimal.handling.mode": "precise",
         "provide.transaction.metadata": "true",
         "heartbeat.interval.ms": "10000",
+        **heartbeat,
         "tombstones.on.delete": "true",
         # Emit TRUNCATE (Debezium skips it by default): silver applies it (decision 0021).
         "skipped.operations": "none",
