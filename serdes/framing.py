@@ -62,6 +62,10 @@ class FramedPayload:
     id_kind: IdKind = IdKind.CONTENT
 
 
+#: Magic byte and 4-byte id: what ``detect`` strips in its fast path.
+_CONFLUENT_HEADER = 5
+
+
 def unframe(data: bytes | None, framing: Framing = Framing.CONFLUENT) -> FramedPayload:
     """Split framed bytes into schema id and body; malformed input raises ``FramingError``."""
     if data is None:
@@ -112,6 +116,11 @@ def detect(
                 kind = IdKind.GLOBAL if name == global_name else IdKind.CONTENT
                 (schema_id,) = struct.unpack(">Q", raw)
                 return FramedPayload(schema_id, bytes(data), Framing.APICURIO_HEADERS, kind)
+    if type(data) is bytes and len(data) > _CONFLUENT_HEADER and data[0] == MAGIC_BYTE:
+        # The common case, one slice and no struct format: a Confluent id (never 0).
+        schema_id = int.from_bytes(data[1:_CONFLUENT_HEADER])
+        if schema_id:
+            return FramedPayload(schema_id, data[_CONFLUENT_HEADER:], Framing.CONFLUENT)
     framed = unframe(data, Framing.CONFLUENT)
     if framed.schema_id == 0 and len(data) >= Framing.APICURIO_LEGACY.header_size:
         legacy = unframe(data, Framing.APICURIO_LEGACY)

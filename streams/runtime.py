@@ -161,10 +161,14 @@ def consumer_config(bootstrap_servers: str, spec: ConsumerSpec) -> dict[str, Any
 
 def origin_of(message: Message) -> RecordOrigin:
     """Where a consumed record came from, with its bytes and headers (for dead letters)."""
-    consumed = cast(list[tuple[str, bytes | str | None]], message.headers() or [])
-    headers = tuple(
-        (name, value if isinstance(value, bytes) else (value or "").encode())
-        for name, value in consumed
+    consumed = cast(list[tuple[str, bytes | str | None]] | None, message.headers())
+    headers = (
+        tuple(
+            (name, value if isinstance(value, bytes) else (value or "").encode())
+            for name, value in consumed
+        )
+        if consumed
+        else ()
     )
     return RecordOrigin(
         message.topic() or "",

@@ -492,7 +492,7 @@ class MedallionWriter:
         verdicts = [UNJUDGED if c.hard_deleted else next(judged) for c in ordered]
         records = [
             (
-                *(change.row[column] for column in spec.columns),
+                *spec.values_of(change.row),
                 change.hard_deleted,
                 change.lsn,
                 change.partition,

@@ -6,8 +6,11 @@ Silver keeps the source's column names except where a partition key is renamed
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from operator import itemgetter
+from typing import cast
 
 _AUDIT = (
     "created_at",
@@ -29,6 +32,12 @@ class TableSpec:
     columns: tuple[str, ...]  # silver names, key first, audit columns last
     renames: Mapping[str, str] = field(default_factory=dict)  # source name -> silver name
     _source_pairs: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
+    _values: Callable[[Mapping[str, object]], tuple[object, ...]] = field(
+        init=False, repr=False, compare=False
+    )
+    _key: Callable[[Mapping[str, object]], tuple[object, ...]] = field(
+        init=False, repr=False, compare=False
+    )
 
     @property
     def bronze_table(self) -> str:
@@ -42,6 +51,8 @@ class TableSpec:
         # Resolved once: silver_row runs for every record of every batch.
         pairs = tuple((column, self.source_name(column)) for column in self.columns)
         object.__setattr__(self, "_source_pairs", pairs)
+        object.__setattr__(self, "_values", _tuple_getter(self.columns))
+        object.__setattr__(self, "_key", _tuple_getter(self.key))
 
     def source_name(self, silver_column: str) -> str:
         for source, silver in self.renames.items():
@@ -55,7 +66,23 @@ class TableSpec:
         return {column: get(source) for column, source in self._source_pairs}
 
     def key_of(self, silver_row: Mapping[str, object]) -> tuple[object, ...]:
-        return tuple(silver_row[column] for column in self.key)
+        return self._key(silver_row)
+
+    def values_of(self, silver_row: Mapping[str, object]) -> tuple[object, ...]:
+        """The row's values in ``columns`` order (a missing column raises ``KeyError``)."""
+        return self._values(silver_row)
+
+
+def _one_value(column: str, row: Mapping[str, object]) -> tuple[object, ...]:
+    return (row[column],)
+
+
+def _tuple_getter(columns: tuple[str, ...]) -> Callable[[Mapping[str, object]], tuple[object, ...]]:
+    """The values of ``columns`` as a tuple, by ``operator.itemgetter`` (one C call per row;
+    it returns a bare value for a single column, hence the wrapper)."""
+    if len(columns) == 1:
+        return partial(_one_value, columns[0])  # picklable, unlike a lambda
+    return cast(Callable[[Mapping[str, object]], tuple[object, ...]], itemgetter(*columns))
 
 
 def _spec(name: str, key: tuple[str, ...], data: tuple[str, ...], **renames: str) -> TableSpec:
