@@ -35,6 +35,7 @@ from bench.sink import _rss_mb, _TimedSink, check_exactly_once
 from config.settings import Settings
 from sinks.postgres.connection import connect
 from stack.manager import Stack
+from streams.memory import tune_garbage_collector
 from streams.runtime import PartitionId
 
 #: Items per order in the input (``bench.cdc_events``: an order insert, two item inserts,
@@ -97,6 +98,7 @@ def sink_worker(
     sink = _TimedSink(
         settings, expected={}, worker_id=worker_id, topics=topics, group_id=group, database=database
     )
+    tune_garbage_collector(settings.worker.gc_gen0_threshold)  # as `bitvelocity worker` does
     report.send("ready")
     if go.wait(120):
         report.send(asyncio.run(_work(sink, worker_id, stop)))

@@ -611,6 +611,18 @@ class RabbitMQSettings(_Section):
         return f"amqp://{quote(self.user, safe='')}:{password}@{self.host}:{self.port}/{vhost}"
 
 
+class WorkerSettings(_Section):
+    """The worker process (``bitvelocity worker``; the benchmark's sink processes too)."""
+
+    #: Container allocations between two young-generation runs of CPython's cyclic garbage
+    #: collector (the interpreter's default is 700). A sink allocates dozens of dicts and
+    #: tuples per record, almost all freed by reference counting, so at 700 the collector
+    #: ran every few records and rescanned the batches in flight each time: 50,000 cut the
+    #: decode and plan stages from 54 to 45 us a record and raised the sink 15-20 % in the
+    #: benchmark (docs/decisions/0022, "stop 35"). Unset: the interpreter's default.
+    gc_gen0_threshold: int | None = Field(default=50_000, ge=700)
+
+
 class StackSettings(_Section):
     """Where the local stack keeps its downloads, data, logs and pids."""
 
@@ -663,6 +675,7 @@ class Settings(BaseSettings):
     backup: BackupSettings = BackupSettings()
     nats: NatsSettings = NatsSettings()
     rabbitmq: RabbitMQSettings = RabbitMQSettings()
+    worker: WorkerSettings = WorkerSettings()
     stack: StackSettings = StackSettings()
 
     @property

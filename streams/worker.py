@@ -39,7 +39,7 @@ from serdes.own_schemas import register_all
 from serdes.registry import RegistryClient
 from stack.disk import disk_usage_collector
 from streams.analytics_views import AnalyticsWebServer, analytics_web_app
-from streams.memory import limit_malloc_arenas
+from streams.memory import limit_malloc_arenas, tune_garbage_collector
 
 log = logging.getLogger("bitvelocity.worker")
 #: What ``bitvelocity worker`` runs without ``--agents``.
@@ -222,4 +222,5 @@ def main_worker(
     """Blocking entry point for the CLI."""
     configure_logging(settings.log_level)
     limit_malloc_arenas()  # before the consumers and the state folder start their threads
+    tune_garbage_collector(settings.worker.gc_gen0_threshold)
     asyncio.run(run_worker(settings, agents, worker_id=worker_id, serve_metrics=serve_metrics))
