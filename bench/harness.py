@@ -231,7 +231,9 @@ def run(options: HarnessOptions, settings: Settings | None = None) -> dict[str, 
                 partitions=options.partitions,
             )
         preload_s = time.monotonic() - started
-        # The input records are the harness's, not a sink's: out of every collection.
+        # The input records are the harness's, not a sink's: out of every collection. The
+        # sink row ran 15-20 % slower while every full collection scanned them too
+        # (docs/decisions/0022, "stop 35").
         tune_garbage_collector(base.worker.gc_gen0_threshold)
         context = BenchContext(derived, options, run_id, cdc, cdc.records, Warehouses(derived))
         state.append(context)

@@ -617,9 +617,10 @@ class WorkerSettings(_Section):
     #: Container allocations between two young-generation runs of CPython's cyclic garbage
     #: collector (the interpreter's default is 700). A sink allocates dozens of dicts and
     #: tuples per record, almost all freed by reference counting, so at 700 the collector
-    #: ran every few records and rescanned the batches in flight each time: 50,000 cut the
-    #: decode and plan stages from 54 to 45 us a record and raised the sink 15-20 % in the
-    #: benchmark (docs/decisions/0022, "stop 35"). Unset: the interpreter's default.
+    #: runs every few records and rescans the records held in flight. Measured
+    #: (docs/decisions/0022, "stop 35"): decode and plan of 40,000 held records 54 -> 45 us a
+    #: record offline; in the benchmark's live sink, within its run-to-run noise (10-12k
+    #: records/s either way). Unset: the interpreter's default.
     gc_gen0_threshold: int | None = Field(default=50_000, ge=700)
 
 
