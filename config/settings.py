@@ -619,8 +619,10 @@ class WorkerSettings(_Section):
     #: tuples per record, almost all freed by reference counting, so at 700 the collector
     #: runs every few records and rescans the records held in flight. Measured
     #: (docs/decisions/0022, "stop 35"): decode and plan of 40,000 held records 54 -> 45 us a
-    #: record offline; in the benchmark's live sink, within its run-to-run noise (10-12k
-    #: records/s either way). Unset: the interpreter's default.
+    #: record offline; the full pipeline (sink and analytics in one process, whose state
+    #: every full collection scans) 5,279 and 5,553 -> 6,266 and 5,952 records/s in two
+    #: alternated pairs; the sink alone within its run-to-run noise (10-12k records/s
+    #: either way). Unset: the interpreter's default.
     gc_gen0_threshold: int | None = Field(default=50_000, ge=700)
 
 
