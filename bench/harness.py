@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import json
 import logging
@@ -46,7 +47,7 @@ from oltp.schema import migrate_oltp
 from serdes.registry import RegistryClient
 from sinks.postgres.connection import connect
 from stack.versions import DEBEZIUM_VERSION, KAFKA_VERSION
-from streams.memory import tune_garbage_collector
+from streams.memory import garbage_collector_of_a_worker
 
 log = logging.getLogger("bitvelocity.bench")
 RESULTS = Path(__file__).resolve().parent / "results" / "bench.json"
@@ -211,11 +212,15 @@ def selected(options: HarnessOptions) -> list[Scenario]:
 # -- the run ----------------------------------------------------------------------------------
 def run(options: HarnessOptions, settings: Settings | None = None) -> dict[str, Any]:
     """Preload, run the scenarios, clean up; returns the result (also written as JSON)."""
-    scenarios = selected(options)
     base = settings or load_settings()
     # The garbage collector as `bitvelocity worker` sets it, for the baselines as much as
-    # for our rows: the ratios compare like with like.
-    tune_garbage_collector(base.worker.gc_gen0_threshold)
+    # for our rows: the ratios compare like with like. Restored afterwards (tests run this).
+    with garbage_collector_of_a_worker(base.worker.gc_gen0_threshold):
+        return _run(options, base)
+
+
+def _run(options: HarnessOptions, base: Settings) -> dict[str, Any]:
+    scenarios = selected(options)
     run_id = secrets.token_hex(3)
     derived = derive(base, run_id, options.batch_max_records, BENCH_NAMES)
     topics = {t: derived.topics.cdc_topic(t) for t in TABLES}
@@ -234,7 +239,7 @@ def run(options: HarnessOptions, settings: Settings | None = None) -> dict[str, 
         # The input records are the harness's, not a sink's: out of every collection. The
         # sink row ran 15-20 % slower while every full collection scanned them too
         # (docs/decisions/0022, "stop 35").
-        tune_garbage_collector(base.worker.gc_gen0_threshold)
+        gc.freeze()
         context = BenchContext(derived, options, run_id, cdc, cdc.records, Warehouses(derived))
         state.append(context)
         # The sink and the agents log in as the worker role, whose password the OLTP

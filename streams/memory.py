@@ -15,6 +15,8 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger("bitvelocity.worker")
 
@@ -51,3 +53,17 @@ def tune_garbage_collector(gen0_threshold: int | None) -> None:
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(gen0_threshold, gen1, gen2)
+
+
+@contextmanager
+def garbage_collector_of_a_worker(gen0_threshold: int | None) -> Iterator[None]:
+    """``tune_garbage_collector`` for the block only; the interpreter's thresholds are
+    restored and the frozen objects thawed afterwards (the benchmark harness, run by a
+    test inside pytest's process)."""
+    thresholds = gc.get_threshold()
+    tune_garbage_collector(gen0_threshold)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()

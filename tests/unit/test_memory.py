@@ -13,7 +13,11 @@ import pytest
 from pydantic import ValidationError
 
 from config.settings import WorkerSettings
-from streams.memory import limit_malloc_arenas, tune_garbage_collector
+from streams.memory import (
+    garbage_collector_of_a_worker,
+    limit_malloc_arenas,
+    tune_garbage_collector,
+)
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
@@ -53,3 +57,13 @@ def test_the_threshold_setting_refuses_less_than_the_interpreter_default() -> No
     with pytest.raises(ValidationError):
         WorkerSettings(gc_gen0_threshold=100)
     assert WorkerSettings().gc_gen0_threshold == 50_000
+
+
+@pytest.mark.usefixtures("collector_state")
+def test_the_harness_setting_is_undone_after_its_block() -> None:
+    before = gc.get_threshold()
+    frozen = gc.get_freeze_count()
+    with garbage_collector_of_a_worker(50_000):
+        assert gc.get_threshold()[0] == 50_000
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() <= frozen
