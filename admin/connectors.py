@@ -9,7 +9,7 @@ registry's ccompat API serves as schema ids) or, in the JSON profile, schemaless
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -139,6 +139,12 @@ def debezium_postgres_config(settings: Settings, spec: ConnectorSpec) -> dict[st
     }
 
 
+def changed_settings(current: Mapping[str, str], wanted: Mapping[str, str]) -> list[str]:
+    """The keys of ``wanted`` that ``current`` lacks or sets otherwise (keys only ``current``
+    has, such as Connect's own ``name``, do not count); sorted."""
+    return sorted(key for key, value in wanted.items() if current.get(key) != value)
+
+
 def register_oltp_connector(
     settings: Settings, *, update: bool = False, progress: Callable[[str], None] | None = None
 ) -> str:
@@ -148,13 +154,14 @@ def register_oltp_connector(
     with ConnectClient(settings) as connect_client:
         current = connect_client.config(spec.name)
         if current is not None:
-            same = all(current.get(k) == v for k, v in wanted.items())
-            if not same and not update:
+            changed = changed_settings(current, wanted)
+            if changed and not update:
                 raise ConfigurationError(
                     f"connector {spec.name} is already registered with a different "
-                    "configuration; rerun with --update to replace it"
+                    f"configuration ({', '.join(changed)}); run `bitvelocity connector "
+                    "register --update` to replace it"
                 )
-            if same:
+            if not changed:
                 connect_client.wait_running(spec.name)
                 return f"connector {spec.name} already registered with this configuration"
         if progress:

@@ -177,6 +177,7 @@ def test_registering_over_a_different_connector_config_needs_update() -> None:
     assert result.returncode == 2
     [line] = error_lines(result.stderr)
     assert "already registered with a different configuration" in line
+    assert "(topic.creation.default.partitions)" in line  # what differs, by name
     assert "--update" in line
     status = run_cli("connector", "status")
     assert status.returncode == 0

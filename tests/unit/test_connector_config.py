@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from admin.connectors import ConnectorSpec, debezium_postgres_config
+from admin.connectors import (
+    OLTP_HEARTBEAT_QUERY,
+    ConnectorSpec,
+    changed_settings,
+    debezium_postgres_config,
+    oltp_connector_spec,
+)
 from config.settings import Settings
 
 
@@ -46,3 +52,26 @@ def test_json_profile_has_no_registry() -> None:
     config = debezium_postgres_config(Settings(), spec("json"))
     assert config["value.converter"] == "org.apache.kafka.connect.json.JsonConverter"
     assert not any("apicurio" in key for key in config)
+
+
+def test_the_oltp_connector_writes_its_heartbeat_row() -> None:
+    """The slot of a quiet database moves only with a published change (decision 0024)."""
+    config = debezium_postgres_config(Settings(), oltp_connector_spec(Settings()))
+    assert config["heartbeat.action.query"] == OLTP_HEARTBEAT_QUERY
+    assert "cdc.heartbeat" not in config["table.include.list"]  # no change topic for it
+
+
+def test_a_connector_without_a_heartbeat_query_has_none() -> None:
+    assert "heartbeat.action.query" not in debezium_postgres_config(Settings(), spec())
+
+
+def test_a_changed_registration_names_the_settings_that_differ() -> None:
+    wanted = debezium_postgres_config(Settings(), oltp_connector_spec(Settings()))
+    registered = {k: v for k, v in wanted.items() if k != "heartbeat.action.query"}
+    registered["name"] = "bitvelocity-postgres-cdc"  # Connect adds it; not a difference
+    registered["topic.creation.default.partitions"] = "7"
+    assert changed_settings(registered, wanted) == [
+        "heartbeat.action.query",
+        "topic.creation.default.partitions",
+    ]
+    assert changed_settings(wanted, wanted) == []
