@@ -52,7 +52,7 @@ def decode_cdc_record(
         origin.partition,
         origin.offset,
         decoded,
-        _trace_id(origin) or _row_correlation_id(decoded),
+        trace_id_from_headers(origin.headers) or _row_correlation_id(decoded),
         origin,
     )
 
@@ -69,13 +69,9 @@ def decode_event_record(
         origin.partition,
         origin.offset,
         decoded,
-        _trace_id(origin),
+        trace_id_from_headers(origin.headers),
         origin,
     )
-
-
-def _trace_id(origin: RecordOrigin) -> str | None:
-    return trace_id_from_headers(list(origin.headers)) if origin.headers else None
 
 
 class UnknownTableError(PermanentError):

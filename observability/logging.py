@@ -79,8 +79,10 @@ def trace_id_from_headers(headers: Headers) -> str | None:
     """The trace id carried by a record's headers, or ``None``.
 
     Accepts confluent-kafka/aiokafka header lists (``[(name, bytes)]``) and Faust's
-    header mapping alike.
+    header mapping alike. Most records carry no headers: they return at once.
     """
+    if not headers:
+        return None
     found = _as_dict(headers)
     for name in (TRACE_HEADER, *CORRELATION_HEADERS):
         text = _text(found.get(name))

@@ -40,9 +40,7 @@ class Framing(Enum):
     @property
     def header_size(self) -> int:
         """Bytes in front of the body (0 when the id travels in headers)."""
-        if self is Framing.APICURIO_HEADERS:
-            return 0
-        return 1 + struct.calcsize(self.id_format)
+        return _HEADER_SIZES[self]
 
 
 class IdKind(Enum):
@@ -62,29 +60,36 @@ class FramedPayload:
     id_kind: IdKind = IdKind.CONTENT
 
 
-#: Magic byte and 4-byte id: what ``detect`` strips in its fast path.
-_CONFLUENT_HEADER = 5
+#: Magic byte plus id width, computed once: ``unframe`` runs for every record's key and value.
+_HEADER_SIZES = {Framing.CONFLUENT: 5, Framing.APICURIO_LEGACY: 9, Framing.APICURIO_HEADERS: 0}
+_CONFLUENT = Framing.CONFLUENT
+_CONTENT, _GLOBAL = IdKind.CONTENT, IdKind.GLOBAL
 
 
 def unframe(data: bytes | None, framing: Framing = Framing.CONFLUENT) -> FramedPayload:
     """Split framed bytes into schema id and body; malformed input raises ``FramingError``."""
     if data is None:
         raise FramingError("record has no value (tombstone): nothing to unframe")
-    if framing is Framing.APICURIO_HEADERS:
+    if framing is not _CONFLUENT and framing is Framing.APICURIO_HEADERS:
         raise FramingError("the apicurio-headers framing needs the record headers: use detect")
-    if len(data) < framing.header_size:
+    size = 5 if framing is _CONFLUENT else _HEADER_SIZES[framing]
+    if len(data) < size:
         raise FramingError(
             f"record of {len(data)} bytes is shorter than the {framing.value} header "
-            f"({framing.header_size} bytes): not registry-framed"
+            f"({size} bytes): not registry-framed"
         )
     if data[0] != MAGIC_BYTE:
         raise FramingError(
             f"record starts with byte {data[0]:#04x}, not the magic byte 0x00: "
             f"not {framing.value}-framed (plain JSON or another serializer?)"
         )
-    (schema_id,) = struct.unpack_from(framing.id_format, data, 1)
-    kind = IdKind.CONTENT if framing is Framing.CONFLUENT else IdKind.GLOBAL
-    return FramedPayload(schema_id, bytes(data[framing.header_size :]), framing, kind)
+    body = data[size:]
+    return FramedPayload(
+        int.from_bytes(data[1:size]),
+        body if type(body) is bytes else bytes(body),
+        framing,
+        _CONTENT if framing is _CONFLUENT else _GLOBAL,
+    )
 
 
 def header_names(side: str) -> tuple[str, str]:
@@ -116,11 +121,6 @@ def detect(
                 kind = IdKind.GLOBAL if name == global_name else IdKind.CONTENT
                 (schema_id,) = struct.unpack(">Q", raw)
                 return FramedPayload(schema_id, bytes(data), Framing.APICURIO_HEADERS, kind)
-    if type(data) is bytes and len(data) > _CONFLUENT_HEADER and data[0] == MAGIC_BYTE:
-        # The common case, one slice and no struct format: a Confluent id (never 0).
-        schema_id = int.from_bytes(data[1:_CONFLUENT_HEADER])
-        if schema_id:
-            return FramedPayload(schema_id, data[_CONFLUENT_HEADER:], Framing.CONFLUENT)
     framed = unframe(data, Framing.CONFLUENT)
     if framed.schema_id == 0 and len(data) >= Framing.APICURIO_LEGACY.header_size:
         legacy = unframe(data, Framing.APICURIO_LEGACY)
