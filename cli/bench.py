@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
+from bench.disk_guard import require_free_space
 from cli.console import out
+from config.settings import load_settings
 
 Scenario = Annotated[
     list[str] | None,
@@ -35,6 +37,13 @@ SkipHeavy = Annotated[
 LatencySeconds = Annotated[
     float, typer.Option(help="How long the latency-under-load scenario produces.")
 ]
+MinFreeGb = Annotated[
+    float,
+    typer.Option(
+        help="Refuse to start with less free space (GB) under the stack's state folder: a "
+        "full run writes several GB of PostgreSQL WAL, all archived. 0 turns the check off."
+    ),
+]
 SummaryJson = Annotated[
     Path | None, typer.Option("--json", help="Where to write the figures (JSON).")
 ]
@@ -47,6 +56,7 @@ def bench(
     skip_heavy: SkipHeavy = False,
     latency_seconds: LatencySeconds = 60.0,
     summary_json: SummaryJson = None,
+    min_free_gb: MinFreeGb = 5.0,
 ) -> None:
     """Measure our pipeline against raw baselines and peers in one run; table + JSON.
 
@@ -54,6 +64,7 @@ def bench(
     consumer groups and connectors. The JDBC scenario restarts Kafka Connect once to load
     the plugin: do not run it on a stack others use.
     """
+    require_free_space(load_settings().stack.state_dir, min_free_gb)
     detail = _DETAIL_RUNS.get(scenario[0]) if scenario and len(scenario) == 1 else None
     if detail is not None:
         detail(events, summary_json)
